@@ -1,0 +1,67 @@
+"""The ``testbed`` command.
+
+Each area of the package owns its own click commands; this module only wires
+them together, importing an area when its command is used so that one area's
+heavy imports (Locust, uvicorn, QEMU bindings) do not slow down the others.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are ``"module:attribute"`` strings, imported on use."""
+
+    def __init__(self, *args, lazy: dict[str, str] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy:
+            module_name, attr = self.lazy[cmd_name].split(":")
+            command = getattr(importlib.import_module(module_name), attr)
+            if not isinstance(command, click.Command):
+                raise click.ClickException(f"{self.lazy[cmd_name]} is not a click command")
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy={
+        "image": "testbed.image.cli:image",
+        "board": "testbed.board.cli:board",
+        "doctor": "testbed.board.cli:doctor",
+        "service": "testbed.service.cli:service",
+        "sphere": "testbed.service.sphere_cli:sphere",
+        "crashdumps": "testbed.service.sphere_cli:crashdumps",
+        "scenario": "testbed.scenario.cli:scenario",
+        "demo": "testbed.scenario.cli:demo",
+        "load": "testbed.load.cli:load",
+    },
+)
+@click.version_option(package_name="testbed")
+def main() -> None:
+    """Emulated MT3620-like boards, a mock Security Service, and the crash-dump pipeline between them."""
+
+
+@main.group(
+    cls=LazyGroup,
+    lazy={
+        "boot": "testbed.board.bench:bench_boot",
+        "ingest": "testbed.load.bench:bench_ingest",
+        "crash": "testbed.scenario.bench:bench_crash",
+    },
+)
+def bench() -> None:
+    """Benchmarks: medians and ratios against a baseline measured in the same run, as JSON."""
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""pytest fixtures for the mock Security Service (filled in by the service work)."""
