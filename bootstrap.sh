@@ -16,7 +16,7 @@ say() { printf '\n==> %s\n' "$*"; }
 
 DEBIAN_PACKAGES=(
   qemu-system-arm qemu-utils gcc-arm-linux-gnueabihf gcc make libc6-dev
-  cpio gzip xz-utils ca-certificates python3-venv python3-pip
+  cpio gzip xz-utils ca-certificates python3-venv python3-pip gdb
 )
 
 missing=()
