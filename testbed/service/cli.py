@@ -1,0 +1,171 @@
+"""``testbed service``: run the mock Security Service and manage its tenants and tokens."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+DEFAULT_DATA_DIR = Path("./service-data")
+
+
+def _data_dir_option(f):
+    return click.option(
+        "--data-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=DEFAULT_DATA_DIR,
+        show_default=True,
+        envvar="TESTBED_SERVICE_DATA",
+        help="Directory of the service's database and blob stores.",
+    )(f)
+
+
+@click.group()
+def service() -> None:
+    """The mock Security Service (public, device, support and control APIs)."""
+
+
+@service.command("run")
+@_data_dir_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback only unless forced).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8443, show_default=True, help="TCP port; 0 picks a free one.")
+@click.option("--allow-non-loopback", is_flag=True, help="Allow a --host outside 127.0.0.0/8 (not for the testbed).")
+@click.option("--enable-control", is_flag=True, help="Enable the /testbed/v1 control API (clock, faults, tenants).")
+@click.option("--control-token-file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Where to write the control token [default: <data-dir>/control.token].")
+@click.option("--ready-file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write {url, port, pid, controlToken} as JSON here once listening.")
+@click.option("--throttle-limit", type=click.IntRange(1, 1_000_000), default=5, show_default=True, help="Dumps kept per crash signature and tenant.")
+@click.option("--max-upload-bytes", type=click.IntRange(1), default=256 * 1024, show_default=True, help="Cap on a compressed upload.")
+@click.option("--max-inflated-bytes", type=click.IntRange(1), default=4 * 1024 * 1024, show_default=True, help="Cap on an upload's inflated size.")
+@click.option("--rate-limit", type=click.IntRange(0), default=120, show_default=True, help="Crash requests (intent + upload) per device per minute; 0 disables.")
+@click.option("--rate-burst", type=click.IntRange(1), default=30, show_default=True, help="Burst allowance of the per-device rate limit.")
+@click.option("--sweep-interval", type=click.FloatRange(0.1), default=60.0, show_default=True, help="Seconds between retention sweeps.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="warning", show_default=True)
+def run(
+    data_dir: Path,
+    host: str,
+    port: int,
+    allow_non_loopback: bool,
+    enable_control: bool,
+    control_token_file: Path | None,
+    ready_file: Path | None,
+    throttle_limit: int,
+    max_upload_bytes: int,
+    max_inflated_bytes: int,
+    rate_limit: int,
+    rate_burst: int,
+    sweep_interval: float,
+    log_level: str,
+) -> None:
+    """Run the service in the foreground until interrupted."""
+    from testbed.service.app import ServiceConfig
+    from testbed.service.server import HostError, serve
+
+    config = ServiceConfig(
+        data_dir=data_dir.resolve(),
+        enable_control=enable_control,
+        throttle_limit=throttle_limit,
+        max_upload_bytes=max_upload_bytes,
+        max_inflated_bytes=max_inflated_bytes,
+        rate_limit_per_minute=rate_limit,
+        rate_limit_burst=rate_burst,
+        sweep_interval=sweep_interval,
+    )
+    try:
+        serve(
+            config,
+            host=host,
+            port=port,
+            ready_file=ready_file,
+            control_token_file=control_token_file,
+            force_host=allow_non_loopback,
+            log_level=log_level,
+        )
+    except HostError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@service.group("tenant")
+def tenant() -> None:
+    """Tenants (directly in the data directory; the service may be running)."""
+
+
+@tenant.command("create")
+@_data_dir_option
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def tenant_create(data_dir: Path, name: str, as_json: bool) -> None:
+    """Create tenant NAME and print its id and an Administrator token (shown once)."""
+    import sqlite3
+
+    from testbed.service.store import Store
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(data_dir / "service.db")
+    try:
+        now = int(time.time())
+        try:
+            t = store.create_tenant(name, now)
+        except sqlite3.IntegrityError:
+            raise click.ClickException(f"a tenant named {name!r} already exists") from None
+        token = store.create_token(t["Id"], "Administrator", now, "cli")
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps({"Id": t["Id"], "Name": name, "Token": token}))
+    else:
+        click.echo(f"tenant {name} id {t['Id']}")
+        click.echo(f"Administrator token (shown once): {token}")
+
+
+@tenant.command("list")
+@_data_dir_option
+def tenant_list(data_dir: Path) -> None:
+    """List tenants as JSON."""
+    from testbed.service.store import Store
+
+    if not (data_dir / "service.db").exists():
+        raise click.ClickException(f"no service database in {data_dir}")
+    store = Store(data_dir / "service.db")
+    try:
+        rows = store.conn.execute("SELECT id, name FROM tenants ORDER BY created_at, rowid").fetchall()
+    finally:
+        store.close()
+    click.echo(json.dumps([{"Id": r["id"], "Name": r["name"]} for r in rows], indent=2))
+
+
+@service.group("token")
+def token() -> None:
+    """Bearer tokens (stored hashed; printed once)."""
+
+
+@token.command("create")
+@_data_dir_option
+@click.option("--tenant", "tenant_ref", default=None, help="Tenant name or id (not for --role Support).")
+@click.option("--role", type=click.Choice(["Administrator", "Contributor", "Reader", "Support"]), required=True)
+@click.option("--label", default="", help="Who holds the token (shows in audit rows).")
+def token_create(data_dir: Path, tenant_ref: str | None, role: str, label: str) -> None:
+    """Create a token and print it (only this once; the service keeps only its hash)."""
+    from testbed.service.store import Store
+
+    if role == "Support" and tenant_ref:
+        raise click.UsageError("a Support token belongs to no tenant; omit --tenant")
+    if role != "Support" and not tenant_ref:
+        raise click.UsageError(f"--tenant is required for role {role}")
+    if not (data_dir / "service.db").exists():
+        raise click.ClickException(f"no service database in {data_dir} (start the service or create a tenant first)")
+    store = Store(data_dir / "service.db")
+    try:
+        tenant_id = None
+        if tenant_ref:
+            row = store.find_tenant(tenant_ref)
+            if row is None:
+                raise click.ClickException(f"no tenant {tenant_ref!r} (see `testbed service tenant list`)")
+            tenant_id = row["id"]
+        secret = store.create_token(tenant_id, role, int(time.time()), label)
+    finally:
+        store.close()
+    click.echo(secret)
+    print(f"{role} token for {tenant_ref or 'support'} (shown once; store it now)", file=sys.stderr)

@@ -1,0 +1,105 @@
+"""Running the service: bind 127.0.0.1, start uvicorn, announce readiness in a file."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import os
+import secrets
+import socket
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from testbed.service.app import ServiceConfig, create_app
+
+
+class HostError(ValueError):
+    pass
+
+
+def check_host(host: str, force: bool) -> None:
+    """Refuse to listen beyond loopback unless forced (boards reach the host's loopback)."""
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        if host == "localhost":
+            return
+        raise HostError(f"--host must be an IP address, got {host!r}") from None
+    if not addr.is_loopback and not force:
+        raise HostError(
+            f"refusing to listen on {host}: only loopback (127.0.0.0/8, ::1) is allowed; "
+            "pass --allow-non-loopback to force it"
+        )
+
+
+def write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+class _Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, on_ready) -> None:
+        super().__init__(config)
+        self._on_ready = on_ready
+
+    async def startup(self, sockets=None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            self._on_ready()
+
+
+def serve(
+    config: ServiceConfig,
+    host: str = "127.0.0.1",
+    port: int = 8443,
+    ready_file: Path | None = None,
+    control_token_file: Path | None = None,
+    force_host: bool = False,
+    log_level: str = "warning",
+) -> None:
+    check_host(host, force_host)
+    if config.enable_control:
+        config.control_token = config.control_token or ("tbc_" + secrets.token_urlsafe(32))
+        token_file = control_token_file or (config.data_dir / "control.token")
+        write_private(token_file, config.control_token + "\n")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        raise HostError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    bound_port = sock.getsockname()[1]
+    url = f"http://{host if family == socket.AF_INET else '[' + host + ']'}:{bound_port}"
+    app = create_app(config)
+
+    def announce() -> None:
+        info = {"url": url, "port": bound_port, "pid": os.getpid(), "dataDir": str(config.data_dir)}
+        if config.enable_control:
+            info["controlToken"] = config.control_token
+        if ready_file is not None:
+            write_private(ready_file, json.dumps(info))
+        print(f"testbed service listening on {url} (data in {config.data_dir})", file=sys.stderr, flush=True)
+        if config.enable_control:
+            print(f"control API enabled; token in {control_token_file or config.data_dir / 'control.token'}", file=sys.stderr, flush=True)
+
+    uv_config = uvicorn.Config(
+        app,
+        log_level=log_level,
+        access_log=False,
+        lifespan="on",
+        timeout_keep_alive=5,
+        backlog=2048,
+    )
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    server = _Server(uv_config, announce)
+    server.run(sockets=[sock])

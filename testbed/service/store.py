@@ -1,0 +1,346 @@
+"""Metadata in SQLite (WAL): tenants, tokens, products, device groups, devices, dumps, audit.
+
+One ``Store`` per connection. The service's event loop uses one store for the
+public, device and support APIs; the ingest writer thread uses its own (it is
+the only writer of dump rows, which is what makes throttling race-free).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import sqlite3
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REGIONS = ("EU", "EastUS", "WestUS")
+ROLES = ("Administrator", "Contributor", "Reader", "Support")
+TENANT_ROLES = ("Administrator", "Contributor", "Reader")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tenants (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    hash TEXT PRIMARY KEY, tenant_id TEXT REFERENCES tenants(id), role TEXT NOT NULL,
+    label TEXT NOT NULL DEFAULT '', created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS products (
+    id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL REFERENCES tenants(id), name TEXT NOT NULL,
+    description TEXT, created_at INTEGER NOT NULL, UNIQUE (tenant_id, name)
+);
+CREATE TABLE IF NOT EXISTS device_groups (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE, tenant_id TEXT NOT NULL REFERENCES tenants(id),
+    product_id TEXT NOT NULL REFERENCES products(id), name TEXT NOT NULL, description TEXT,
+    os_feed_type INTEGER NOT NULL DEFAULT 0, update_policy INTEGER NOT NULL DEFAULT 0,
+    allow_crash_dumps INTEGER NOT NULL DEFAULT 0, boundary TEXT NOT NULL DEFAULT 'None',
+    created_at INTEGER NOT NULL, UNIQUE (product_id, name)
+);
+CREATE INDEX IF NOT EXISTS device_groups_tenant ON device_groups (tenant_id, seq);
+CREATE TABLE IF NOT EXISTS devices (
+    id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL REFERENCES tenants(id),
+    group_id TEXT NOT NULL REFERENCES device_groups(id), secret_hash TEXT NOT NULL,
+    claimed_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dumps (
+    id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, device_id TEXT NOT NULL,
+    group_id TEXT NOT NULL, signature TEXT NOT NULL, region TEXT NOT NULL,
+    blob TEXT NOT NULL, size INTEGER NOT NULL, inflated_size INTEGER NOT NULL,
+    component_class TEXT NOT NULL, component_name TEXT NOT NULL, crash_time INTEGER,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dumps_signature ON dumps (tenant_id, signature);
+CREATE INDEX IF NOT EXISTS dumps_created ON dumps (created_at);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, actor TEXT NOT NULL,
+    action TEXT NOT NULL, dump_id TEXT, reason TEXT NOT NULL
+);
+"""
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def new_token() -> str:
+    return "tbt_" + secrets.token_urlsafe(32)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a bearer token belongs to."""
+
+    token_hash: str
+    tenant_id: str | None
+    role: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.role}:{self.token_hash[:12]}"
+
+
+def connect(db_path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(db_path), isolation_level=None, check_same_thread=False, timeout=10)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=10000")
+    return conn
+
+
+def group_json(row: sqlite3.Row) -> dict[str, Any]:
+    """A device group as Azure Sphere's DeviceGroupV2."""
+    return {
+        "Id": row["id"],
+        "Name": row["name"],
+        "Description": row["description"],
+        "ProductId": row["product_id"],
+        "TenantId": row["tenant_id"],
+        "OsFeedType": row["os_feed_type"],
+        "UpdatePolicy": row["update_policy"],
+        "AllowCrashDumpsCollection": bool(row["allow_crash_dumps"]),
+        "RegionalDataBoundary": row["boundary"],
+    }
+
+
+def product_json(row: sqlite3.Row) -> dict[str, Any]:
+    return {
+        "Id": row["id"],
+        "TenantId": row["tenant_id"],
+        "Name": row["name"],
+        "Description": row["description"],
+    }
+
+
+def dump_json(row: sqlite3.Row) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "tenantId": row["tenant_id"],
+        "deviceId": row["device_id"],
+        "deviceGroupId": row["group_id"],
+        "signature": row["signature"],
+        "region": row["region"],
+        "size": row["size"],
+        "inflatedSize": row["inflated_size"],
+        "componentClass": row["component_class"],
+        "componentName": row["component_name"],
+        "crashTime": row["crash_time"],
+        "createdAt": row["created_at"],
+    }
+
+
+class Store:
+    """Typed access to the metadata database."""
+
+    def __init__(self, db_path: Path) -> None:
+        self.db_path = db_path
+        self.conn = connect(db_path)
+        self.conn.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # meta -----------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row["value"] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    # tenants and tokens ---------------------------------------------------
+    def create_tenant(self, name: str, now: int) -> dict[str, Any]:
+        tenant_id = new_id()
+        self.conn.execute(
+            "INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?)", (tenant_id, name, now)
+        )
+        return {"Id": tenant_id, "Name": name}
+
+    def find_tenant(self, id_or_name: str) -> sqlite3.Row | None:
+        return self.conn.execute(
+            "SELECT * FROM tenants WHERE id = ? OR name = ? ORDER BY id = ? DESC LIMIT 1",
+            (id_or_name, id_or_name, id_or_name),
+        ).fetchone()
+
+    def tenant(self, tenant_id: str) -> sqlite3.Row | None:
+        return self.conn.execute("SELECT * FROM tenants WHERE id = ?", (tenant_id,)).fetchone()
+
+    def create_token(self, tenant_id: str | None, role: str, now: int, label: str = "") -> str:
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
+        if role == "Support" and tenant_id is not None:
+            raise ValueError("a Support token belongs to no tenant")
+        if role != "Support" and tenant_id is None:
+            raise ValueError(f"a {role} token needs a tenant")
+        token = new_token()
+        self.conn.execute(
+            "INSERT INTO tokens (hash, tenant_id, role, label, created_at) VALUES (?, ?, ?, ?, ?)",
+            (hash_secret(token), tenant_id, role, label, now),
+        )
+        return token
+
+    def principal(self, token: str) -> Principal | None:
+        h = hash_secret(token)
+        row = self.conn.execute("SELECT * FROM tokens WHERE hash = ?", (h,)).fetchone()
+        if row is None:
+            return None
+        return Principal(token_hash=h, tenant_id=row["tenant_id"], role=row["role"])
+
+    # products ---------------------------------------------------------------
+    def create_product(self, tenant_id: str, name: str, description: str | None, now: int):
+        pid = new_id()
+        self.conn.execute(
+            "INSERT INTO products (id, tenant_id, name, description, created_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (pid, tenant_id, name, description, now),
+        )
+        return self.product(tenant_id, pid)
+
+    def product(self, tenant_id: str, product_id: str) -> sqlite3.Row | None:
+        return self.conn.execute(
+            "SELECT * FROM products WHERE id = ? AND tenant_id = ?", (product_id, tenant_id)
+        ).fetchone()
+
+    def products(self, tenant_id: str) -> list[sqlite3.Row]:
+        return self.conn.execute(
+            "SELECT * FROM products WHERE tenant_id = ? ORDER BY created_at, rowid", (tenant_id,)
+        ).fetchall()
+
+    # device groups ------------------------------------------------------------
+    def create_group(self, tenant_id: str, product_id: str, fields: dict[str, Any], now: int):
+        gid = new_id()
+        self.conn.execute(
+            "INSERT INTO device_groups (id, tenant_id, product_id, name, description, "
+            "os_feed_type, update_policy, allow_crash_dumps, boundary, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                gid,
+                tenant_id,
+                product_id,
+                fields["Name"],
+                fields.get("Description"),
+                fields.get("OsFeedType", 0),
+                fields.get("UpdatePolicy", 0),
+                int(bool(fields.get("AllowCrashDumpsCollection", False))),
+                fields.get("RegionalDataBoundary", "None"),
+                now,
+            ),
+        )
+        return self.group(tenant_id, gid)
+
+    def group(self, tenant_id: str, group_id: str) -> sqlite3.Row | None:
+        return self.conn.execute(
+            "SELECT * FROM device_groups WHERE id = ? AND tenant_id = ?", (group_id, tenant_id)
+        ).fetchone()
+
+    def groups_page(
+        self, tenant_id: str, after_seq: int, limit: int, product_id: str | None = None
+    ) -> list[sqlite3.Row]:
+        if product_id is None:
+            return self.conn.execute(
+                "SELECT * FROM device_groups WHERE tenant_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (tenant_id, after_seq, limit),
+            ).fetchall()
+        return self.conn.execute(
+            "SELECT * FROM device_groups WHERE tenant_id = ? AND product_id = ? AND seq > ? "
+            "ORDER BY seq LIMIT ?",
+            (tenant_id, product_id, after_seq, limit),
+        ).fetchall()
+
+    def update_group(self, group_id: str, columns: dict[str, Any]) -> None:
+        if not columns:
+            return
+        assignments = ", ".join(f"{col} = ?" for col in columns)
+        self.conn.execute(
+            f"UPDATE device_groups SET {assignments} WHERE id = ?", (*columns.values(), group_id)
+        )
+
+    # devices ------------------------------------------------------------------
+    def device(self, device_id: str) -> sqlite3.Row | None:
+        return self.conn.execute("SELECT * FROM devices WHERE id = ?", (device_id,)).fetchone()
+
+    def device_with_group(self, device_id: str) -> sqlite3.Row | None:
+        return self.conn.execute(
+            "SELECT d.id AS device_id, d.tenant_id, d.group_id, d.secret_hash, "
+            "g.allow_crash_dumps, g.boundary FROM devices d "
+            "JOIN device_groups g ON g.id = d.group_id WHERE d.id = ?",
+            (device_id,),
+        ).fetchone()
+
+    def claim_device(self, device_id: str, tenant_id: str, group_id: str, now: int) -> str:
+        secret = secrets.token_urlsafe(32)
+        self.conn.execute(
+            "INSERT INTO devices (id, tenant_id, group_id, secret_hash, claimed_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (device_id, tenant_id, group_id, hash_secret(secret), now),
+        )
+        return secret
+
+    def move_device(self, device_id: str, group_id: str) -> None:
+        self.conn.execute("UPDATE devices SET group_id = ? WHERE id = ?", (group_id, device_id))
+
+    # dumps --------------------------------------------------------------------
+    def throttled_signatures(self, tenant_id: str, limit: int) -> list[str]:
+        rows = self.conn.execute(
+            "SELECT signature FROM dumps WHERE tenant_id = ? GROUP BY signature "
+            "HAVING COUNT(*) >= ? ORDER BY signature",
+            (tenant_id, limit),
+        ).fetchall()
+        return [r["signature"] for r in rows]
+
+    def signature_count(self, tenant_id: str, signature: str) -> int:
+        row = self.conn.execute(
+            "SELECT COUNT(*) AS n FROM dumps WHERE tenant_id = ? AND signature = ?",
+            (tenant_id, signature),
+        ).fetchone()
+        return int(row["n"])
+
+    def dump(self, dump_id: str) -> sqlite3.Row | None:
+        return self.conn.execute("SELECT * FROM dumps WHERE id = ?", (dump_id,)).fetchone()
+
+    def dumps(self, filters: dict[str, Any], limit: int) -> list[sqlite3.Row]:
+        where = []
+        params: list[Any] = []
+        for key, column in (
+            ("tenantId", "tenant_id"),
+            ("deviceId", "device_id"),
+            ("deviceGroupId", "group_id"),
+            ("signature", "signature"),
+            ("region", "region"),
+        ):
+            if filters.get(key) is not None:
+                where.append(f"{column} = ?")
+                params.append(filters[key])
+        if filters.get("since") is not None:
+            where.append("created_at >= ?")
+            params.append(filters["since"])
+        clause = ("WHERE " + " AND ".join(where)) if where else ""
+        return self.conn.execute(
+            f"SELECT * FROM dumps {clause} ORDER BY created_at, id LIMIT ?", (*params, limit)
+        ).fetchall()
+
+    # audit --------------------------------------------------------------------
+    def add_audit(self, at: int, actor: str, action: str, dump_id: str | None, reason: str) -> int:
+        cur = self.conn.execute(
+            "INSERT INTO audit (at, actor, action, dump_id, reason) VALUES (?, ?, ?, ?, ?)",
+            (at, actor, action, dump_id, reason),
+        )
+        return int(cur.lastrowid or 0)
+
+    def audit_rows(self, limit: int, after_id: int = 0) -> list[sqlite3.Row]:
+        return self.conn.execute(
+            "SELECT * FROM audit WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)
+        ).fetchall()
