@@ -1,0 +1,170 @@
+"""Crash analysis view: what a stored dump says, in terms a person reads.
+
+Signal (number and name), the registers, and, when the crashed app's ELF with
+symbols is at hand, the function that faulted (and the caller, from LR),
+resolved with pyelftools. The facts come from :func:`testbed.crash.elfcore.read_core`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import signal as signal_module
+import zlib
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from testbed.crash.elfcore import CoreFormatError, CoreInfo, read_core
+
+
+@dataclass
+class Symbol:
+    name: str
+    offset: int  # bytes from the symbol's start
+
+
+@dataclass
+class CrashAnalysis:
+    signal: int
+    signal_name: str
+    executable: str
+    arch: str
+    pid: int
+    pc: int
+    sp: int
+    lr: int | None
+    pc_offset: int
+    registers: dict[str, int]
+    build_id: str | None = None
+    function: Symbol | None = None
+    caller: Symbol | None = None
+    symbols_from: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def where(self) -> str:
+        """``func+0x12`` or ``pc 0x…`` when no symbols are known."""
+        if self.function:
+            return f"{self.function.name}+{self.function.offset:#x}"
+        return f"pc {self.pc:#x} (offset {self.pc_offset:#x}, no symbols)"
+
+
+def signal_name(number: int) -> str:
+    try:
+        return signal_module.Signals(number).name
+    except ValueError:
+        return f"SIG{number}"
+
+
+def decompress(data: bytes) -> bytes:
+    """The ELF core inside ``data`` (gzip'd as uploaded, or raw)."""
+    if data[:2] == b"\x1f\x8b":
+        try:
+            return gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise CoreFormatError(f"bad gzip: {exc}") from None
+    return data
+
+
+@dataclass
+class _SymbolTable:
+    path: str
+    is_pie: bool
+    build_id: str | None
+    functions: list[tuple[int, int, str]]  # (start, size, name), sorted
+
+    def lookup(self, address: int) -> Symbol | None:
+        best = None
+        for start, size, name in self.functions:
+            if start > address:
+                break
+            if address < start + max(size, 1) or (size == 0 and best is None):
+                best = (start, name)
+        if best is None:
+            return None
+        return Symbol(best[1], address - best[0])
+
+
+@lru_cache(maxsize=64)
+def _load_symbols(path: str, mtime: float) -> _SymbolTable | None:
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.elffile import ELFFile
+
+    try:
+        with open(path, "rb") as fh:
+            elf = ELFFile(fh)
+            build_id = None
+            for section in elf.iter_sections():
+                if section.header.sh_type == "SHT_NOTE":
+                    for note in section.iter_notes():
+                        if note["n_type"] == "NT_GNU_BUILD_ID":
+                            build_id = note["n_desc"]
+            functions: list[tuple[int, int, str]] = []
+            symtab = elf.get_section_by_name(".symtab")
+            if symtab is not None:
+                for sym in symtab.iter_symbols():
+                    if sym["st_info"]["type"] == "STT_FUNC" and sym.name and sym["st_value"]:
+                        # ARM thumb functions have bit 0 set
+                        functions.append((sym["st_value"] & ~1, sym["st_size"], sym.name))
+            functions.sort()
+            return _SymbolTable(path, elf.header["e_type"] == "ET_DYN", build_id, functions)
+    except (OSError, ELFError):
+        return None
+
+
+def find_symbols(executable: str, search: Iterable[str | Path], build_id: str | None = None) -> _SymbolTable | None:
+    """The first ELF named ``executable`` under the search directories that has function symbols.
+
+    When the core carries a build id and the ELF has one too, they must match.
+    """
+    if not executable:
+        return None
+    for base in search:
+        base = Path(base)
+        if not base.is_dir():
+            continue
+        for candidate in sorted(base.rglob(executable)):
+            if not candidate.is_file():
+                continue
+            table = _load_symbols(str(candidate), candidate.stat().st_mtime)
+            if table is None or not table.functions:
+                continue
+            if build_id and table.build_id and table.build_id != build_id:
+                continue
+            return table
+    return None
+
+
+def analyze(core: CoreInfo, symbol_dirs: Iterable[str | Path] = ()) -> CrashAnalysis:
+    """The analysis of a parsed core, with function names when symbols are found."""
+    result = CrashAnalysis(
+        signal=core.signal,
+        signal_name=signal_name(core.signal),
+        executable=core.executable,
+        arch=core.arch,
+        pid=core.pid,
+        pc=core.pc,
+        sp=core.sp,
+        lr=core.lr,
+        pc_offset=core.pc_offset(),
+        registers=dict(core.registers),
+        build_id=core.build_id,
+    )
+    table = find_symbols(core.executable, symbol_dirs, core.build_id)
+    if table is None:
+        result.notes.append(f"no symbols found for {core.executable or 'the executable'}")
+        return result
+    result.symbols_from = table.path
+    base = core.pc - result.pc_offset if table.is_pie else 0
+    result.function = table.lookup(core.pc - base)
+    if core.lr is not None and core.arch == "arm":
+        result.caller = table.lookup((core.lr & ~1) - base)
+    return result
+
+
+def analyze_bytes(data: bytes, symbol_dirs: Iterable[str | Path] = ()) -> CrashAnalysis:
+    """Analyse a dump as stored (gzip'd ELF core) or a raw core."""
+    return analyze(read_core(decompress(data)), symbol_dirs)

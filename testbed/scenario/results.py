@@ -1,0 +1,135 @@
+"""What a scenario run produced: the evidence the report and JUnit XML are made from.
+
+Plain dataclasses, so a run can be saved as JSON and a report rebuilt from it.
+Times ``t`` are seconds since the scenario's start on the host's monotonic clock.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class BoardEvent:
+    """One ``@tb event=<name> k=v ...`` line a board printed."""
+
+    name: str
+    fields: dict[str, str]
+    t: float
+    wall: float = 0.0
+
+
+@dataclass
+class Interval:
+    """A fault over time (link down, paused, service fault); ``end`` None means until the end."""
+
+    kind: str
+    start: float
+    end: float | None
+    label: str = ""
+    board: str | None = None  # None: the service (applies to every board)
+
+
+@dataclass
+class BoardRecord:
+    name: str
+    device_id: str = ""
+    group: str = ""
+    apps: list[str] = field(default_factory=list)
+    events: list[BoardEvent] = field(default_factory=list)
+    console: str = ""
+
+
+@dataclass
+class StepRecord:
+    index: int
+    text: str
+    start: float
+    end: float
+    ok: bool = True
+    error: str = ""
+    line: int = 0
+
+
+@dataclass
+class ExpectationResult:
+    text: str
+    kind: str
+    passed: bool
+    detail: str = ""
+    line: int = 0
+    step: int | None = None  # index of the check step, None for the final expectations
+    t: float = 0.0
+
+
+@dataclass
+class DumpRecord:
+    id: str
+    board: str
+    device_id: str
+    region: str
+    size: int
+    signature: str = ""
+    component: str = ""
+    created: float = 0.0
+    analysis: dict[str, Any] | None = None
+    analysis_error: str = ""
+
+
+@dataclass
+class ScenarioResult:
+    name: str
+    path: str
+    description: str = ""
+    started_wall: float = 0.0
+    duration: float = 0.0
+    boards: list[BoardRecord] = field(default_factory=list)
+    steps: list[StepRecord] = field(default_factory=list)
+    expectations: list[ExpectationResult] = field(default_factory=list)
+    intervals: list[Interval] = field(default_factory=list)
+    dumps: list[DumpRecord] = field(default_factory=list)
+    audit: list[dict[str, Any]] = field(default_factory=list)
+    error: str = ""  # a run that could not finish (setup failure, step failure, Ctrl-C)
+    service_log: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return not self.error and bool(self.expectations) and all(e.passed for e in self.expectations)
+
+    @property
+    def failures(self) -> list[ExpectationResult]:
+        return [e for e in self.expectations if not e.passed]
+
+    def board(self, name: str) -> BoardRecord:
+        for b in self.boards:
+            if b.name == name:
+                return b
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ScenarioResult:
+        data = dict(data)
+        data["boards"] = [
+            BoardRecord(**{**b, "events": [BoardEvent(**e) for e in b.get("events", [])]})
+            for b in data.get("boards", [])
+        ]
+        data["steps"] = [StepRecord(**s) for s in data.get("steps", [])]
+        data["expectations"] = [ExpectationResult(**e) for e in data.get("expectations", [])]
+        data["intervals"] = [Interval(**i) for i in data.get("intervals", [])]
+        data["dumps"] = [DumpRecord(**d) for d in data.get("dumps", [])]
+        return cls(**data)
+
+
+def save_results(results: list[ScenarioResult], path: str) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump([r.to_dict() for r in results], fh, indent=1)
+
+
+def load_results(path: str) -> list[ScenarioResult]:
+    with open(path, encoding="utf-8") as fh:
+        return [ScenarioResult.from_dict(d) for d in json.load(fh)]

@@ -1,0 +1,77 @@
+"""Crash episodes: a crash event paired with what followed it on the same board.
+
+Used by expectations (restart within T), the report (latencies on the
+timeline) and ``testbed bench crash``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from testbed.scenario.results import BoardEvent
+
+OUTCOMES = ("upload-ok", "upload-fail", "dump-skipped")
+
+
+@dataclass
+class CrashEpisode:
+    app: str
+    crash: BoardEvent
+    outcome: BoardEvent | None = None  # upload-ok, upload-fail or dump-skipped
+    restart: BoardEvent | None = None
+
+    @property
+    def outcome_name(self) -> str:
+        if self.outcome is None:
+            return "none"
+        if self.outcome.name == "dump-skipped":
+            return f"skipped:{self.outcome.fields.get('reason', '?')}"
+        if self.outcome.name == "upload-fail":
+            return f"fail:{self.outcome.fields.get('reason', '?')}"
+        return "stored"
+
+    @property
+    def to_outcome(self) -> float | None:
+        """Seconds from the crash line to the outcome line (host clock)."""
+        return None if self.outcome is None else self.outcome.t - self.crash.t
+
+    @property
+    def to_restart(self) -> float | None:
+        """Seconds from crash to restart: the firmware's after_ms when given, else host clock."""
+        if self.restart is None:
+            return None
+        after = self.restart.fields.get("after_ms")
+        if after is not None:
+            try:
+                return int(after) / 1000.0
+            except ValueError:
+                pass
+        return self.restart.t - self.crash.t
+
+
+def _app_of(event: BoardEvent) -> str:
+    return event.fields.get("app", "")
+
+
+def crash_episodes(events: list[BoardEvent]) -> list[CrashEpisode]:
+    """Pair each crash with the first later outcome and app-restart of the same app.
+
+    Outcome and restart lines may omit ``app=``; they are then given to the
+    oldest crash still waiting for one.
+    """
+    episodes: list[CrashEpisode] = []
+    for event in sorted(events, key=lambda e: e.t):
+        if event.name == "crash":
+            episodes.append(CrashEpisode(_app_of(event), event))
+            continue
+        if event.name in OUTCOMES or event.name == "app-restart":
+            slot = "restart" if event.name == "app-restart" else "outcome"
+            app = _app_of(event)
+            for episode in episodes:
+                if getattr(episode, slot) is not None:
+                    continue
+                if app and episode.app and app != episode.app:
+                    continue
+                setattr(episode, slot, event)
+                break
+    return episodes
