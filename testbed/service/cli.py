@@ -169,3 +169,37 @@ def token_create(data_dir: Path, tenant_ref: str | None, role: str, label: str) 
         store.close()
     click.echo(secret)
     print(f"{role} token for {tenant_ref or 'support'} (shown once; store it now)", file=sys.stderr)
+
+
+@service.command("upload")
+@click.option("--service-url", envvar="TESTBED_SERVICE_URL", required=True, help="Service root URL [env TESTBED_SERVICE_URL].")
+@click.option("--device-id", required=True, help="The claimed device's id (128 hex).")
+@click.option("--secret", envvar="TESTBED_DEVICE_SECRET", required=True, help="Its DeviceSecret [env TESTBED_DEVICE_SECRET].")
+@click.option("--core", "core_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True, help="A gzip'd ELF core file (or a raw core: it is gzipped first).")
+@click.option("--signature", default=None, help="Crash signature (32 hex) [default: from the core's content hash].")
+@click.option("--component", default="app", show_default=True)
+def upload(service_url: str, device_id: str, secret: str, core_path: Path, signature: str | None, component: str) -> None:
+    """Act as a device: sync, ask intent, upload one core; prints the service's answers as JSON."""
+    import gzip
+    import hashlib
+
+    from testbed.service.client import DeviceClient, ServiceError
+
+    data = core_path.read_bytes()
+    if data[:2] != b"\x1f\x8b":
+        data = gzip.compress(data, 6)
+    signature = signature or hashlib.sha256(data).hexdigest()[:32]
+    with DeviceClient(service_url, device_id, secret) as dev:
+        try:
+            sync = dev.sync()
+            intent = dev.intent(signature, len(data), component=component)
+        except ServiceError as exc:
+            raise click.ClickException(str(exc)) from None
+        result: dict[str, object] = {"sync": sync, "intent": intent}
+        if intent.get("action") == "upload":
+            r = dev.upload_raw(data, signature, component=component)
+            result["upload"] = {"status": r.status_code, "body": r.json() if r.content else None}
+    click.echo(json.dumps(result, indent=2))
+    upload_result = result.get("upload")
+    if isinstance(upload_result, dict) and upload_result["status"] >= 400:
+        sys.exit(1)
