@@ -1,0 +1,172 @@
+"""``testbed scenario ...`` and ``testbed demo``."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from testbed.scenario.schema import (
+    EXPECT_SPECS,
+    STEP_SPECS,
+    ScenarioError,
+    load_scenarios,
+    scale_fleet,
+)
+
+
+def _default_report_dir() -> Path:
+    from testbed.paths import cache_dir
+
+    return cache_dir() / "reports"
+
+
+def _load(files: tuple[str, ...], boards: int | None):
+    try:
+        scenarios = load_scenarios(files)
+        if boards is not None:
+            scenarios = [scale_fleet(sc, boards) for sc in scenarios]
+    except ScenarioError as exc:
+        raise click.ClickException(str(exc)) from None
+    return scenarios
+
+
+def run_and_report(scenarios, *, parallel: int, junit: str | None, report: str | None,
+                   workdir: str | None, results_json: str | None = None) -> tuple[list, Path]:  # fmt: skip
+    """Run, then always write the report (and JUnit), also after Ctrl-C; returns (results, report path)."""
+    from testbed.scenario.report import write_html, write_junit
+    from testbed.scenario.results import save_results
+    from testbed.scenario.runner import RunOptions, ScenarioInterrupted, run_scenarios
+
+    report_path = Path(report) if report else _default_report_dir() / f"report-{time.strftime('%Y%m%d-%H%M%S')}.html"
+    options = RunOptions(parallel=parallel, workdir=Path(workdir) if workdir else None)
+    interrupted = False
+    try:
+        results = run_scenarios(scenarios, options)
+    except ScenarioInterrupted as exc:
+        results = exc.args[0] if exc.args else []
+        interrupted = True
+    write_html(results, report_path)
+    if junit:
+        write_junit(results, junit)
+    if results_json:
+        save_results(results, results_json)
+    if interrupted:
+        click.echo(f"interrupted; partial report: {report_path.resolve()}", err=True)
+        sys.exit(130)
+    return results, report_path
+
+
+def _summary(results, report_path: Path, junit: str | None) -> int:
+    passed = sum(1 for r in results if r.passed)
+    click.echo("")
+    for r in results:
+        mark = click.style("PASS", fg="green", bold=True) if r.passed else click.style("FAIL", fg="red", bold=True)
+        held = sum(1 for e in r.expectations if e.passed)
+        line = f"{mark} {r.name}: {held}/{len(r.expectations)} expectations held, {len(r.dumps)} dump(s), {r.duration:.1f} s"
+        click.echo(line)
+        if r.error:
+            click.echo(f"     error: {r.error.splitlines()[0]}")
+        for e in r.failures:
+            click.echo(f"     failed: {e.text} (line {e.line}): {e.detail}")
+    click.echo(f"\n{passed}/{len(results)} scenarios passed")
+    if junit:
+        click.echo(f"JUnit XML: {Path(junit).resolve()}")
+    click.echo(f"report: {report_path.resolve()}")
+    return 0 if results and passed == len(results) else 1
+
+
+@click.group()
+def scenario() -> None:
+    """Field crash scenarios: run YAML scenario files on emulated boards against the service."""
+
+
+@scenario.command("run")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--boards", type=click.IntRange(1, 32), default=None,
+              help="Resize each scenario's fleet to N boards in total (fleet selectors grow with it).")
+@click.option("--parallel", type=click.IntRange(1, 64), default=max(1, os.cpu_count() or 1), show_default=True,
+              help="Boards restored at the same time.")
+@click.option("--junit", type=click.Path(dir_okay=False), default=None, help="Write JUnit XML here.")
+@click.option("--report", type=click.Path(dir_okay=False), default=None,
+              help="Write the HTML report here (default: ~/.cache/testbed/reports/report-<time>.html).")
+@click.option("--workdir", type=click.Path(file_okay=False), default=None,
+              help="Keep each scenario's service data and logs under this directory.")
+@click.option("--json", "results_json", type=click.Path(dir_okay=False), default=None,
+              help="Also save the raw results as JSON.")
+def run_cmd(files, boards, parallel, junit, report, workdir, results_json) -> None:
+    """Run scenario FILES; exit 0 only if every expectation of every scenario held.
+
+    Every file is validated before any board boots.
+    """
+    scenarios = _load(files, boards)
+    results, path = run_and_report(scenarios, parallel=parallel, junit=junit, report=report,
+                                   workdir=workdir, results_json=results_json)  # fmt: skip
+    sys.exit(_summary(results, path, junit))
+
+
+@scenario.command("check")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def check_cmd(files) -> None:
+    """Validate scenario FILES without running them."""
+    scenarios = _load(files, None)
+    for sc in scenarios:
+        n_exp = len(sc.all_expectations())
+        click.echo(f"ok  {sc.path}: {sc.name}, {len(sc.boards)} board(s), {len(sc.steps)} steps, {n_exp} expectations")
+
+
+@scenario.command("report")
+@click.argument("results_json", type=click.Path(exists=True, dir_okay=False))
+@click.option("--report", type=click.Path(dir_okay=False), required=True)
+def report_cmd(results_json, report) -> None:
+    """Rebuild the HTML report from results saved with `run --json`."""
+    from testbed.scenario.report import write_html
+    from testbed.scenario.results import load_results
+
+    click.echo(write_html(load_results(results_json), report).resolve())
+
+
+@scenario.command("reference")
+def reference_cmd() -> None:
+    """List every step action and expectation with its fields."""
+    for title, specs in (("steps", STEP_SPECS), ("expectations", EXPECT_SPECS)):
+        click.echo(f"{title}:")
+        for name, (fields, shorthand, help_text) in specs.items():
+            parts = []
+            for fname, (kind, required, default) in fields.items():
+                k = kind[0] + ":" + "|".join(kind[1]) if isinstance(kind, tuple) else kind
+                parts.append(f"{fname}={k}{'' if required else ' (default ' + repr(default) + ')'}")
+            click.echo(f"  {name}: {help_text}")
+            if parts:
+                click.echo(f"      {', '.join(parts)}" + (f"; shorthand: `{name}: <{shorthand}>`" if shorthand else ""))
+
+
+DEMO_SCENARIO = "demo-eu-field-story.yaml"
+
+
+@click.command()
+@click.option("--report", type=click.Path(dir_okay=False), default=None,
+              help="Where to write the report (default: ./testbed-demo-report.html).")
+@click.option("--junit", type=click.Path(dir_okay=False), default=None, help="Also write JUnit XML.")
+@click.option("--scenario", "scenario_file", type=click.Path(dir_okay=False), default=None,
+              help="Run another story instead of the default one.")
+def demo(report, junit, scenario_file) -> None:
+    """Run the default field story on 2 boards and print where the report is.
+
+    Crash dumps are enabled with the EU boundary, apps crash, dumps upload,
+    a repeat crash is throttled and a crash with the network down restarts
+    its app at the 5 s deadline.
+    """
+    from testbed.paths import REPO_ROOT
+
+    path = Path(scenario_file) if scenario_file else REPO_ROOT / "scenarios" / DEMO_SCENARIO
+    scenarios = _load((str(path),), None)
+    report = report or "testbed-demo-report.html"
+    results, report_path = run_and_report(scenarios, parallel=max(1, os.cpu_count() or 1), junit=junit,
+                                          report=report, workdir=None)  # fmt: skip
+    code = _summary(results, report_path, junit)
+    click.echo(f"\nopen the report in a browser: file://{report_path.resolve()}")
+    sys.exit(code)
