@@ -1,24 +1,9 @@
-"""Helpers for the service tests: real gzip'd ARM cores, data-dir snapshots."""
+"""Fixtures for the service tests: real gzip'd ARM cores (recorded by the load work)."""
 
 from __future__ import annotations
 
-import hashlib
-import secrets
-import sqlite3
-from pathlib import Path
-
 import pytest
-
-from testbed.paths import REPO_ROOT
-
-CORES_DIR = REPO_ROOT / "testbed" / "load" / "cores"
-
-
-def core_files() -> list[Path]:
-    files = sorted(CORES_DIR.glob("*.core.gz"))
-    if not files:
-        pytest.skip(f"no recorded cores in {CORES_DIR}")
-    return files
+from service_helpers import core_files
 
 
 @pytest.fixture(scope="session")
@@ -30,30 +15,3 @@ def core_gz() -> bytes:
 @pytest.fixture(scope="session")
 def cores() -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in core_files()}
-
-
-def new_signature() -> str:
-    return secrets.token_hex(16)
-
-
-def snapshot(data_dir: Path) -> dict[str, object]:
-    """What a refused request must not change: blob files and every table's rows."""
-    blobs = {
-        str(p.relative_to(data_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted((data_dir / "blobs").rglob("*"))
-        if p.is_file()
-    }
-    conn = sqlite3.connect(f"file:{data_dir / 'service.db'}?mode=ro", uri=True)
-    try:
-        tables = {}
-        for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
-            if name == "audit" or name.startswith("sqlite_"):
-                continue
-            tables[name] = sorted(map(repr, conn.execute(f"SELECT * FROM {name}")))
-    finally:
-        conn.close()
-    return {"blobs": blobs, "tables": tables}
-
-
-def blob_regions(data_dir: Path, dump_id: str) -> list[str]:
-    return sorted(p.parent.name for p in (data_dir / "blobs").rglob(f"{dump_id}*"))
