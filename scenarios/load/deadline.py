@@ -1,0 +1,53 @@
+"""Scenario (c), the 5 s deadline: the service slowed, hung and dripping, through the control API.
+
+The master (or the single local process) walks ``params.phases`` and sets
+each phase's fault on the device API; devices (``DeadlineDevice``) crash
+back to back and must have their answer or have given up within the
+deadline of each crash. Run it with ``testbed load run deadline``.
+"""
+
+import logging
+
+import gevent
+from locust import events
+from locust.runners import WorkerRunner
+
+from testbed.load.runtime import CONTEXT
+from testbed.load.users import DeadlineDevice
+
+log = logging.getLogger("testbed.load.deadline")
+
+
+class Device(DeadlineDevice):
+    pass
+
+
+def drive_faults(phases) -> None:
+    for phase in phases:
+        fault = phase.get("fault")
+        try:
+            if fault:
+                CONTEXT.control("POST", "/testbed/v1/faults", fault)
+            else:
+                CONTEXT.control("DELETE", "/testbed/v1/faults")
+        except Exception as exc:  # the run goes on; the summary shows the phase's figures
+            log.error("could not set the fault of phase %s: %s", phase["name"], exc)
+        gevent.sleep(float(phase["seconds"]))
+    CONTEXT.control("DELETE", "/testbed/v1/faults")
+
+
+@events.test_start.add_listener
+def _start(environment, **_kw):
+    if isinstance(environment.runner, WorkerRunner):
+        return
+    gevent.spawn(drive_faults, CONTEXT.params.get("phases", []))
+
+
+@events.test_stop.add_listener
+def _stop(environment, **_kw):
+    if isinstance(environment.runner, WorkerRunner):
+        return
+    try:
+        CONTEXT.control("DELETE", "/testbed/v1/faults")
+    except Exception as exc:
+        log.error("could not clear faults: %s", exc)

@@ -1,0 +1,114 @@
+"""``testbed load``: headless Locust runs of the load scenarios against the service on loopback."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from testbed.load.scenarios import SCENARIOS, RunOptions, ScenarioError, run_scenario
+
+
+def _parse_params(values: tuple[str, ...]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r}: expected KEY=VALUE", param_hint="--param")
+        try:
+            out[key] = json.loads(raw)
+        except ValueError:
+            out[key] = raw
+    return out
+
+
+@click.group()
+def load() -> None:
+    """Locust load scenarios: simulated devices against the mock Security Service (127.0.0.1 only)."""
+
+
+@load.command("list")
+def list_scenarios() -> None:
+    """The scenarios and their defaults."""
+    for spec in SCENARIOS.values():
+        click.echo(f"{spec.name:<11} {spec.summary}")
+        click.echo(f"{'':<11} default: {spec.users} users, {spec.duration:.0f} s, locustfile scenarios/load/{spec.locustfile}")
+
+
+@load.command("run")
+@click.argument("scenario", type=click.Choice(sorted(SCENARIOS)))
+@click.option("--users", type=click.IntRange(1, 20_000), help="Simulated devices (Locust users); the scenario's default if unset.")
+@click.option("--duration", type=click.FloatRange(1, 3600), help="Seconds of load; the scenario's default if unset.")
+@click.option("--workers", type=click.IntRange(0, 64), default=0, show_default=True,
+              help="Locust worker processes on this machine (master/worker mode); 0 runs one process.")
+@click.option("--devices", type=click.IntRange(1, 100_000), help="Devices to claim before the run (default per scenario).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Output directory (default ./load-results/<scenario>-<time>).")
+@click.option("--service-url", help="Use a running service (http://127.0.0.x:PORT) instead of starting one.")
+@click.option("--control-token", envvar="TESTBED_CONTROL_TOKEN", help="Its control API token (with --service-url).")
+@click.option("--service-pid", type=int, help="Its process id (with --service-url; the deadline scenario measures its memory).")
+@click.option("--throttle-limit", type=click.IntRange(1, 1000), help="Dumps stored per signature (the service's; default 5).")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="Scenario parameter (JSON value), e.g. sync_period=30, signatures=5, kills=4; repeatable.")
+@click.option("--master", is_flag=True, help="Be the master of workers on other machines (with --expect-workers).")
+@click.option("--expect-workers", type=click.IntRange(1, 1000), help="Workers the master waits for (with --master).")
+@click.option("--master-bind-host", default="127.0.0.1", show_default=True, help="Where the master listens for workers.")
+@click.option("--master-port", type=int, default=5557, show_default=True, help="The master's port for workers.")
+@click.option("--worker", is_flag=True, help="Be a worker of a master on another machine (with --master-host).")
+@click.option("--master-host", help="The master to join (with --worker).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary JSON on stdout.")
+def run(scenario, users, duration, workers, devices, out_dir, service_url, control_token, service_pid,
+        throttle_limit, params, master, expect_workers, master_bind_host, master_port, worker, master_host,
+        as_json) -> None:
+    """Run SCENARIO headless, bounded in time and count, and check its invariants.
+
+    Starts its own service on 127.0.0.1 (unless --service-url), claims the
+    devices, runs Locust, then checks the scenario's invariants against the
+    service. Writes Locust's CSV and HTML report and our summary.json into
+    the output directory and prints where. Exits 1 if a check failed.
+    """
+    if master and worker:
+        raise click.UsageError("--master and --worker exclude each other")
+    if worker:
+        _run_remote_worker(scenario, master_host, master_port, out_dir)
+        return
+    if master and not expect_workers:
+        raise click.UsageError("--master needs --expect-workers N")
+    if master and workers:
+        raise click.UsageError("--master runs with workers on other machines; --workers starts local ones")
+    out = out_dir or Path("load-results") / f"{scenario}-{time.strftime('%Y%m%d-%H%M%S')}"
+    opts = RunOptions(
+        scenario=scenario, out_dir=out, users=users, duration=duration, workers=workers, devices=devices,
+        service_url=service_url, control_token=control_token, service_pid=service_pid,
+        throttle_limit=throttle_limit, params=_parse_params(params),
+        remote_workers=expect_workers if master else 0, master_bind_host=master_bind_host,
+        master_port=master_port,
+    )
+    try:
+        summary = run_scenario(opts)
+    except (ScenarioError, ValueError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    failed = [name for name, c in summary["checks"].items() if not c.get("ok")]
+    out_abs = summary["output_dir"]
+    click.echo(f"{scenario}: {'all checks passed' if not failed else 'FAILED: ' + ', '.join(failed)}", err=True)
+    click.echo(f"results in {out_abs}: summary.json, locust.html, locust_stats*.csv, locust.log", err=True)
+    if failed:
+        sys.exit(1)
+
+
+def _run_remote_worker(scenario: str, master_host: str | None, master_port: int, out_dir: Path | None) -> None:
+    from testbed.load.runner import SCENARIO_DIR, run_external, worker_args
+
+    if not master_host:
+        raise click.UsageError("--worker needs --master-host")
+    spec = SCENARIOS[scenario]
+    out = out_dir or Path("load-results") / f"{scenario}-worker-{time.strftime('%Y%m%d-%H%M%S')}"
+    log = out / "locust-worker.log"
+    click.echo(f"worker for {scenario}: joining {master_host}:{master_port}; log in {log}", err=True)
+    code = run_external(worker_args(SCENARIO_DIR / spec.locustfile, master_host, master_port), log, 3600 + 300)
+    sys.exit(code)

@@ -1,0 +1,202 @@
+"""Run Locust headless in its own processes: one local process, or a master and K workers.
+
+Locust is always run as a subprocess (``python -m locust``): its gevent
+monkey-patching stays out of the caller (the CLI, pytest). Every run is
+bounded: by the scenario's time (``--run-time`` or a load shape that ends),
+and by a hard wall-clock limit after which the processes are killed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from testbed.paths import REPO_ROOT
+
+SCENARIO_DIR = REPO_ROOT / "scenarios" / "load"
+STATS_JSON = "locust_stats.json"
+HTML_REPORT = "locust.html"
+CSV_PREFIX = "locust"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class LocustPlan:
+    """One headless Locust run."""
+
+    locustfile: Path
+    host: str
+    out_dir: Path
+    config_path: Path
+    users: int = 1
+    spawn_rate: float = 0.0  # 0: all at once
+    run_time: float | None = None  # None: the locustfile's load shape ends the run
+    workers: int = 0  # local worker processes (0: one local process)
+    remote_workers: int = 0  # a master only, for workers on other machines
+    master_bind_host: str = "127.0.0.1"
+    master_port: int = 5557
+    stop_timeout: float = 10.0
+    hard_limit: float = 600.0
+    user_classes: list[str] = field(default_factory=list)
+    extra_args: list[str] = field(default_factory=list)
+    quiet: bool = True
+
+
+@dataclass
+class LocustResult:
+    exit_code: int
+    out_dir: Path
+    wall_seconds: float
+    log_path: Path
+
+    @property
+    def stats_path(self) -> Path:
+        return self.out_dir / STATS_JSON
+
+    @property
+    def html_path(self) -> Path:
+        return self.out_dir / HTML_REPORT
+
+    @property
+    def history_csv(self) -> Path:
+        return self.out_dir / f"{CSV_PREFIX}_stats_history.csv"
+
+    def stats(self) -> list[dict[str, Any]]:
+        if not self.stats_path.exists():
+            raise RuntimeError(f"Locust wrote no stats ({self.stats_path}); see {self.log_path}")
+        return json.loads(self.stats_path.read_text())
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    # The locustfiles import testbed; make the checkout importable even without an install.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def _common_args(plan: LocustPlan) -> list[str]:
+    return [sys.executable, "-m", "locust", "-f", str(plan.locustfile), "--tb-config", str(plan.config_path)]
+
+
+def master_args(plan: LocustPlan, *, expect_workers: int, bind_host: str, bind_port: int) -> list[str]:
+    return _head_args(plan) + [
+        "--master", "--expect-workers", str(expect_workers),
+        "--master-bind-host", bind_host, "--master-bind-port", str(bind_port),
+    ]
+
+
+def worker_args(locustfile: Path, master_host: str, master_port: int) -> list[str]:
+    # A worker gets the run configuration from the master (testbed.load.runtime).
+    return [sys.executable, "-m", "locust", "-f", str(locustfile), "--worker",
+            "--master-host", master_host, "--master-port", str(master_port), "--loglevel", "WARNING"]
+
+
+def _head_args(plan: LocustPlan) -> list[str]:
+    out = plan.out_dir
+    args = _common_args(plan) + [
+        "--headless",
+        "--host", plan.host,
+        "--csv", str(out / CSV_PREFIX), "--csv-full-history",
+        "--html", str(out / HTML_REPORT),
+        "--json-file", str(out / STATS_JSON.removesuffix(".json")),
+        "--stop-timeout", f"{max(1, round(plan.stop_timeout))}s",
+        "--exit-code-on-error", "0",
+        "--only-summary",
+        "--loglevel", "WARNING" if plan.quiet else "INFO",
+    ]
+    if plan.run_time is not None:
+        rate = plan.spawn_rate if plan.spawn_rate > 0 else max(plan.users, 1)
+        args += ["--users", str(plan.users), "--spawn-rate", str(rate), "--run-time", f"{max(1, round(plan.run_time))}s"]
+    args += plan.extra_args
+    args += plan.user_classes
+    return args
+
+
+def _stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def run_locust(plan: LocustPlan) -> LocustResult:
+    """Run ``plan`` to its end (or kill it at ``hard_limit``); the output files are in ``plan.out_dir``."""
+    if not plan.locustfile.is_file():
+        raise FileNotFoundError(f"no locustfile {plan.locustfile}")
+    plan.out_dir.mkdir(parents=True, exist_ok=True)
+    log_path = plan.out_dir / "locust.log"
+    started = time.monotonic()
+    procs: list[subprocess.Popen] = []
+    with open(log_path, "w") as log:
+        try:
+            if plan.remote_workers > 0:
+                head = subprocess.Popen(
+                    master_args(plan, expect_workers=plan.remote_workers, bind_host=plan.master_bind_host,
+                                bind_port=plan.master_port),
+                    stdout=log, stderr=subprocess.STDOUT, env=_env(), cwd=plan.out_dir,
+                )
+                procs.append(head)
+            elif plan.workers > 0:
+                port = free_port()
+                master = subprocess.Popen(
+                    master_args(plan, expect_workers=plan.workers, bind_host="127.0.0.1", bind_port=port),
+                    stdout=log, stderr=subprocess.STDOUT, env=_env(), cwd=plan.out_dir,
+                )
+                procs.append(master)
+                for _ in range(plan.workers):
+                    procs.append(subprocess.Popen(
+                        worker_args(plan.locustfile, "127.0.0.1", port),
+                        stdout=log, stderr=subprocess.STDOUT, env=_env(), cwd=plan.out_dir,
+                    ))
+                head = master
+            else:
+                head = subprocess.Popen(_head_args(plan), stdout=log, stderr=subprocess.STDOUT, env=_env(),
+                                        cwd=plan.out_dir)
+                procs.append(head)
+            try:
+                code = head.wait(timeout=plan.hard_limit)
+            except subprocess.TimeoutExpired:
+                log.write(f"\ntestbed: Locust still running after {plan.hard_limit:.0f} s; stopping it\n")
+                _stop(head)
+                code = head.returncode if head.returncode is not None else -9
+            # Workers quit when the master tells them; give them a moment, then make sure.
+            for proc in procs[1:]:
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    _stop(proc, grace=5)
+        finally:
+            for proc in procs:
+                _stop(proc, grace=5)
+    return LocustResult(code, plan.out_dir, time.monotonic() - started, log_path)
+
+
+def run_external(args: list[str], log_path: Path, hard_limit: float) -> int:
+    """Run one Locust process of a multi-machine run (master or worker) in the foreground."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=_env())
+        try:
+            return proc.wait(timeout=hard_limit)
+        except subprocess.TimeoutExpired:
+            _stop(proc)
+            return proc.returncode if proc.returncode is not None else -9
+        finally:
+            _stop(proc, grace=5)
