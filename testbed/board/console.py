@@ -1,0 +1,338 @@
+"""The board console: pexpect over a pyserial port.
+
+One class for every board: a QEMU board's PL011 socket (``socket://``), a
+real board's ``/dev/ttyUSB0`` or a pty (``/dev/pts/N``), or ``rfc2217://``.
+A reader thread reads the port all the time, so that
+
+- everything is written to the console log file;
+- ``@tb event=...`` lines become :class:`Event` objects with host timestamps
+  even when nobody is waiting for them;
+- kernel death strings (Oops, BUG:, panic, end trace) are noticed at once and
+  raised as :class:`BoardCrashed` from whatever console call is in progress
+  (or the next one).
+
+``run(cmd)`` wraps the command between markers and returns its output and
+exit code, like labgrid's shell driver, but in one round trip.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pexpect
+import serial
+from pexpect.spawnbase import SpawnBase
+
+from testbed.board.errors import BoardCrashed, ConsoleClosed, ConsoleTimeout
+
+#: Lines that mean the guest kernel is dying.
+DEATH_STRINGS = (
+    re.compile(r"Internal error: Oops"),
+    re.compile(r"Kernel panic - not syncing"),
+    re.compile(r"\bBUG: "),
+    re.compile(r"---\[ end trace [0-9a-f]+ \]---"),
+    re.compile(r"Unable to handle kernel "),
+)
+EVENT_RE = re.compile(r"@tb event=(?P<name>[A-Za-z0-9_.-]+)(?P<rest>(?: [^\s=]+=\S*)*)")
+_ANSI_QUERY = re.compile(rb"\x1b\[6n")
+
+
+@dataclass(frozen=True)
+class Event:
+    """One ``@tb event=<name> key=value ...`` console line."""
+
+    name: str
+    fields: dict[str, str]
+    monotonic: float
+    wall: float
+    line: str = field(compare=False)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.fields.get(key, default)
+
+    def __getitem__(self, key: str) -> str:
+        return self.fields[key]
+
+
+def parse_event(line: str, monotonic: float | None = None, wall: float | None = None) -> Event | None:
+    m = EVENT_RE.search(line)
+    if not m:
+        return None
+    fields: dict[str, str] = {}
+    for part in m.group("rest").split():
+        key, _, value = part.partition("=")
+        fields[key] = value
+    return Event(
+        m.group("name"),
+        fields,
+        time.monotonic() if monotonic is None else monotonic,
+        time.time() if wall is None else wall,
+        line.strip(),
+    )
+
+
+def clean_output(text: str) -> str:
+    """Console text as a user reads it: no CRs, no cursor queries, no event lines."""
+    text = text.replace("\x1b[6n", "").replace("\r", "")
+    return "\n".join(line for line in text.split("\n") if not EVENT_RE.search(line))
+
+
+class Console(SpawnBase):
+    """A pexpect spawn reading from a pyserial port, with a reader thread."""
+
+    def __init__(
+        self,
+        port: str | serial.SerialBase,
+        *,
+        log_path: Path | str | None = None,
+        timeout: float = 30,
+        baudrate: int = 115200,
+        name: str = "board",
+        history_lines: int = 400,
+    ):
+        super().__init__(
+            timeout=timeout, maxread=65536, searchwindowsize=None, encoding="utf-8", codec_errors="replace"
+        )
+        self.delaybeforesend = None
+        self.name = name
+        if isinstance(port, str):
+            # A real serial port by path, or a pyserial URL (socket://, rfc2217://, loop://).
+            self.port = serial.serial_for_url(port, baudrate=baudrate, timeout=0.05)
+        else:
+            self.port = port
+        self.log_path = Path(log_path) if log_path else None
+        self._log_file = self.log_path.open("ab") if self.log_path else None
+        self._cond = threading.Condition()
+        self._pending = bytearray()
+        self._pending_cap = 8 << 20
+        self._partial = b""
+        self.lines: deque[str] = deque(maxlen=history_lines)
+        self.events: list[Event] = []
+        self.crash: BoardCrashed | None = None
+        self._listeners: list[Callable[[Event], None]] = []
+        self._eof = False
+        self._closing = False
+        self._write_lock = threading.Lock()
+        self._thread = threading.Thread(target=self._reader, name=f"console-{name}", daemon=True)
+        self._thread.start()
+
+    # -- reader thread ---------------------------------------------------------------
+
+    def _reader(self) -> None:
+        while not self._closing:
+            try:
+                data = self.port.read(4096)
+            except Exception:  # the port went away (QEMU quit, cable pulled)
+                data = None
+            if data is None or (data == b"" and not getattr(self.port, "is_open", True)):
+                break
+            if not data:
+                continue
+            self._feed(data)
+        with self._cond:
+            self._eof = True
+            self._cond.notify_all()
+
+    def _feed(self, data: bytes) -> None:
+        data = _ANSI_QUERY.sub(b"", data)
+        now_mono, now_wall = time.monotonic(), time.time()
+        if self._log_file:
+            self._log_file.write(data)
+            self._log_file.flush()
+        chunk = self._partial + data
+        *complete, self._partial = chunk.split(b"\n")
+        if len(self._partial) > 8192:  # a line with no end: treat it as a line
+            complete.append(self._partial)
+            self._partial = b""
+        new_events = []
+        for raw in complete:
+            line = raw.decode("utf-8", "replace").replace("\r", "")
+            self.lines.append(line)
+            if "@tb event=" in line:
+                event = parse_event(line, now_mono, now_wall)
+                if event:
+                    new_events.append(event)
+            if self.crash is None and any(p.search(line) for p in DEATH_STRINGS):
+                self.crash = BoardCrashed(line.strip(), list(self.lines), str(self.log_path) if self.log_path else None)
+        with self._cond:
+            self._pending += data
+            if len(self._pending) > self._pending_cap:
+                del self._pending[: len(self._pending) - self._pending_cap]
+            self.events.extend(new_events)
+            self._cond.notify_all()
+        for event in new_events:
+            for listener in list(self._listeners):
+                try:
+                    listener(event)
+                except Exception:
+                    pass
+
+    # -- pexpect plumbing --------------------------------------------------------------
+
+    def read_nonblocking(self, size: int = 1, timeout: float | None = -1) -> str:
+        if timeout == -1:
+            timeout = self.timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while True:
+                if self.crash is not None:
+                    raise self.crash
+                if self._pending:
+                    data = bytes(self._pending[:size])
+                    del self._pending[:size]
+                    break
+                if self._eof:
+                    self.flag_eof = True
+                    raise pexpect.EOF(f"console {self.name}: the port closed")
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise pexpect.TIMEOUT(f"console {self.name}: no data in {timeout} s")
+                self._cond.wait(remaining if remaining is not None else 0.5)
+        text = self._decoder.decode(data, final=False)
+        self._log(text, "read")
+        return text
+
+    def send(self, s: str | bytes) -> int:
+        if self.crash is not None:
+            raise self.crash
+        if self._eof:
+            raise ConsoleClosed(f"console {self.name}: the port is closed")
+        b = s.encode("utf-8") if isinstance(s, str) else s
+        with self._write_lock:
+            self.port.write(b)
+            self.port.flush()
+        self._log(s if isinstance(s, str) else s.decode("utf-8", "replace"), "send")
+        return len(b)
+
+    def sendline(self, s: str = "") -> int:
+        return self.send(s + "\n")
+
+    def sendcontrol(self, char: str) -> int:
+        return self.send(bytes([ord(char.lower()) & 0x1F]))
+
+    def discard(self) -> None:
+        """Forget console output nobody has read yet (events are kept)."""
+        with self._cond:
+            self._pending.clear()
+        self._buffer = self.buffer_type()
+        self.before = self.string_type()
+
+    # -- commands -----------------------------------------------------------------------
+
+    def run(self, cmd: str, timeout: float = 30) -> tuple[str, int]:
+        """Run a shell command; its output (without CRs or @tb lines) and exit code.
+
+        Raises ConsoleTimeout (after sending Ctrl-C) when it does not finish in
+        time, BoardCrashed when the kernel dies meanwhile.
+        """
+        tag = uuid.uuid4().hex[:10]
+        # The markers are typed with quotes inside, so the echo of the typed line
+        # never matches what the shell prints.
+        line = f"echo TB''{tag}S;{{ {cmd}\n}}; echo TB''{tag}E$?"
+        self.discard()
+        self.sendline(line)
+        pattern = re.compile(rf"TB{tag}S\r*\n(.*?)TB{tag}E(\d+)\r*\n", re.S)
+        try:
+            self.expect(pattern, timeout=timeout)
+        except pexpect.TIMEOUT:
+            partial = clean_output(self.before or "")
+            self.sendcontrol("c")
+            raise ConsoleTimeout(
+                f"{self.name}: {cmd!r} did not finish in {timeout} s; output so far:\n{partial[-2000:]}"
+            ) from None
+        except pexpect.EOF:
+            raise ConsoleClosed(f"{self.name}: the console closed while running {cmd!r}") from None
+        output = clean_output(self.match.group(1))
+        return output.rstrip("\n"), int(self.match.group(2))
+
+    def run_check(self, cmd: str, timeout: float = 30) -> str:
+        """Like run(), but a non-zero exit code raises."""
+        output, code = self.run(cmd, timeout=timeout)
+        if code != 0:
+            from testbed.board.errors import BoardError
+
+            raise BoardError(f"{self.name}: {cmd!r} exited {code}:\n{output}")
+        return output
+
+    def wait_ready(self, timeout: float = 10) -> None:
+        """Wait until a shell answers on the console."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ConsoleTimeout(f"{self.name}: no shell answered on the console in {timeout} s")
+            try:
+                self.run("true", timeout=min(2.0, remaining))
+                return
+            except ConsoleTimeout:
+                continue
+
+    # -- events --------------------------------------------------------------------------
+
+    def add_listener(self, callback: Callable[[Event], None]) -> None:
+        self._listeners.append(callback)
+
+    def wait_for_event(
+        self,
+        name: str,
+        timeout: float = 30,
+        since: float | None = None,
+        where: Callable[[Event], bool] | None = None,
+    ) -> Event:
+        """The first event called ``name`` (at or after monotonic time ``since``) that matches ``where``."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for event in self.events:
+                    if event.name == name and (since is None or event.monotonic >= since) and (
+                        where is None or where(event)
+                    ):
+                        return event
+                if self.crash is not None:
+                    raise self.crash
+                if self._eof:
+                    raise ConsoleClosed(f"{self.name}: the console closed while waiting for event {name}")
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise ConsoleTimeout(f"{self.name}: no '{name}' event within {timeout} s")
+                self._cond.wait(min(remaining, 0.5))
+
+    def clear_crash(self) -> None:
+        """Forget a recorded kernel crash (after the board was reset)."""
+        self.crash = None
+
+    def tail(self, n: int = 50) -> list[str]:
+        return list(self.lines)[-n:]
+
+    # -- lifetime ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._closing = True
+        try:
+            self.port.close()
+        except Exception:
+            pass
+        self._thread.join(timeout=2)
+        if self._log_file:
+            if self._partial:
+                self._log_file.write(self._partial)
+            self._log_file.close()
+            self._log_file = None
+        self.closed = True
+
+    def isalive(self) -> bool:
+        return not self._eof and not self._closing
+
+    def __enter__(self) -> Console:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

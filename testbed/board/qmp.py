@@ -1,0 +1,121 @@
+"""A synchronous face on qemu.qmp's asyncio client, with every event kept.
+
+The client runs in its own event-loop thread; events are appended to
+``events`` as they arrive (name, data, host monotonic and wall time), so a
+test can ask afterwards what QEMU reported (RESET, STOP, RESUME, SHUTDOWN...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qemu.qmp import QMPClient
+
+from testbed.board.errors import BoardError
+
+
+@dataclass(frozen=True)
+class QmpEvent:
+    name: str
+    data: dict[str, Any]
+    monotonic: float
+    wall: float
+    qemu_timestamp: dict[str, int] = field(default_factory=dict)
+
+
+class Qmp:
+    def __init__(self, socket_path: Path, name: str = "board"):
+        self.socket_path = socket_path
+        self.name = name
+        self.events: list[QmpEvent] = []
+        self._cond = threading.Condition()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name=f"qmp-{name}", daemon=True)
+        self._thread.start()
+        self._client = QMPClient(name)
+        self._listener: asyncio.Future | None = None
+
+    def _call(self, coro, timeout: float):
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            future.cancel()
+            raise BoardError(f"{self.name}: QMP did not answer in {timeout} s") from None
+
+    def connect(self, timeout: float = 10, alive=lambda: True) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.socket_path.exists():
+            if not alive():
+                raise BoardError(f"{self.name}: QEMU exited before its QMP socket appeared")
+            if time.monotonic() > deadline:
+                raise BoardError(f"{self.name}: QMP socket {self.socket_path} did not appear in {timeout} s")
+            time.sleep(0.01)
+        self._call(self._client.connect(str(self.socket_path)), timeout)
+        self._listener = asyncio.run_coroutine_threadsafe(self._listen(), self._loop)
+
+    async def _listen(self) -> None:
+        try:
+            async for msg in self._client.events:
+                event = QmpEvent(
+                    str(msg["event"]),
+                    dict(msg.get("data", {}) or {}),
+                    time.monotonic(),
+                    time.time(),
+                    dict(msg.get("timestamp", {}) or {}),
+                )
+                with self._cond:
+                    self.events.append(event)
+                    self._cond.notify_all()
+        except asyncio.CancelledError:
+            pass
+
+    def cmd(self, command: str, timeout: float = 30, **arguments: Any) -> Any:
+        return self._call(self._client.execute(command, arguments or None), timeout)
+
+    def wait_event(self, name: str, timeout: float = 30, since: float | None = None,
+                   where=None) -> QmpEvent:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for event in self.events:
+                    if event.name == name and (since is None or event.monotonic >= since) and (
+                        where is None or where(event)
+                    ):
+                        return event
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise BoardError(f"{self.name}: no QMP event {name} within {timeout} s")
+                self._cond.wait(min(remaining, 0.5))
+
+    def close(self) -> None:
+        async def _shutdown() -> None:
+            try:
+                await self._client.disconnect()
+            except Exception:
+                pass
+
+        async def _stop_listener() -> None:
+            for task in asyncio.all_tasks():
+                if task is not asyncio.current_task():
+                    task.cancel()
+                    try:
+                        await task
+                    except BaseException:
+                        pass
+
+        if self._loop.is_running():
+            for coro in (_shutdown(), _stop_listener()):
+                try:
+                    asyncio.run_coroutine_threadsafe(coro, self._loop).result(3)
+                except Exception:
+                    pass
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=3)
+            if not self._loop.is_running():
+                self._loop.close()
