@@ -120,22 +120,36 @@ def find_symbols(executable: str, search: Iterable[str | Path], build_id: str | 
 
     When the core carries a build id and the ELF has one too, they must match.
     """
-    if not executable:
-        return None
-    for base in search:
-        base = Path(base)
-        if not base.is_dir():
-            continue
-        for candidate in sorted(base.rglob(executable)):
-            if not candidate.is_file():
-                continue
-            table = _load_symbols(str(candidate), candidate.stat().st_mtime)
-            if table is None or not table.functions:
-                continue
-            if build_id and table.build_id and table.build_id != build_id:
-                continue
-            return table
+    dirs = [Path(base) for base in search if Path(base).is_dir()]
+    if executable:
+        for base in dirs:
+            for candidate in sorted(base.rglob(executable)):
+                table = _table(candidate)
+                if table is None:
+                    continue
+                if build_id and table.build_id and table.build_id != build_id:
+                    continue
+                return table
+    if build_id:  # the same binary installed under another name (crashsvc is crashapp)
+        for base in dirs:
+            for candidate in sorted(base.rglob("*")):
+                table = _table(candidate)
+                if table is not None and table.build_id == build_id:
+                    return table
     return None
+
+
+def _table(candidate: Path) -> _SymbolTable | None:
+    try:
+        if not candidate.is_file() or candidate.stat().st_size > 64 << 20:
+            return None
+        with open(candidate, "rb") as fh:
+            if fh.read(4) != b"\x7fELF":
+                return None
+        table = _load_symbols(str(candidate), candidate.stat().st_mtime)
+    except OSError:
+        return None
+    return table if table is not None and table.functions else None
 
 
 def analyze(core: CoreInfo, symbol_dirs: Iterable[str | Path] = ()) -> CrashAnalysis:

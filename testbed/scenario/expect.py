@@ -27,6 +27,7 @@ class Evidence:
     audit: list[dict[str, Any]] = field(default_factory=list)  # support audit rows
     blobs: dict[str, int] = field(default_factory=dict)  # region -> blob files on disk
     tenant_probe: Callable[[list[str]], list[str]] | None = None  # dump ids -> problems found
+    groups: Callable[[], dict[str, dict[str, Any]]] | None = None  # group key -> DeviceGroupV2 at the service
 
 
 def region_matches(wanted: str, region: str) -> bool:
@@ -134,11 +135,16 @@ def evaluate(exp: Expectation, ev: Evidence) -> tuple[bool, str]:
                 worst = max(worst, took)
                 if took > within:
                     bad.append(f"{b}: {ep.app} restarted {took:.3f}s after its crash (limit {format_duration(within)})")
-                if a.get("after_upload"):
+                if a.get("after_upload") or a.get("upload_slack") is not None:
                     if ep.outcome is None or ep.outcome.name != "upload-ok":
                         bad.append(f"{b}: crash at {ep.crash.t:.2f}s had no completed upload ({ep.outcome_name})")
                     elif ep.restart is not None and ep.restart.t + 1e-6 < ep.outcome.t:
                         bad.append(f"{b}: {ep.app} restarted before its upload completed")
+                    elif ep.restart is not None and a.get("upload_slack") is not None:
+                        gap = ep.restart.t - ep.outcome.t
+                        if gap > a["upload_slack"]:
+                            bad.append(f"{b}: {ep.app} restarted {gap * 1000:.0f} ms after its upload completed "
+                                       f"(slack {format_duration(a['upload_slack'])})")  # fmt: skip
         if n == 0:
             return False, "no crash of the app was seen on " + ", ".join(boards)
         return not bad, "; ".join(bad) if bad else f"{n} crash(es), slowest restart {worst * 1000:.0f} ms"
@@ -185,5 +191,45 @@ def evaluate(exp: Expectation, ev: Evidence) -> tuple[bool, str]:
         n = sum(v for r, v in ev.blobs.items() if region_matches(a.get("region", "any"), r))
         ok, want = _count_ok(n, a, default_min=1)
         return ok, f"{n} blob file(s) in {a.get('region', 'any')} store(s) ({want})"
+
+    if kind == "requests":
+        prefix = {"sync": "/device/v1/sync", "intent": "/device/v1/crashdumps/intent"}.get(a["path"])
+        devices = {ev.device_ids.get(b) for b in boards}
+        rows = [r for r in ev.requests if r.device_id in devices]
+        if prefix:
+            rows = [r for r in rows if r.path.startswith(prefix)]
+        else:  # upload: the dump itself
+            rows = [r for r in rows if r.method == "POST" and r.path.rstrip("/") == "/device/v1/crashdumps"]
+        ok, want = _count_ok(len(rows), a)
+        statuses = ",".join(str(r.status) for r in rows[-8:]) or "-"
+        return ok, f"{len(rows)} {a['path']} request(s) ({want}); statuses: {statuses}"
+
+    if kind == "dump_sizes":
+        devices = {ev.device_ids.get(b) for b in boards}
+        sizes = [d["size"] for d in ev.dumps if d["device_id"] in devices]
+        if not sizes:
+            return False, "no dump stored for these boards"
+        lo, hi = a.get("min_bytes"), a.get("max_bytes")
+        bad = [s for s in sizes if (lo is not None and s < lo) or (hi is not None and s > hi)]
+        span = f"{min(sizes):,} to {max(sizes):,} bytes over {len(sizes)} dump(s)"
+        return not bad, (f"{len(bad)} outside {lo}..{hi}: {bad[:5]}; " if bad else "") + span
+
+    if kind == "groups":
+        if ev.groups is None:
+            return False, "the service's groups could not be read"
+        current = ev.groups()
+        bad, seen = [], []
+        for key in a["group"]:
+            g = current.get(key)
+            if g is None:
+                bad.append(f"{key} not found at the service")
+                continue
+            seen.append(f"{key}: {'Enabled' if g.get('AllowCrashDumpsCollection') else 'Disabled'}/"
+                        f"{g.get('RegionalDataBoundary')}")  # fmt: skip
+            if a.get("allow_crash_dumps") is not None and bool(g.get("AllowCrashDumpsCollection")) != a["allow_crash_dumps"]:
+                bad.append(f"{key} AllowCrashDumpsCollection is {g.get('AllowCrashDumpsCollection')}")
+            if a.get("boundary") is not None and g.get("RegionalDataBoundary") != a["boundary"]:
+                bad.append(f"{key} RegionalDataBoundary is {g.get('RegionalDataBoundary')}")
+        return not bad, "; ".join(bad) if bad else "; ".join(seen)
 
     raise ValueError(f"no evaluator for expectation {kind!r}")

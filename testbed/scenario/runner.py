@@ -43,8 +43,16 @@ from testbed.scenario.tap import WireTap
 
 #: Guest commands of the firmware (docs/firmware.md).
 SYNC_NOW = "syncd --now"
-CRASH_CMD = "tb-crash {app}"
-CRASH_MODE_CMD = "tb-crash {app} --mode {mode}"
+
+
+def crash_command(app: str, mode: str, heap_kib: int | None = None, crash_id: str | None = None) -> str:
+    """The console command that makes the running app (or OS component) crash (crashapp.c)."""
+    cmd = f"crashapp --app {app} --mode {mode}"
+    if heap_kib is not None:
+        cmd += f" --heap-kib {heap_kib}"
+    if crash_id:
+        cmd += f" --id {crash_id}"
+    return cmd
 
 
 class StepFailed(RuntimeError):
@@ -171,7 +179,6 @@ class RunOptions:
     symbol_dirs: list[Path] = field(default_factory=list)
     board_factory: BoardFactory | None = None
     progress: Progress | None = None
-    sphere_cli: list[str] = field(default_factory=lambda: [sys.executable, "-m", "testbed.cli", "sphere"])
     service_options: dict[str, Any] = field(default_factory=dict)  # extra ServiceProcess arguments
 
 
@@ -248,7 +255,8 @@ class ScenarioRun:
             self.workdir = Path(tempfile.mkdtemp(prefix=f"tb-scenario-{sc.name}-"))
             stack.callback(shutil.rmtree, self.workdir, True)
         self.progress.setup(sc, "starting the service")
-        self.service = ServiceProcess(self.workdir / "service", enable_control=True, **self.opt.service_options)
+        self.service = ServiceProcess(self.workdir / "service", enable_control=True,
+                                      **{**sc.service, **self.opt.service_options})
         self.service.start()
         stack.callback(self._stop_service)
         self.tap = WireTap("127.0.0.1", self.service.port).start()
@@ -364,7 +372,12 @@ class ScenarioRun:
             audit=self.support.audit(),
             blobs=self._blobs(),
             tenant_probe=self._tenant_probe,
+            groups=self._groups,
         )
+
+    def _groups(self) -> dict[str, dict[str, Any]]:
+        by_id = {g["Id"]: g for g in self.admin.device_groups(self.tenant_id, max_page_size=1000)}
+        return {key: by_id[gid] for key, gid in self.group_ids.items() if gid in by_id}
 
     def check(self, expectations: Iterable[Expectation], step: Step | None) -> None:
         ev = self.evidence()
@@ -419,11 +432,15 @@ class ScenarioRun:
             raise StepFailed(f"{board}: `{cmd}` exited {code}: {out.strip()[-300:]}")
         return out
 
-    def _sphere(self, args: list[str]) -> None:
+    def _sphere(self, args: list[str], command: str = "sphere") -> None:
+        """Run `testbed sphere ...` (or `testbed crashdumps ...`) as a user would, against this service."""
         env = dict(os.environ, TESTBED_SERVICE_URL=self.service.url, TESTBED_TOKEN=self.admin_token)
-        proc = subprocess.run(self.opt.sphere_cli + args, env=env, capture_output=True, text=True, timeout=60)
+        env.pop("TESTBED_TENANT", None)
+        cmd = [sys.executable, "-m", "testbed.cli", command, *args]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
         if proc.returncode != 0:
-            raise StepFailed(f"`sphere {' '.join(args)}` exited {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-400:]}")
+            raise StepFailed(f"`testbed {command} {' '.join(args)}` exited {proc.returncode}: "
+                             f"{(proc.stderr or proc.stdout).strip()[-400:]}")  # fmt: skip
 
     def do_step(self, step: Step) -> None:
         a = step.args
@@ -450,8 +467,8 @@ class ScenarioRun:
 
             self._fan_out(boards, sync)
         elif act == "crash":
-            cmd = CRASH_MODE_CMD if a.get("mode") else CRASH_CMD
-            self._fan_out(boards, lambda b: self._run_cmd(b, cmd.format(app=a["app"], mode=a.get("mode"))))
+            cmd = crash_command(a["app"], a["mode"], a.get("heap_kib"), a.get("id"))
+            self._fan_out(boards, lambda b: self._run_cmd(b, cmd))
         elif act == "wait":
             self._fan_out(boards, lambda b: self._wait_new_events(
                 b, a["event"], a.get("where"), a["count"], baseline.get(b, 0), a["timeout"]))  # fmt: skip
@@ -491,6 +508,8 @@ class ScenarioRun:
         elif act == "set_group":
             for key in a["group"]:
                 group = self.sc.groups[key]
+                if a["via"] == "script":
+                    continue  # one bulk command for all the groups, below
                 if a["via"] == "api":
                     fields: dict[str, Any] = {}
                     if a["allow_crash_dumps"] is not None:
@@ -505,6 +524,14 @@ class ScenarioRun:
                     if a["boundary"] is not None:
                         args += ["--regional-data-boundary", a["boundary"]]
                     self._sphere(args)
+            if a["via"] == "script":
+                args = ["configure", "--set", "on" if a["allow_crash_dumps"] else "off", "--yes"]
+                if set(a["group"]) != set(self.sc.groups):
+                    for key in a["group"]:
+                        args += ["--device-group", self.group_ids[key]]
+                if a.get("page_size"):
+                    args += ["--page-size", str(a["page_size"])]
+                self._sphere(args, command="crashdumps")
         elif act == "move":
             for b in boards:
                 self.admin.move_device(self.tenant_id, self.devices[b][0], self.group_ids[a["group"]])

@@ -18,16 +18,17 @@ from typing import Any
 
 from testbed.scenario.yamlloc import LocList, LocMap, YamlSyntaxError, line_of, load_located
 
-#: Sample apps the firmware ships (firmware_stubs/apps); a scenario may only name these.
-KNOWN_APPS: tuple[str, ...] = ("segv", "abort", "fpe", "stackoverflow")
-#: How an app can be made to crash on demand.
+#: What the board image runs (docs/firmware.md): the app `crashapp` under appmgr and the OS
+#: component `crashsvc`; a scenario may only name these.
+KNOWN_APPS: tuple[str, ...] = ("crashapp", "crashsvc")
+#: How an app can be made to crash on demand (`crashapp --mode ...`).
 CRASH_MODES: tuple[str, ...] = ("segv", "abort", "fpe", "stack")
 #: The `@tb event=` names of docs/device-api.md.
 KNOWN_EVENTS: tuple[str, ...] = (
     "boot-ready", "sync-ok", "sync-fail", "crash", "dump-skipped", "upload-ok",
     "upload-fail", "app-restart", "provisioned",
 )  # fmt: skip
-SKIP_REASONS: tuple[str, ...] = ("optout", "stale-sync", "throttled", "too-large", "ratelimit")
+SKIP_REASONS: tuple[str, ...] = ("optout", "stale-sync", "throttled", "too-large", "ratelimit", "no-reporter")
 BOUNDARIES: tuple[str, ...] = ("None", "EU")
 #: Regions an expectation may name; "US" means East US or West US.
 REGIONS: tuple[str, ...] = ("EU", "EastUS", "WestUS", "US", "any")
@@ -154,6 +155,7 @@ class Scenario:
     expect: list[Expectation]
     tenant: str = "Contoso"
     timeout: float = 300.0
+    service: dict[str, Any] = field(default_factory=dict)  # ServiceProcess options (throttle_limit)
 
     @property
     def boards(self) -> list[str]:
@@ -186,9 +188,11 @@ STEP_SPECS: dict[str, tuple[dict[str, FieldSpec], str | None, str]] = {
     "sync": ({"boards": ("boards", True, None), "expect": (("enum", ("ok", "fail", "any")), False, "ok"),
               "timeout": ("duration", False, 20.0)}, "boards",
              "run `syncd --now` on the boards and wait for sync-ok (or sync-fail)"),
-    "crash": ({"boards": ("boards", True, None), "app": ("app", True, None),
-               "mode": (("enum", CRASH_MODES), False, None)}, None,
-              "make an app crash on the boards now"),
+    "crash": ({"boards": ("boards", True, None), "app": ("app", False, "crashapp"),
+               "mode": (("enum", CRASH_MODES), False, "segv"), "heap_kib": ("int", False, None),
+               "id": ("crash_id", False, None)}, "boards",
+              "make an app crash on the boards now (heap_kib: fill that much heap first, so the dump is "
+              "bigger; id: crash as a different bug, so a different signature)"),
     "wait": ({"boards": ("boards", True, None), "event": ("event", True, None),
               "where": ("where", False, None), "count": ("posint", False, 1),
               "timeout": ("duration", False, 30.0)}, None,
@@ -208,8 +212,10 @@ STEP_SPECS: dict[str, tuple[dict[str, FieldSpec], str | None, str]] = {
              "move the service's clock and the boards' clocks forward"),
     "set_group": ({"group": ("groups", True, None), "allow_crash_dumps": ("bool", False, None),
                    "boundary": (("enum", BOUNDARIES), False, None),
-                   "via": (("enum", ("api", "cli")), False, "api")}, None,
-                  "change device-group settings through the public API or the sphere CLI"),
+                   "via": (("enum", ("api", "cli", "script")), False, "api"),
+                   "page_size": ("posint", False, None)}, None,
+                  "change device-group settings through the public API, the sphere CLI (device-group update) "
+                  "or the bulk script (crashdumps configure; allow_crash_dumps only)"),
     "move": ({"boards": ("boards", True, None), "group": ("group", True, None)}, None,
              "move the boards' devices to another group"),
     "support_read": ({"boards": ("board_opt", False, "all"), "reason": ("str", False, "scenario investigation")},
@@ -237,8 +243,10 @@ EXPECT_SPECS: dict[str, tuple[dict[str, FieldSpec], str | None, str]] = {
                       "app": ("app", False, None), **_COUNT_FIELDS}, "reason",
                      "each board reported dump-skipped with the reason (default at least once)"),
     "app_restarted": ({"boards": ("board_opt", False, "all"), "app": ("app", False, None),
-                       "within": ("duration", True, None), "after_upload": ("bool", False, False)}, None,
-                      "every crash of the app on the boards was followed by app-restart within the time"),
+                       "within": ("duration", True, None), "after_upload": ("bool", False, False),
+                       "upload_slack": ("duration", False, None)}, None,
+                      "every crash of the app on the boards was followed by app-restart within the time "
+                      "(after_upload: only once its upload completed; upload_slack: at most this long after it)"),
     "upload": ({"boards": ("board_opt", False, "all"), "result": (("enum", ("ok", "fail")), False, "ok"),
                 "reason": ("str", False, None), **_COUNT_FIELDS}, None,
                "each board reported upload-ok (or upload-fail with the reason)"),
@@ -251,6 +259,15 @@ EXPECT_SPECS: dict[str, tuple[dict[str, FieldSpec], str | None, str]] = {
                       "the tenant's own Administrator token cannot list or read any dump"),
     "blobs": ({"region": (("enum", REGIONS), False, "any"), **_COUNT_FIELDS}, None,
               "dump blob files in the service's stores"),
+    "requests": ({"boards": ("board_opt", False, "all"), "path": (("enum", ("sync", "intent", "upload")), True, None),
+                  **_COUNT_FIELDS}, None,
+                 "requests from the boards that reached the service (seen by the wire tap), in total"),
+    "dump_sizes": ({"boards": ("board_opt", False, "all"), "min_bytes": ("int", False, None),
+                    "max_bytes": ("int", False, None)}, None,
+                   "every stored dump of the boards has a compressed size within the bounds"),
+    "groups": ({"group": ("groups", True, None), "allow_crash_dumps": ("bool", False, None),
+                "boundary": (("enum", BOUNDARIES), False, None)}, None,
+               "the device groups' settings at the service (read through the public API) are these"),
 }  # fmt: skip
 
 
@@ -347,6 +364,11 @@ class _Loader:
                 raise fail(line, fld, f"unknown event {raw!r}{_suggest(str(raw), KNOWN_EVENTS)}; "
                            f"events: {', '.join(KNOWN_EVENTS)}")  # fmt: skip
             return raw
+        if kind == "crash_id":
+            text = str(raw)
+            if not re.match(r"^[A-Za-z0-9_]{1,6}$", text):
+                raise fail(line, fld, f"a crash id is 1 to 6 of A-Z a-z 0-9 _, got {raw!r}")
+            return text
         if kind == "where":
             if not isinstance(raw, dict):
                 raise fail(line, fld, f"expected a mapping of event keys to values, got {_type_name(raw)}")
@@ -443,7 +465,7 @@ class _Loader:
             if not isinstance(spec, LocMap):
                 raise self.ctx.fail(kline, f"fleet.{name}", f"expected a mapping, got {_type_name(spec)}")
             _check_keys(self.ctx, spec, ("boards", "group", "apps"), f"fleet.{name}.")
-            for req in ("group", "apps"):
+            for req in ("group",):
                 if req not in spec:
                     raise self.ctx.fail(kline, f"fleet.{name}.{req}", "missing (required)")
             count = self.value("posint", spec.get("boards", 1), line_of(spec, "boards", value=True), f"fleet.{name}.boards")
@@ -451,9 +473,9 @@ class _Loader:
                 raise self.ctx.fail(line_of(spec, "boards", value=True), f"fleet.{name}.boards",
                                     f"at most {MAX_BOARDS_PER_FLEET} boards per fleet")
             group = self.value("group", spec["group"], spec.value_lines["group"], f"fleet.{name}.group")
-            apps_raw = spec["apps"]
+            apps_raw = spec.get("apps", list(KNOWN_APPS))
             if not isinstance(apps_raw, list) or not apps_raw:
-                raise self.ctx.fail(spec.value_lines["apps"], f"fleet.{name}.apps", "expected a non-empty list of apps")
+                raise self.ctx.fail(line_of(spec, "apps", value=True), f"fleet.{name}.apps", "expected a non-empty list of apps")
             apps = [
                 self.value("app", app, line_of(apps_raw, i), f"fleet.{name}.apps[{i}]")
                 for i, app in enumerate(apps_raw)
@@ -506,6 +528,8 @@ class _Loader:
                                         f"{args['app']!r} (fleet {fleet.name} runs: {', '.join(fleet.apps)})")  # fmt: skip
         if action == "set_group" and args["allow_crash_dumps"] is None and args["boundary"] is None:
             raise self.ctx.fail(aline, where + "set_group", "nothing to set: give allow_crash_dumps and/or boundary")
+        if action == "set_group" and args["via"] == "script" and (args["boundary"] is not None or args["allow_crash_dumps"] is None):
+            raise self.ctx.fail(aline, where + "set_group.via", "the bulk script sets allow_crash_dumps only")
         if action == "service_fault":
             if args["mode"] == "status" and args["status"] is None:
                 raise self.ctx.fail(aline, where + "service_fault.status", "mode status needs a status code")
@@ -536,7 +560,8 @@ def _expect_text(kind: str, args: dict[str, Any]) -> str:
     return f"{kind}: " + " ".join(parts) if parts else kind
 
 
-TOP_FIELDS = ("name", "description", "tenant", "timeout", "groups", "fleet", "steps", "expect")
+TOP_FIELDS = ("name", "description", "tenant", "timeout", "service", "groups", "fleet", "steps", "expect")
+SERVICE_FIELDS = ("throttle_limit",)
 
 
 def scenario_from_data(data: Any, file: str, default_name: str = "scenario") -> Scenario:
@@ -574,7 +599,16 @@ def scenario_from_data(data: Any, file: str, default_name: str = "scenario") -> 
     timeout = loader.value("duration", data["timeout"], data.value_lines["timeout"], "timeout") if "timeout" in data else 300.0
     tenant = loader.value("str", data["tenant"], data.value_lines["tenant"], "tenant") if "tenant" in data else "Contoso"
     description = str(data.get("description") or "").strip()
-    return Scenario(name, description, file, loader.groups, loader.fleet, steps, expect, tenant=tenant, timeout=timeout)
+    service: dict[str, Any] = {}
+    if "service" in data:
+        raw = data["service"]
+        if not isinstance(raw, LocMap):
+            raise ctx.fail(data.value_lines["service"], "service", f"expected a mapping with {', '.join(SERVICE_FIELDS)}")
+        _check_keys(ctx, raw, SERVICE_FIELDS, "service.")
+        for key in raw:
+            service[key] = loader.value("posint", raw[key], raw.value_lines[key], f"service.{key}")
+    return Scenario(name, description, file, loader.groups, loader.fleet, steps, expect, tenant=tenant,
+                    timeout=timeout, service=service)
 
 
 def _locate_plain(value: Any) -> Any:
@@ -662,7 +696,7 @@ def scale_fleet(scenario: Scenario, boards: int) -> Scenario:
         steps.append(Step(s.index, s.action, fix(s.args, s.line, f"steps[{s.index}]."), s.at, s.label, s.line, checks))
     expect = [Expectation(e.kind, fix(e.args, e.line, "expect."), e.line, e.text) for e in scenario.expect]
     return Scenario(scenario.name, scenario.description, scenario.path, scenario.groups, data_fleet, steps, expect,
-                    scenario.tenant, scenario.timeout)  # fmt: skip
+                    scenario.tenant, scenario.timeout, dict(scenario.service))  # fmt: skip
 
 
 Describer = Callable[[Step], str]

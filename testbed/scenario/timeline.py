@@ -53,6 +53,11 @@ def _app_of(event: BoardEvent) -> str:
     return event.fields.get("app", "")
 
 
+def _sig_of(event: BoardEvent) -> str:
+    sig = event.fields.get("sig", "")
+    return "" if sig == "-" else sig
+
+
 def crash_episodes(events: list[BoardEvent]) -> list[CrashEpisode]:
     """Pair each crash with the first later outcome and app-restart of the same app.
 
@@ -65,12 +70,17 @@ def crash_episodes(events: list[BoardEvent]) -> list[CrashEpisode]:
             episodes.append(CrashEpisode(_app_of(event), event))
             continue
         if event.name in OUTCOMES or event.name == "app-restart":
+            if event.fields.get("spooled") == "1":
+                continue  # a retry from the spool: it belongs to no crash on the timeline
             slot = "restart" if event.name == "app-restart" else "outcome"
             app = _app_of(event)
+            sig = _sig_of(event)
             for episode in episodes:
                 if getattr(episode, slot) is not None:
                     continue
                 if app and episode.app and app != episode.app:
+                    continue
+                if sig and _sig_of(episode.crash) and sig != _sig_of(episode.crash):
                     continue
                 setattr(episode, slot, event)
                 break

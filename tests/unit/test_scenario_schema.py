@@ -23,10 +23,10 @@ groups:
   DW100/Field: {allow_crash_dumps: Enabled, boundary: EU}
   DW100/Lab: {}
 fleet:
-  eu: {boards: 2, group: DW100/Field, apps: [segv, abort]}
+  eu: {boards: 2, group: DW100/Field, apps: [crashapp]}
 steps:
   - sync: all
-  - crash: {boards: eu-1, app: segv, mode: segv}
+  - crash: {boards: eu-1, app: crashapp, mode: segv}
   - wait: {boards: eu-1, event: upload-ok, timeout: 10s}
   - at: 20s
     link_down: eu-2
@@ -37,7 +37,7 @@ steps:
   - check:
       - dump_stored: {boards: eu-1, region: EU}
 expect:
-  - app_restarted: {app: segv, within: 5s}
+  - app_restarted: {app: crashapp, within: 5s}
   - no_request: eu-2
   - dump_skipped: {boards: eu, reason: stale-sync, count: 1}
 """
@@ -58,7 +58,7 @@ def test_good_file_loads_with_defaults_and_lines(tmp_path):
     assert sc.groups["DW100/Lab"].boundary == "None"
     sync, crash, wait, link, fault, clear, warp, setg, check = sc.steps
     assert sync.args["boards"] == ["eu-1", "eu-2"] and sync.args["timeout"] == 20.0
-    assert crash.args == {"boards": ["eu-1"], "app": "segv", "mode": "segv"}
+    assert crash.args == {"boards": ["eu-1"], "app": "crashapp", "mode": "segv", "heap_kib": None, "id": None}
     assert wait.args["timeout"] == 10.0 and wait.line == 11
     assert link.at == 20.0 and link.args["boards"] == ["eu-2"]
     assert fault.args["delay"] == 8.0
@@ -77,14 +77,16 @@ def test_good_file_loads_with_defaults_and_lines(tmp_path):
     [
         ("allow_crash_dumps: Enabled", "alow_crash_dumps: Enabled", 4, "groups.DW100/Field.alow_crash_dumps",
          "did you mean 'allow_crash_dumps'"),
-        ("apps: [segv, abort]", "apps: [segv, abrot]", 7, "fleet.eu.apps[1]", "unknown app 'abrot'"),
-        ("{boards: eu-1, app: segv, mode: segv}", "{boards: eu-1, app: fpe}", 10, "steps[1].crash.app",
-         "does not run app 'fpe'"),
+        ("apps: [crashapp]", "apps: [crashapp, crashsv]", 7, "fleet.eu.apps[1]", "did you mean 'crashsvc'"),
+        ("{boards: eu-1, app: crashapp, mode: segv}", "{boards: eu-1, app: crashsvc}", 10, "steps[1].crash.app",
+         "does not run app 'crashsvc'"),
+        ("{boards: eu-1, app: crashapp, mode: segv}", "{boards: eu-1, mode: explode}", 10, "steps[1].crash.mode",
+         "expected one of segv, abort, fpe, stack"),
         ("timeout: 10s}", "timeout: soon}", 11, "steps[2].wait.timeout", "expected a duration"),
         ("boards: 2,", "boards: two,", 7, "fleet.eu.boards", "whole number"),
         ("link_down: eu-2", "link_down: eu-3", 13, "steps[3].link_down.boards", "unknown board or fleet 'eu-3'"),
         ("  - sync: all", "  - snyc: all", 9, "steps[0].snyc", "did you mean 'sync'"),
-        ("within: 5s}", "within: 5s, apps: segv}", 21, "expect[0].app_restarted.apps", "did you mean 'app'"),
+        ("within: 5s}", "within: 5s, apps: crashapp}", 21, "expect[0].app_restarted.apps", "did you mean 'app'"),
         ("  - no_request: eu-2", "  - no_requests: eu-2", 22, "expect[1].no_requests", "did you mean 'no_request'"),
         ("reason: stale-sync", "reason: stale", 23, "expect[2].dump_skipped.reason", "expected one of"),
         ("boundary: EU}", "boundary: Europe}", 4, "groups.DW100/Field.boundary", "expected one of None, EU"),
@@ -145,7 +147,7 @@ def test_count_and_min_are_exclusive(tmp_path):
 
 def test_all_files_are_checked_before_anything_runs(tmp_path):
     good = write(tmp_path, GOOD, "a.yaml")
-    bad = write(tmp_path, GOOD.replace("app: segv, mode", "app: segfault, mode"), "b.yaml")
+    bad = write(tmp_path, GOOD.replace("app: crashapp, mode", "app: crashap, mode"), "b.yaml")
     with pytest.raises(ScenarioError) as info:
         load_scenarios([good, bad])
     assert info.value.file == str(bad)
@@ -156,8 +158,8 @@ def test_all_files_are_checked_before_anything_runs(tmp_path):
 def test_python_dicts_validate_the_same_way():
     data = {
         "groups": {"P/G": {"allow_crash_dumps": True}},
-        "fleet": {"f": {"boards": 1, "group": "P/G", "apps": ["segv"]}},
-        "steps": [{"sync": "all"}, {"crash": {"boards": "f-1", "app": "segv"}}],
+        "fleet": {"f": {"boards": 1, "group": "P/G", "apps": ["crashapp"]}},
+        "steps": [{"sync": "all"}, {"crash": {"boards": "f-1", "app": "crashapp"}}],
         "expect": [{"dump_stored": "f-1"}],
     }
     sc = scenario_from_data(data, "<python>")
