@@ -19,7 +19,6 @@ import logging
 import re
 import sqlite3
 import time
-import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from testbed.crash.elfcore import HEADER_BYTES, is_elf_core
+from testbed.service.checks import CappedInflater
 from testbed.service.clock import Clock
 from testbed.service.errors import (
     ApiError,
@@ -107,9 +106,18 @@ class RateLimiter:
 # ----------------------------------------------------------------------------- helpers
 
 
+def _digits(text: str) -> bool:
+    """ASCII digits only (str.isdigit() accepts "²", which int() refuses)."""
+    return 0 < len(text) <= 18 and text.isascii() and text.isdigit()
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 async def read_json(request: Request, required: bool = True) -> dict[str, Any]:
     length = request.headers.get("content-length")
-    if length is not None and (not length.isdigit() or int(length) > MAX_JSON_BODY):
+    if length is not None and (not _digits(length) or int(length) > MAX_JSON_BODY):
         raise ApiError(413, "PayloadTooLarge", "The request body is too large.", f"at most {MAX_JSON_BODY} bytes")
     body = bytearray()
     async for chunk in request.stream():
@@ -121,8 +129,10 @@ async def read_json(request: Request, required: bool = True) -> dict[str, Any]:
             raise bad_request("A JSON object body is required.")
         return {}
     try:
-        value = json.loads(bytes(body))
-    except (ValueError, UnicodeDecodeError) as exc:
+        value = json.loads(bytes(body), parse_constant=_no_constant)
+        # Lone surrogates ("\ud800") parse but are not text; refuse them here.
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except (ValueError, UnicodeError) as exc:
         raise bad_request(f"The body is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise bad_request("The body must be a JSON object.")
@@ -209,7 +219,7 @@ def decode_continuation(token: str, tenant_id: str) -> int:
         padded = token + "=" * (-len(token) % 4)
         value = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
         seq = value["s"]
-        if value["t"] != tenant_id or not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+        if value["t"] != tenant_id or not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq < 2**62:
             raise ValueError
         return seq
     except (ValueError, KeyError, TypeError, UnicodeEncodeError):
@@ -220,7 +230,7 @@ def page_size(request: Request) -> int:
     raw = request.query_params.get("maxPageSize")
     if raw is None:
         return DEFAULT_PAGE
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+    if not _digits(raw) or not 1 <= int(raw) <= MAX_PAGE:
         raise bad_request(f"maxPageSize must be an integer from 1 to {MAX_PAGE}.")
     return int(raw)
 
@@ -515,7 +525,7 @@ class Service:
         length_header = headers.get("content-length")
         if length_header is None:
             raise ApiError(411, "LengthRequired", "Content-Length is required.", "send the body with a Content-Length")
-        if not length_header.isdigit():
+        if not _digits(length_header):
             raise bad_request("Content-Length must be a decimal integer.")
         length = int(length_header)
         limit = self.config.max_upload_bytes
@@ -535,7 +545,7 @@ class Service:
         crash_time_raw = headers.get("x-crash-time")
         crash_time = None
         if crash_time_raw is not None:
-            if not crash_time_raw.isdigit() or len(crash_time_raw) > 12:
+            if not _digits(crash_time_raw) or len(crash_time_raw) > 12:
                 raise bad_request("X-Crash-Time must be integer seconds since the epoch.")
             crash_time = int(crash_time_raw)
         if not device["allow_crash_dumps"]:
@@ -564,51 +574,19 @@ class Service:
         return error_response(503, "StorageUnavailable", "The dump could not be stored durably.", outcome.detail)
 
     async def _read_core(self, request: Request, length: int) -> tuple[bytes, int]:
-        """Read the body (at most ``length`` bytes) and inflate it with a cap; check the ELF core."""
-        max_inflated = self.config.max_inflated_bytes
-        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        """Read the body (exactly ``length`` bytes), inflating as it comes, with caps."""
+        inflater = CappedInflater(self.config.max_inflated_bytes)
         body = bytearray()
-        head = bytearray()
-        inflated = 0
-        checked = False
         async for chunk in request.stream():
             if not chunk:
                 continue
             body += chunk
             if len(body) > length:
                 raise bad_request("The body is longer than its Content-Length.")
-            data = chunk
-            while data:
-                if inflater.eof:
-                    raise bad_request("Data follows the end of the gzip stream.", "BadGzip")
-                try:
-                    out = inflater.decompress(data, 64 * 1024)
-                except zlib.error as exc:
-                    raise bad_request(f"The body is not valid gzip: {exc}.", "BadGzip") from None
-                inflated += len(out)
-                if inflated > max_inflated:
-                    raise ApiError(
-                        413,
-                        "PayloadTooLarge",
-                        "The dump inflates beyond the limit.",
-                        f"more than {max_inflated} bytes inflated; inflation stopped there",
-                    )
-                if not checked:
-                    head += out[: HEADER_BYTES - len(head)]
-                    if len(head) >= HEADER_BYTES:
-                        checked = True
-                        if not is_elf_core(bytes(head)):
-                            raise bad_request("The gzip does not hold an ELF core file (ET_CORE).", "NotElfCore")
-                data = inflater.unconsumed_tail
-                if inflater.eof and inflater.unused_data:
-                    raise bad_request("Data follows the end of the gzip stream.", "BadGzip")
+            inflater.feed(chunk)
         if len(body) < length:
             raise bad_request("The body is shorter than its Content-Length.")
-        if not inflater.eof:
-            raise bad_request("The gzip stream is truncated.", "BadGzip")
-        if not checked:
-            raise bad_request("The gzip does not hold an ELF core file (too short).", "NotElfCore")
-        return bytes(body), inflated
+        return bytes(body), inflater.finish()
 
     # support API ------------------------------------------------------------------------
     def support_principal(self, request: Request) -> Principal:
@@ -623,11 +601,11 @@ class Service:
         filters: dict[str, Any] = {k: q.get(k) for k in ("tenantId", "deviceId", "deviceGroupId", "signature", "region")}
         since = q.get("since")
         if since is not None:
-            if not since.isdigit():
+            if not _digits(since):
                 raise bad_request("since must be integer seconds since the epoch.")
             filters["since"] = int(since)
         limit_raw = q.get("limit", "1000")
-        if not limit_raw.isdigit() or not 1 <= int(limit_raw) <= 10000:
+        if not _digits(limit_raw) or not 1 <= int(limit_raw) <= 10000:
             raise bad_request("limit must be an integer from 1 to 10000.")
         reason = request.headers.get("x-support-reason", "")
         self.store.add_audit(self.clock.now_int(), principal.label, "list", None, reason)
@@ -659,7 +637,7 @@ class Service:
     async def support_audit(self, request: Request) -> Response:
         self.support_principal(request)
         after = request.query_params.get("after", "0")
-        if not after.isdigit():
+        if not _digits(after):
             raise bad_request("after must be an audit row id.")
         rows = self.store.audit_rows(10000, int(after))
         return JSONResponse(

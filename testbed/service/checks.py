@@ -1,0 +1,65 @@
+"""Upload body checks: streaming gzip inflate with caps, and the ELF core check.
+
+``CappedInflater`` is fed the body chunk by chunk as it arrives. It never
+holds the inflated data (only its first bytes, for the ELF check), inflates
+at most 64 KiB per step, and raises as soon as the inflated total passes the
+cap, so a gzip bomb costs at most ``max_inflated`` bytes of work.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+from testbed.crash.elfcore import HEADER_BYTES, is_elf_core
+from testbed.service.errors import ApiError, bad_request
+
+STEP = 64 * 1024
+
+
+class CappedInflater:
+    def __init__(self, max_inflated: int) -> None:
+        self.max_inflated = max_inflated
+        self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)  # gzip container only
+        self.inflated = 0
+        self.consumed = 0
+        self._head = bytearray()
+        self.checked = False
+
+    def feed(self, chunk: bytes) -> None:
+        data = chunk
+        while data:
+            if self._z.eof:
+                raise bad_request("Data follows the end of the gzip stream.", "BadGzip")
+            try:
+                out = self._z.decompress(data, STEP)
+            except zlib.error as exc:
+                raise bad_request(f"The body is not valid gzip: {exc}.", "BadGzip") from None
+            self.consumed += len(data) - len(self._z.unconsumed_tail) - len(self._z.unused_data)
+            self.inflated += len(out)
+            if self.inflated > self.max_inflated:
+                raise ApiError(
+                    413,
+                    "PayloadTooLarge",
+                    "The dump inflates beyond the limit.",
+                    f"more than {self.max_inflated} bytes inflated; inflation stopped there",
+                )
+            if not self.checked:
+                self._head += out[: HEADER_BYTES - len(self._head)]
+                if len(self._head) >= HEADER_BYTES:
+                    self.checked = True
+                    if not is_elf_core(bytes(self._head)):
+                        raise bad_request(
+                            "The gzip does not hold an ELF core file (ELF magic and e_type ET_CORE).",
+                            "NotElfCore",
+                        )
+            if self._z.eof and self._z.unused_data:
+                raise bad_request("Data follows the end of the gzip stream.", "BadGzip")
+            data = self._z.unconsumed_tail
+
+    def finish(self) -> int:
+        """Check the stream ended properly; returns the inflated size."""
+        if not self._z.eof:
+            raise bad_request("The gzip stream is truncated.", "BadGzip")
+        if not self.checked:
+            raise bad_request("The gzip does not hold an ELF core file (too short).", "NotElfCore")
+        return self.inflated
