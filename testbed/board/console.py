@@ -275,6 +275,16 @@ class Console(SpawnBase):
             except ConsoleTimeout:
                 continue
 
+    def prepare(self, timeout: float = 10) -> None:
+        """Wait for the shell, then turn the tty's echo off.
+
+        Without echo the shell does not repeat typed commands (so a typed
+        ``@tb event=`` is never mistaken for an event, and long lines are not
+        wrapped) and busybox ash stops sending cursor queries.
+        """
+        self.wait_ready(timeout=timeout)
+        self.run_check("stty -echo", timeout=timeout)
+
     # -- events --------------------------------------------------------------------------
 
     def add_listener(self, callback: Callable[[Event], None]) -> None:

@@ -256,7 +256,14 @@ class QemuBoard:
         self._start()
         self.qmp.cmd("cont")
         self._wait_boot_ready(timeout, since=None)
+        self._prepare_console()
         return self
+
+    def _prepare_console(self) -> None:
+        try:
+            self.console.prepare(timeout=15)
+        except ConsoleTimeout:
+            self._fail_boot("printed boot-ready, but no shell answered on the console")
 
     def _wait_boot_ready(self, timeout: float, since: float | None) -> Event:
         try:
@@ -294,10 +301,7 @@ class QemuBoard:
         self._start(incoming=snapshot.state_file)
         self._wait_migration(timeout, incoming=True)
         self.qmp.cmd("cont")
-        try:
-            self.console.wait_ready(timeout=10)
-        except ConsoleTimeout:
-            self._fail_boot("restored from a snapshot, but no shell answered")
+        self._prepare_console()
         self.ready_seconds = time.monotonic() - self.started_monotonic
         if set_clock:
             self.set_clock()
@@ -365,6 +369,7 @@ class QemuBoard:
         self.console.clear_crash()
         if wait:
             self._wait_boot_ready(self.boot_timeout if timeout is None else timeout, since=since)
+            self._prepare_console()
 
     def power_off(self) -> None:
         """Pull the power: QEMU quits at once (the board is closed)."""

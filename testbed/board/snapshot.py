@@ -129,7 +129,6 @@ def ensure_snapshot(
         board = QemuBoard(image, name=f"snapshot-{image.hash[:8]}", boot_timeout=boot_timeout)
         try:
             board.boot()
-            board.console.wait_ready(timeout=10)
             # Let the boot settle: the console quiet, the page cache written.
             board.console.run("sync", timeout=10)
             snap = save_snapshot(board, work, note="booted, unprovisioned")
