@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -281,9 +282,9 @@ class ScenarioRun:
         for name in sc.boards:
             fleet = sc.fleet_of(name)
             claimed = self.admin.claim_device(self.tenant_id, self.group_ids[fleet.group])
-            self.devices[name] = (claimed["Id"], claimed["DeviceSecret"])
+            self.devices[name] = (claimed["DeviceId"], claimed["DeviceSecret"])
             self.board_group[name] = fleet.group
-            self.result.boards.append(BoardRecord(name, claimed["Id"], fleet.group, list(fleet.apps)))
+            self.result.boards.append(BoardRecord(name, claimed["DeviceId"], fleet.group, list(fleet.apps)))
         self.progress.setup(sc, f"service at {self.service.url} (tap on 127.0.0.1:{self.tap.port}); "
                             f"restoring {len(sc.boards)} board(s) from the snapshot, {self.opt.parallel} at a time")  # fmt: skip
         factory = self.opt.board_factory or qemu_board_factory()
@@ -585,7 +586,10 @@ class ScenarioRun:
                 self._finish(started)
                 raise
             except Exception as exc:  # noqa: BLE001 (the run's error is the scenario's verdict)
-                res.error = _short(exc) if isinstance(exc, StepFailed) else f"{type(exc).__name__}: {exc}"
+                if isinstance(exc, StepFailed):
+                    res.error = _short(exc)
+                else:
+                    res.error = f"{type(exc).__name__}: {exc}\n" + "".join(traceback.format_exc(limit=-4))
             finally:
                 for interval in list(self._open.values()):
                     interval.end = self.now()

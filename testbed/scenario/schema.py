@@ -342,6 +342,8 @@ class _Loader:
             if not isinstance(raw, str | int | float) or isinstance(raw, bool):
                 raise fail(line, fld, f"expected text, got {_type_name(raw)}")
             return str(raw)
+        if kind == "board_opt" and raw == "none":
+            return []
         if kind in ("boards", "board_opt"):
             return self.boards(raw, line, fld)
         if kind == "group":
