@@ -1,0 +1,191 @@
+"""The service as a process: restart and crash keep every acknowledged dump; faults; CLI host check."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import pytest
+from service_helpers import new_signature
+
+from testbed.service.client import Client, ControlClient, DeviceClient
+from testbed.service.process import ServiceProcess, ServiceStartError
+
+
+def _setup(svc: ServiceProcess, n_devices: int, boundary: str = "None") -> list[dict]:
+    with ControlClient(svc.url, svc.control_token) as control:
+        t = control.create_tenant("durability")
+    with Client(svc.url, t["Token"]) as admin:
+        p = admin.create_product(t["Id"], "P")
+        g = admin.create_device_group(t["Id"], p["Id"], "G", AllowCrashDumpsCollection=True, RegionalDataBoundary=boundary)
+        return [admin.claim_device(t["Id"], g["Id"]) for _ in range(n_devices)]
+
+
+def _stored(svc: ServiceProcess) -> tuple[set[str], set[str]]:
+    """(dump ids with rows, blob file names) read straight from the data directory."""
+    conn = sqlite3.connect(f"file:{svc.data_dir / 'service.db'}?mode=ro", uri=True)
+    try:
+        rows = {r[0] for r in conn.execute("SELECT id FROM dumps")}
+    finally:
+        conn.close()
+    files = {p.name for p in (svc.data_dir / "blobs").rglob("*") if p.is_file()}
+    return rows, files
+
+
+def test_sigkill_during_uploads_keeps_every_acknowledged_dump(tmp_path, core_gz) -> None:
+    svc = ServiceProcess(tmp_path / "svc", rate_limit=0)
+    with svc:
+        devices = _setup(svc, 8)
+        acked: list[str] = []
+        lock = threading.Lock()
+        stop = threading.Event()
+
+        def uploader(d: dict) -> None:
+            with DeviceClient(svc.url, d["DeviceId"], d["DeviceSecret"], timeout=10) as c:
+                while not stop.is_set():
+                    try:
+                        r = c.upload_raw(core_gz, new_signature())
+                    except httpx.HTTPError:
+                        return  # the service died mid-request: not acknowledged
+                    if r.status_code == 201:
+                        with lock:
+                            acked.append(r.json()["id"])
+
+        threads = [threading.Thread(target=uploader, args=(d,)) for d in devices]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 30
+        while len(acked) < 60 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        svc.kill()  # SIGKILL: no shutdown, a crash
+        stop.set()
+        for t in threads:
+            t.join(15)
+        assert len(acked) >= 60
+        svc.start()
+        rows, files = _stored(svc)
+        assert set(acked) <= rows  # every 201 survived the crash
+        assert {f"{i}.gz" for i in rows} == files  # no orphan or temporary files, no row without blob
+        with ControlClient(svc.url, svc.control_token) as control:
+            support = control.create_token("Support")
+        with Client(svc.url, support) as s:
+            listed = {d["id"] for d in s.support_dumps()}
+            assert set(acked) <= listed
+            assert s.support_read(acked[0], "durability check") == core_gz
+
+
+def test_restart_keeps_everything(tmp_path, core_gz) -> None:
+    svc = ServiceProcess(tmp_path / "svc")
+    with svc:
+        devices = _setup(svc, 2, boundary="EU")
+        ids = []
+        for d in devices:
+            with DeviceClient(svc.url, d["DeviceId"], d["DeviceSecret"]) as c:
+                ids.append(c.upload(core_gz, new_signature())["id"])
+        with ControlClient(svc.url, svc.control_token) as control:
+            control.advance_clock(3600)
+            t_before = control.clock()["serverTime"]
+        svc.restart()
+        with ControlClient(svc.url, svc.control_token) as control:  # a new control token each start
+            assert control.clock()["serverTime"] >= t_before  # the warped clock persists
+        d = devices[0]
+        with DeviceClient(svc.url, d["DeviceId"], d["DeviceSecret"]) as c:  # secrets survive
+            assert c.sync()["optIn"] is True
+        rows, files = _stored(svc)
+        assert set(ids) <= rows and {f"{i}.gz" for i in ids} <= files
+        assert all(p.parent.name == "EU" for p in (svc.data_dir / "blobs").rglob("*.gz"))
+
+
+def test_orphans_are_removed_at_start(tmp_path, core_gz) -> None:
+    svc = ServiceProcess(tmp_path / "svc")
+    with svc:
+        svc.stop()
+        (svc.data_dir / "blobs" / "EU" / ".tmp-deadbeef").write_bytes(b"half")
+        (svc.data_dir / "blobs" / "WestUS" / "0123.gz").write_bytes(core_gz)
+        svc.start()
+        assert [p for p in (svc.data_dir / "blobs").rglob("*") if p.is_file()] == []
+
+
+# ------------------------------------------------------------------------------ faults
+
+
+def test_fault_status_then_normal(service, control, claimed_device) -> None:
+    dev = claimed_device()
+    control.set_fault("status", status=503, count=2)
+    with dev.client() as c:
+        for _ in range(2):
+            r = c.http.post("/device/v1/sync")
+            assert r.status_code == 503 and r.json()[0]["ErrorCode"] == "InjectedFault"
+        assert c.sync()["optIn"] is True
+    assert control.fault() is None
+
+
+def test_fault_delay(control, claimed_device) -> None:
+    dev = claimed_device()
+    control.set_fault("delay", delay_ms=400, count=1)
+    with dev.client() as c:
+        t0 = time.monotonic()
+        c.sync()
+        assert time.monotonic() - t0 >= 0.4
+    # the public API is never delayed
+    assert control.fault() is None
+
+
+def test_fault_hang_never_answers_and_stores_nothing(service, control, claimed_device, core_gz) -> None:
+    dev = claimed_device()
+    control.set_fault("hang")
+    before = _stored(service)
+    with DeviceClient(service.url, dev.device_id, dev.secret, timeout=1.0) as c:
+        with pytest.raises(httpx.ReadTimeout):
+            c.upload_raw(core_gz, new_signature())
+    control.clear_faults()
+    assert _stored(service) == before
+    with dev.client() as c:
+        assert c.upload(core_gz, new_signature())["region"]
+
+
+def test_fault_drip_sends_a_byte_at_a_time(control, claimed_device) -> None:
+    dev = claimed_device()
+    control.set_fault("drip", delay_ms=50, count=1)
+    with dev.client() as c:
+        t0 = time.monotonic()
+        with c.http.stream("POST", "/device/v1/crashdumps/intent", json={"signature": new_signature(), "size": 10}) as r:
+            chunks = list(r.iter_raw())
+        elapsed = time.monotonic() - t0
+    body = b"".join(chunks)
+    assert body == b'{"action":"upload"}'
+    assert elapsed >= 0.05 * (len(body) - 1)
+
+
+@pytest.mark.parametrize("body", [{"mode": "explode"}, {"mode": "status", "status": 200}, {"mode": "delay", "delayMs": -1}, {"mode": "hang", "count": 0}])
+def test_bad_fault_is_400(control, body) -> None:
+    r = control.http.post("/testbed/v1/faults", json=body)
+    assert r.status_code == 400
+
+
+@pytest.mark.parametrize("body", [{}, {"advance": "1"}, {"advance": 1, "set": 2}, {"set": -5}, {"advance": 1e30}, {"warp": 1}])
+def test_bad_clock_is_400(control, body) -> None:
+    assert control.http.post("/testbed/v1/clock", json=body).status_code == 400
+
+
+# ------------------------------------------------------------------------------ CLI
+
+
+def test_cli_refuses_non_loopback_host(tmp_path) -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "testbed.service", "run", "--data-dir", str(tmp_path), "--host", "0.0.0.0", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert r.returncode != 0 and "loopback" in r.stderr
+
+
+def test_start_failure_is_reported(tmp_path) -> None:
+    with pytest.raises(ServiceStartError) as err:
+        ServiceProcess(tmp_path / "svc", extra_args=["--throttle-limit", "0"]).start()
+    assert "throttle-limit" in str(err.value)
