@@ -11,6 +11,7 @@
  * Also: crash-reporter --check-core FILE (parse a core file, print what it says).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +54,13 @@ int main(int argc, char **argv)
     int64_t deadline = t0 + TB_DEADLINE_MS;
     tb_set_prog("crash-reporter");
     signal(SIGPIPE, SIG_IGN);
+    /* The kernel starts us with only stdin (the core); keep 1 and 2 taken so no pipe or
+     * socket we open later lands on them. */
+    int nullfd;
+    while ((nullfd = open("/dev/null", O_RDWR)) >= 0 && nullfd < 3)
+        ;
+    if (nullfd >= 3)
+        close(nullfd);
     if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
         printf("usage: crash-reporter PID EXE SIGNAL TIME   (core on stdin; the kernel's core_pattern pipe handler)\n");
         return 0;
@@ -85,6 +93,8 @@ int main(int argc, char **argv)
     int truncated = 0;
     int rr = tb_read_all_fd(0, MAX_CORE, &core_buf, &core_len, &truncated);
     close(0); /* lets the kernel finish the crashed process: appmgr can reap it now */
+    if (open("/dev/null", O_RDONLY) != 0) /* keep fd 0 taken (gzip's pipes must not land there) */
+        tb_log("cannot reopen stdin on /dev/null");
     if (rr != 0) {
         tb_event("crash app=%s class=%s pid=%ld signal=%s sig=-", comp, klass, pid, argc > 3 ? argv[3] : "-");
         tb_event("dump-skipped reason=read-error app=%s", comp);

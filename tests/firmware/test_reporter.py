@@ -1,0 +1,233 @@
+"""crash-reporter, syncd and tb-provision on the host against a local device-API stand-in.
+
+Covers the decision table end to end (what is sent, what is not), the spool,
+core_pattern switching, and the 5 s total deadline against a server that hangs,
+drips, or never reads.
+"""
+
+from __future__ import annotations
+
+import gzip
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from fw_helpers import DEVICE_ID, FakeDeviceApi, FwEnv, make_core
+
+from testbed.crash.signature import signature_of_core
+
+DEADLINE_S = 5.0
+MARGIN_S = 0.4
+
+
+@pytest.fixture(scope="module")
+def core(fw_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    try:
+        return make_core(fw_bin, tmp_path_factory.mktemp("core"), "--mode", "segv", "--heap-kib", "32")
+    except RuntimeError as exc:
+        pytest.skip(f"cannot make a host core: {exc}")
+
+
+def report(fw: FwEnv, core: bytes, pid: int = 4242) -> tuple[float, object]:
+    t0 = time.monotonic()
+    proc = fw.run("crash-reporter", str(pid), "crashapp", "11", str(int(time.time())), input=core, timeout=30)
+    return time.monotonic() - t0, proc
+
+
+def provisioned(fw: FwEnv, api: FakeDeviceApi) -> None:
+    proc = fw.provision(api.port)
+    assert proc.returncode == 0, proc.stderr
+    assert api.paths() == ["/device/v1/sync"]
+    api.requests.clear()
+
+
+def test_opted_out_sends_nothing_and_spools_nothing(fw, api, core):
+    api.opt_in = False
+    provisioned(fw, api)
+    assert fw.core_pattern.read_text().startswith("/nonexistent")
+    _, proc = report(fw, core)
+    assert proc.returncode == 0
+    fw.wait_event("dump-skipped", reason="optout")
+    assert api.requests == []
+    assert fw.spool_files() == []
+
+
+def test_never_synced_is_optout(fw, api, core):
+    assert fw.provision(api.port, sync=False).returncode == 0
+    report(fw, core)
+    fw.wait_event("dump-skipped", reason="optout")
+    assert api.requests == []
+
+
+def test_stale_sync_skips(fw, api, core):
+    provisioned(fw, api)
+    state = fw.state / "sync.state"
+    old = int(time.time()) - 172800 - 60  # last good sync 48 h + 1 min ago on this clock
+    text = state.read_text()
+    text = "\n".join(
+        f"last_ok={old}" if ln.startswith("last_ok=") else f"last_attempt={old}" if ln.startswith("last_attempt=") else ln
+        for ln in text.splitlines()
+    )
+    state.write_text(text + "\n")
+    report(fw, core)
+    fw.wait_event("dump-skipped", reason="stale-sync")
+    assert api.requests == []
+    # syncd follows the clock too: consent lapsed, so core_pattern points nowhere
+    assert fw.run("syncd", "--status").stdout.decode().splitlines()[-1] == "consent=stale-sync"
+
+
+def test_throttled_from_sync_skips_before_any_request(fw, api, core):
+    api.throttled = [signature_of_core(core)]
+    provisioned(fw, api)
+    report(fw, core)
+    fw.wait_event("dump-skipped", reason="throttled")
+    assert api.requests == []
+
+
+def test_throttled_by_intent_sends_no_body(fw, api, core):
+    api.intent_action = {"action": "skip", "reason": "throttled"}
+    provisioned(fw, api)
+    report(fw, core)
+    fw.wait_event("dump-skipped", reason="throttled")
+    assert api.paths() == ["/device/v1/crashdumps/intent"]
+    assert signature_of_core(core) in (fw.state / "sync.state").read_text()
+
+
+def test_upload_ok_sends_the_core(fw, api, core):
+    provisioned(fw, api)
+    assert fw.core_pattern.read_text().strip() == f"|{fw.bin / 'crash-reporter'} %P %e %s %t"
+    (fw.run_dir / "apps").mkdir(parents=True)
+    (fw.run_dir / "apps" / "4242").write_text("myapp\n")
+    elapsed, proc = report(fw, core)
+    assert proc.returncode == 0, proc.stderr
+    ev = fw.wait_event("upload-ok")
+    assert ev["region"] == "EU" and int(ev["bytes"]) > 0
+    crash = fw.wait_event("crash")
+    assert crash["app"] == "myapp" and crash["class"] == "App" and crash["signal"] == "11"
+    assert api.paths() == ["/device/v1/crashdumps/intent", "/device/v1/crashdumps"]
+    upload = api.requests[1]
+    assert gzip.decompress(upload.body) == core
+    assert upload.headers["x-crash-signature"] == signature_of_core(core) == crash["sig"]
+    assert upload.headers["content-type"] == "application/gzip"
+    assert upload.headers["x-component-class"] == "App"
+    assert upload.headers["authorization"].startswith(f"Device {DEVICE_ID}:")
+    assert fw.spool_files() == []
+
+
+def test_os_component_class(fw, api, core):
+    provisioned(fw, api)
+    report(fw, core)
+    fw.wait_event("upload-ok")
+    assert api.requests[1].headers["x-component-class"] == "OS"
+
+
+def test_failed_upload_is_spooled_and_retried_after_sync(fw, api, core):
+    provisioned(fw, api)
+    api.upload_status = 503
+    report(fw, core)
+    fw.wait_event("upload-fail", reason="http-503")
+    assert len(fw.spool_files()) == 2  # .gz + .meta
+    api.upload_status = 201
+    api.requests.clear()
+    proc = fw.run("syncd", "--now")
+    assert proc.returncode == 0, proc.stderr
+    fw.wait_event("upload-ok", spooled="1")
+    assert fw.spool_files() == []
+    assert gzip.decompress(api.requests[-1].body) == core
+
+
+def test_opt_out_empties_the_spool(fw, api, core):
+    provisioned(fw, api)
+    api.upload_status = 503
+    report(fw, core)
+    assert fw.spool_files()
+    api.opt_in = False
+    api.requests.clear()
+    assert fw.run("syncd", "--now").returncode == 0
+    assert fw.spool_files() == []
+    assert api.paths() == ["/device/v1/sync"]  # the spooled dump was not sent
+    assert fw.core_pattern.read_text().startswith("/nonexistent")
+
+
+def test_spool_is_bounded(fw, api, core):
+    provisioned(fw, api)
+    api.upload_status = 503
+    for pid in range(10, 17):
+        report(fw, core, pid=pid)
+    gz = [p for p in fw.spool_files() if p.suffix == ".gz"]
+    assert 1 <= len(gz) <= 4
+    assert sum(p.stat().st_size for p in gz) <= 256 * 1024
+
+
+@pytest.mark.parametrize("mode", ["hang", "drip", "hang-upload", "drip-upload"])
+def test_deadline_holds_against_hung_or_dripping_server(fw, api, core, mode):
+    provisioned(fw, api)
+    api.mode = mode
+    elapsed, proc = report(fw, core)
+    ev = fw.wait_event("upload-fail")
+    assert ev["reason"] == "timeout"
+    assert elapsed <= DEADLINE_S + MARGIN_S, f"{mode}: reporter took {elapsed:.2f}s"
+    assert int(ev["ms"]) <= DEADLINE_S * 1000 + 100
+    assert elapsed >= DEADLINE_S - 0.2  # it did wait for the server, up to the deadline
+    assert len(fw.spool_files()) == 2
+
+
+def test_deadline_holds_when_the_server_never_reads(fw_bin, tmp_path):
+    """Connect succeeds (backlog) but nothing is read: the send phase is bounded too."""
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(8)
+    body = tmp_path / "body"
+    body.write_bytes(b"\0" * (8 << 20))
+    try:
+        import subprocess
+
+        t0 = time.monotonic()
+        proc = subprocess.run(
+            [str(fw_bin / "tb-tool"), "http", "127.0.0.1", str(lsock.getsockname()[1]), "/x", "5000", str(body)],
+            capture_output=True, text=True, timeout=30,
+        )
+        elapsed = time.monotonic() - t0
+    finally:
+        lsock.close()
+    assert "reason=timeout" in proc.stdout
+    assert elapsed <= DEADLINE_S + MARGIN_S
+
+
+def test_connection_refused_fails_fast(fw, api, core):
+    provisioned(fw, api)
+    api.close()
+    elapsed, _ = report(fw, core)
+    fw.wait_event("upload-fail", reason="connect")
+    assert elapsed < 2.0
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--device-id", "abc", "--secret", "s", "--service", "10.0.2.2:80"], "128 hex"),
+        (["--device-id", DEVICE_ID, "--secret", "s", "--service", "1.2.3.4:80"], "refused"),
+        (["--device-id", DEVICE_ID, "--secret", "bad secret", "--service", "10.0.2.2:80"], "secret"),
+        (["--device-id", DEVICE_ID], "required"),
+    ],
+)
+def test_provision_rejects_bad_input(fw, args, message):
+    proc = fw.run("tb-provision", *args)
+    assert proc.returncode == 2
+    assert message in proc.stderr.decode()
+    assert not (fw.state / "identity").exists()
+
+
+def test_provision_from_cmdline_and_new_identity_resets_consent(fw, api, tmp_path):
+    cmdline = tmp_path / "cmdline"
+    cmdline.write_text(f"console=ttyAMA0 tb.device_id={DEVICE_ID} tb.secret=abc tb.service=127.0.0.1:{api.port} quiet\n")
+    assert fw.run("tb-provision", "--from-cmdline", str(cmdline)).returncode == 0
+    fw.wait_event("sync-ok", optin="1")
+    assert "opt_in=1" in (fw.state / "sync.state").read_text()
+    # a different device: consent from the old identity must not carry over
+    other = "cd" * 64
+    proc = fw.run("tb-provision", "--device-id", other, "--secret", "x", "--service", "127.0.0.1:1", "--no-sync")
+    assert proc.returncode == 0
+    assert not (fw.state / "sync.state").exists()
+    assert fw.core_pattern.read_text().startswith("/nonexistent")
