@@ -1,0 +1,148 @@
+"""appmgr on the host: restart after the reporter's "done", at the 5 s deadline, at once without a
+reporter, after a clean exit; the data limit; crash commands through the control FIFO."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+from fw_helpers import FwEnv
+
+
+@pytest.fixture
+def appmgr(fw: FwEnv) -> Iterator[FwEnv]:
+    apps = fw.root / "apps"
+    apps.write_text(f"# test apps\ncrashapp data_kib=256 {fw.bin / 'crashapp'} --mode idle\n")
+    proc = subprocess.Popen(
+        [str(fw.bin / "appmgr"), "--apps", str(apps)], env=fw.env(), stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        fw.wait_event("app-start", app="crashapp")
+        wait_fifo(fw)
+        yield fw
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        # the app it ran goes too
+        for ev in fw.events():
+            if ev.get("pid", "").isdigit() and ev.get("event") in ("app-start", "app-restart"):
+                subprocess.run(["kill", "-9", ev["pid"]], capture_output=True)
+
+
+def wait_fifo(fw: FwEnv, timeout: float = 5.0) -> None:
+    fifo = fw.run_dir / "ctl" / "crashapp"
+    deadline = time.monotonic() + timeout
+    while not fifo.is_fifo():
+        assert time.monotonic() < deadline, "the app never opened its control FIFO"
+        time.sleep(0.01)
+
+
+def current_pid(fw: FwEnv) -> int:
+    evs = [e for e in fw.events() if e.get("event") in ("app-start", "app-restart")]
+    return int(evs[-1]["pid"])
+
+
+def notify(fw: FwEnv, msg: str) -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.sendto(msg.encode(), str(fw.run_dir / "appmgr.sock"))
+
+
+def mono_ms() -> int:
+    return int(time.clock_gettime(time.CLOCK_MONOTONIC) * 1000)
+
+
+def crash(fw: FwEnv, *args: str) -> None:
+    proc = fw.run("crashapp", *args)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_registered_app_and_restart_after_done(appmgr):
+    fw = appmgr
+    pid = current_pid(fw)
+    assert (fw.run_dir / "apps" / str(pid)).read_text().strip() == "crashapp"
+    n = len(fw.events())
+    notify(fw, f"crash {pid} {mono_ms()}")
+    crash(fw, "--mode", "segv")
+    time.sleep(0.3)  # the reporter's upload takes a while; the app must wait for it
+    assert not [e for e in fw.events()[n:] if e.get("event") == "app-restart"]
+    notify(fw, f"done {pid}")
+    ev = fw.wait_event("app-restart", after=n)
+    assert ev["upload"] == "done" and ev["reason"] == "crash"
+    assert 250 <= int(ev["after_ms"]) < 2000
+    assert int(ev["pid"]) != pid
+
+
+def test_restart_at_the_deadline_without_done(appmgr):
+    fw = appmgr
+    pid = current_pid(fw)
+    n = len(fw.events())
+    notify(fw, f"crash {pid} {mono_ms()}")
+    crash(fw, "--mode", "abort")
+    ev = fw.wait_event("app-restart", after=n, timeout=8)
+    assert ev["upload"] == "deadline"
+    assert 5000 <= int(ev["after_ms"]) <= 5300
+
+
+def test_crash_without_reporter_restarts_at_once(appmgr):
+    fw = appmgr
+    n = len(fw.events())
+    crash(fw, "--mode", "fpe")
+    skipped = fw.wait_event("dump-skipped", after=n)
+    assert skipped["reason"] == "optout"  # not provisioned: no consent, no reporter
+    ev = fw.wait_event("app-restart", after=n)
+    assert ev["upload"] == "none" and int(ev["after_ms"]) < 500
+    wait_fifo(fw)
+
+
+def test_clean_exit_restarts(appmgr):
+    fw = appmgr
+    time.sleep(1.0)  # an app that lived under 1 s is restarted after a 1 s back-off instead
+    n = len(fw.events())
+    crash(fw, "--mode", "exit")
+    ev = fw.wait_event("app-restart", after=n)
+    assert ev["reason"] == "exit" and int(ev["after_ms"]) < 500
+
+
+def test_data_limit_256_kib(appmgr):
+    fw = appmgr
+    n = len(fw.events())
+    crash(fw, "--mode", "segv", "--heap-kib", "300")  # over the app's 256 KiB data limit
+    ev = fw.wait_event("app-restart", after=n)
+    assert ev["reason"] == "exit"  # malloc failed: the app said so and exited, it did not crash
+    wait_fifo(fw)
+    time.sleep(1.1)
+    n = len(fw.events())
+    crash(fw, "--mode", "segv", "--heap-kib", "128")
+    ev = fw.wait_event("app-restart", after=n)
+    assert ev["reason"] == "crash"
+
+
+def test_crashapp_from_console_without_app_is_a_clear_error(fw):
+    proc = fw.run("crashapp", "--mode", "segv")
+    assert proc.returncode == 2
+    assert b"no running app 'crashapp'" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--mode", "boom"], b"--mode 'boom'"),
+        (["--heap-kib", "-1"], b"--heap-kib"),
+        (["--heap-kib", "5000"], b"--heap-kib"),
+        (["--id", "toolongid"], b"--id"),
+        (["--after-ms"], b"needs a value"),
+        (["--bogus", "1"], b"unknown option"),
+    ],
+)
+def test_crashapp_rejects_bad_options(fw, args, message):
+    proc = fw.run("crashapp", *args)
+    assert proc.returncode == 2
+    assert message in proc.stderr
