@@ -137,7 +137,7 @@ int main(int argc, char **argv)
         return 2;
     }
     if (!tb_valid_secret(secret)) {
-        fprintf(stderr, "tb-provision: secret must be 1..127 URL-safe characters\n");
+        fprintf(stderr, "tb-provision: secret must be 1..128 URL-safe characters\n");
         return 2;
     }
     tb_identity id;

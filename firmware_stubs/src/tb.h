@@ -90,7 +90,7 @@ void tb_json_escape(const char *in, char *out, size_t n);
 /* ---- service address, identity ---- */
 typedef struct {
     char device_id[129];
-    char secret[128];
+    char secret[129];
     char host[64];
     int port;
 } tb_identity;

@@ -254,7 +254,7 @@ int tb_valid_device_id(const char *id)
 int tb_valid_secret(const char *s)
 {
     size_t n = strlen(s);
-    if (n == 0 || n >= 128)
+    if (n == 0 || n > 128)
         return 0;
     for (size_t i = 0; i < n; i++)
         if (!(isalnum((unsigned char)s[i]) || s[i] == '-' || s[i] == '_' || s[i] == '.' || s[i] == '~'))
