@@ -65,7 +65,7 @@ SCENARIOS: dict[str, ScenarioSpec] = {
     "deadline": ScenarioSpec(
         "deadline", "deadline.py",
         "(c) the service delayed, hung, dripping: every device gives up at its 5 s deadline; memory and sockets recover",
-        users=40, duration=27, devices=lambda u: u, service_options={"rate_limit": 0}, needs_pid=True,
+        users=40, duration=39, devices=lambda u: u, service_options={"rate_limit": 0}, needs_pid=True,
     ),
     "fleet": ScenarioSpec(
         "fleet", "fleet.py", "(d) 10,000 devices syncing once per compressed day (sync_period seconds)",
@@ -165,7 +165,7 @@ def default_params(spec: ScenarioSpec, users: int, duration: float, extra: dict[
 
 def deadline_phases(duration: float, deadline: float) -> list[dict[str, Any]]:
     """Baseline, then delay past the deadline, hang, drip, and a clean tail, filling ``duration``."""
-    fault_s = max(deadline + 1.0, (duration - 6.0) / 3)
+    fault_s = max(2 * deadline + 1.0, (duration - 6.0) / 3)
     return [
         {"name": "baseline", "seconds": 3.0, "fault": None},
         {"name": "delay", "seconds": fault_s, "fault": {"mode": "delay", "delayMs": int((deadline + 2) * 1000)}},
