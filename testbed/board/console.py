@@ -17,6 +17,7 @@ exit code, like labgrid's shell driver, but in one round trip.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
@@ -118,6 +119,7 @@ class Console(SpawnBase):
         self.events: list[Event] = []
         self.crash: BoardCrashed | None = None
         self._listeners: list[Callable[[Event], None]] = []
+        self._raw_listeners: list[Callable[[bytes], None]] = []
         self._eof = False
         self._closing = False
         self._write_lock = threading.Lock()
@@ -142,6 +144,11 @@ class Console(SpawnBase):
             self._cond.notify_all()
 
     def _feed(self, data: bytes) -> None:
+        for tap in list(self._raw_listeners):
+            try:
+                tap(data)
+            except Exception:
+                pass
         data = _ANSI_QUERY.sub(b"", data)
         now_mono, now_wall = time.monotonic(), time.time()
         if self._log_file:
@@ -227,8 +234,13 @@ class Console(SpawnBase):
 
     # -- commands -----------------------------------------------------------------------
 
-    def run(self, cmd: str, timeout: float = 30) -> tuple[str, int]:
+    def run(self, cmd: str, timeout: float = 30, subshell: bool = False) -> tuple[str, int]:
         """Run a shell command; its output (without CRs or @tb lines) and exit code.
+
+        The command runs in the console's shell itself (so ``cd`` and variables
+        persist between calls, and no fork is paid): an ``exit`` in it ends that
+        shell. With ``subshell=True`` it runs in ``( ... )`` instead, where
+        ``exit N`` just gives exit code N.
 
         Raises ConsoleTimeout (after sending Ctrl-C) when it does not finish in
         time, BoardCrashed when the kernel dies meanwhile.
@@ -236,7 +248,8 @@ class Console(SpawnBase):
         tag = uuid.uuid4().hex[:10]
         # The markers are typed with quotes inside, so the echo of the typed line
         # never matches what the shell prints.
-        line = f"echo TB''{tag}S;{{ {cmd}\n}}; echo TB''{tag}E$?"
+        opening, closing = ("(", ")") if subshell else ("{", "}")
+        line = f"echo TB''{tag}S;{opening} {cmd}\n{closing}; echo TB''{tag}E$?"
         self.discard()
         self.sendline(line)
         pattern = re.compile(rf"TB{tag}S\r*\n(.*?)TB{tag}E(\d+)\r*\n", re.S)
@@ -288,7 +301,62 @@ class Console(SpawnBase):
     # -- events --------------------------------------------------------------------------
 
     def add_listener(self, callback: Callable[[Event], None]) -> None:
+        """Call ``callback(event)`` from the reader thread for every new event."""
         self._listeners.append(callback)
+
+    def add_raw_listener(self, callback: Callable[[bytes], None]) -> None:
+        """Call ``callback(bytes)`` from the reader thread for everything read (e.g. an interactive view)."""
+        self._raw_listeners.append(callback)
+
+    def remove_raw_listener(self, callback: Callable[[bytes], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._raw_listeners.remove(callback)
+
+    def interact(self, escape: bytes = b"\x1d") -> None:
+        """Hand the console to the user's terminal until they type the escape byte (Ctrl-]).
+
+        The board's echo is turned back on for the session (and off again after).
+        """
+        import os
+        import select
+        import sys
+        import termios
+        import tty
+
+        stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
+        self.run("stty echo", timeout=10)
+        self.discard()
+
+        def show(data: bytes) -> None:
+            os.write(stdout, data)
+
+        self.add_raw_listener(show)
+        interactive = os.isatty(stdin)
+        saved = termios.tcgetattr(stdin) if interactive else None
+        try:
+            if interactive:
+                tty.setraw(stdin)
+            self.send(b"\n")
+            while not self._eof:
+                ready, _, _ = select.select([stdin], [], [], 0.2)
+                if not ready:
+                    continue
+                data = os.read(stdin, 1024)
+                if not data:
+                    break
+                if escape in data:
+                    data = data.split(escape, 1)[0]
+                    if data:
+                        self.send(data)
+                    break
+                self.send(data)
+        finally:
+            if saved is not None:
+                termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
+            self.remove_raw_listener(show)
+        if not self._eof:
+            with contextlib.suppress(Exception):
+                self.run("stty -echo", timeout=10)
 
     def wait_for_event(
         self,

@@ -1,0 +1,213 @@
+"""`testbed board ...` and `testbed doctor`."""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import click
+
+from testbed.board.errors import BoardError
+
+
+def _progress(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _image(image_dir: str | None):
+    from testbed.image.build import Image, ImageError, ensure_image
+
+    try:
+        return Image.from_dir(Path(image_dir)) if image_dir else ensure_image(progress=lambda m: _progress(f"[image] {m}"))
+    except ImageError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _start_boards(count: int, snapshot: bool, image_dir: str | None, timeout: float, console: str = "socket"):
+    from testbed.board.qemu import QemuBoard
+    from testbed.board.snapshot import ensure_snapshot
+
+    img = _image(image_dir)
+    snap = ensure_snapshot(img, boot_timeout=timeout, progress=lambda m: _progress(f"[snapshot] {m}")) if snapshot else None
+    boards = [QemuBoard(img, name=f"board-{i + 1}", boot_timeout=timeout, console=console) for i in range(count)]
+
+    def start(b: QemuBoard) -> QemuBoard:
+        t0 = time.monotonic()
+        _progress(f"{b.name}: {'restoring from snapshot' if snap else 'cold booting'}...")
+        if snap:
+            b.restore(snap)
+        else:
+            b.boot()
+        _progress(f"{b.name}: ready in {time.monotonic() - t0:.2f} s")
+        return b
+
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, min(count, 4))) as pool:
+            list(pool.map(start, boards))
+    except BaseException:
+        for b in boards:
+            b.close()
+        raise
+    return boards
+
+
+@click.group()
+def board() -> None:
+    """Emulated MT3620-like boards (QEMU, Cortex-A7, 64 MiB)."""
+
+
+@board.command()
+@click.option("--snapshot", is_flag=True, help="Start from the cached snapshot (~0.5 s) instead of a cold boot.")
+@click.option("--count", type=click.IntRange(1, 64), default=1, show_default=True, help="How many boards.")
+@click.option("--image", "image_dir", type=click.Path(exists=True, file_okay=False), help="A built image directory.")
+@click.option("--timeout", type=float, default=90, show_default=True, help="Seconds a cold boot may take.")
+@click.option("--attach/--no-attach", default=True, show_default=True,
+              help="Attach the terminal to board 1's console (Ctrl-] leaves); else wait for Ctrl-C.")
+@click.option("--pty", is_flag=True, help="Give the console as a /dev/pts tty instead of a TCP socket.")
+def boot(snapshot: bool, count: int, image_dir: str | None, timeout: float, attach: bool, pty: bool) -> None:
+    """Boot boards and attach an interactive console. All boards power off when you leave."""
+    try:
+        boards = _start_boards(count, snapshot, image_dir, timeout, console="pty" if pty else "socket")
+    except BoardError as exc:
+        raise click.ClickException(str(exc)) from exc
+    try:
+        for b in boards:
+            where = b.console_path or f"socket://127.0.0.1:{b.console_port}"
+            click.echo(f"{b.name}: console {where}  ssh -p {b.ssh_port} root@127.0.0.1  log {b.log_path}", err=True)
+        if attach and sys.stdin.isatty():
+            click.echo(f"attached to {boards[0].name}'s console; Ctrl-] leaves (and powers all boards off)", err=True)
+            boards[0].console.interact()
+        else:
+            click.echo("boards are up; Ctrl-C powers them off", err=True)
+            while all(b.alive for b in boards):
+                time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for b in boards:
+            b.close()
+        click.echo("boards powered off", err=True)
+
+
+@board.command("run")
+@click.argument("command")
+@click.option("--cold", is_flag=True, help="Cold boot instead of restoring the snapshot.")
+@click.option("--ssh", "over_ssh", is_flag=True, help="Run the command over SSH instead of the console.")
+@click.option("--image", "image_dir", type=click.Path(exists=True, file_okay=False), help="A built image directory.")
+@click.option("--timeout", type=float, default=60, show_default=True, help="Seconds the command may take.")
+def run_command(command: str, cold: bool, over_ssh: bool, image_dir: str | None, timeout: float) -> None:
+    """Start a board, run COMMAND in its shell, print the output and exit with its exit code."""
+    try:
+        (b,) = _start_boards(1, not cold, image_dir, 90)
+    except BoardError as exc:
+        raise click.ClickException(str(exc)) from exc
+    try:
+        if over_ssh:
+            with b.ssh() as ssh:
+                output, code = ssh.run(command, timeout=timeout)
+        else:
+            output, code = b.console.run(command, timeout=timeout, subshell=True)
+    except BoardError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        b.close()
+    if output:
+        click.echo(output)
+    sys.exit(code)
+
+
+@board.command("snapshot")
+@click.option("--force", is_flag=True, help="Make it again even if one is cached.")
+@click.option("--image", "image_dir", type=click.Path(exists=True, file_okay=False), help="A built image directory.")
+def snapshot_command(force: bool, image_dir: str | None) -> None:
+    """Make (or show) the cached snapshot of a booted, unprovisioned board for the image."""
+    from testbed.board.snapshot import ensure_snapshot
+
+    img = _image(image_dir)
+    try:
+        snap = ensure_snapshot(img, force=force, progress=lambda m: _progress(f"[snapshot] {m}"))
+    except BoardError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"snapshot {snap.path} (image {snap.image_hash}, {snap.meta.get('state_bytes', 0) / 1e6:.1f} MB)")
+
+
+# -- doctor ------------------------------------------------------------------------------
+
+
+def _check_command(name: str, package: str, version_args: tuple[str, ...] = ("--version",)) -> tuple[bool, str]:
+    path = shutil.which(name)
+    if not path:
+        return False, f"{name} not found: apt-get install {package}"
+    try:
+        out = subprocess.run([name, *version_args], capture_output=True, text=True, timeout=10).stdout
+        first = out.strip().splitlines()[0] if out.strip() else path
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, f"{name} does not run: {exc}"
+    return True, first
+
+
+def doctor_checks() -> list[tuple[str, bool, str, bool]]:
+    """(what, ok, detail, required) for each thing the boards need."""
+    rows: list[tuple[str, bool, str, bool]] = []
+    ok, detail = _check_command("qemu-system-arm", "qemu-system-arm")
+    rows.append(("QEMU (qemu-system-arm)", ok, detail, True))
+    ok, detail = _check_command("arm-linux-gnueabihf-gcc", "gcc-arm-linux-gnueabihf")
+    rows.append(("armhf cross compiler", ok, detail, True))
+    ok, detail = _check_command("make", "make")
+    rows.append(("make", ok, detail, True))
+    for tool, pkg in (("apt-get", "apt"), ("dpkg-deb", "dpkg")):
+        ok, detail = _check_command(tool, pkg)
+        rows.append((f"{tool} (image downloads)", ok, detail, True))
+    for module, pip_name in (("qemu.qmp", "qemu.qmp"), ("pexpect", "pexpect"), ("serial", "pyserial"),
+                             ("paramiko", "paramiko")):
+        try:
+            importlib.import_module(module)
+            rows.append((f"Python module {module}", True, "importable", True))
+        except ImportError as exc:
+            rows.append((f"Python module {module}", False, f"{exc}: pip install -e '.[dev]' (or pip install {pip_name})", True))
+    try:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        rows.append(("free ports on 127.0.0.1", True, f"e.g. {port}", True))
+    except OSError as exc:
+        rows.append(("free ports on 127.0.0.1", False, f"cannot bind 127.0.0.1: {exc}", True))
+    try:
+        from testbed.image.build import content_hash, images_dir
+
+        digest = content_hash()
+        built = (images_dir() / digest / "image.json").exists()
+        rows.append(("board image", built, f"{images_dir() / digest}" if built else
+                     f"image {digest} not built yet: run `testbed image build`", False))
+        if built:
+            from testbed.board.snapshot import snapshot_key, snapshots_dir
+            from testbed.image.build import Image
+
+            key = snapshot_key(Image.from_dir(images_dir() / digest))
+            have = (snapshots_dir() / key / "snapshot.json").exists()
+            rows.append(("board snapshot", have, str(snapshots_dir() / key) if have else
+                         "not made yet: `testbed board snapshot` (the first test using `board` makes it too)", False))
+    except Exception as exc:  # a broken lock file and the like: show it, do not crash
+        rows.append(("board image", False, str(exc).splitlines()[0], False))
+    return rows
+
+
+@click.command()
+def doctor() -> None:
+    """Check what the boards need (QEMU, cross compiler, image, ports) and say what to install."""
+    rows = doctor_checks()
+    width = max(len(r[0]) for r in rows)
+    for what, ok, detail, required in rows:
+        mark = "ok  " if ok else ("FAIL" if required else "todo")
+        click.echo(f"[{mark}] {what:<{width}}  {detail}")
+    missing = [r for r in rows if not r[1] and r[3]]
+    if missing:
+        click.echo(f"\n{len(missing)} required item(s) missing; on Debian 12 `./bootstrap.sh setup` installs everything.")
+        sys.exit(1)
+    click.echo("\nall required items present")

@@ -1,0 +1,47 @@
+"""The board CLI, run as a user runs it: `testbed board boot/run`, `testbed doctor`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pexpect
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+TESTBED = [sys.executable, "-m", "testbed.cli"]
+
+
+def test_board_run_prints_output_and_exits_with_the_code(board_image, board_snapshot):
+    result = subprocess.run(
+        [*TESTBED, "board", "run", "--image", str(board_image.path), "echo from-the-board; exit 5"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.stdout.strip() == "from-the-board"
+    assert result.returncode == 5, result.stderr
+
+
+def test_board_boot_attaches_an_interactive_console(board_image, board_snapshot):
+    child = pexpect.spawn(
+        sys.executable, ["-m", "testbed.cli", "board", "boot", "--snapshot", "--image", str(board_image.path)],
+        encoding="utf-8", timeout=60, dimensions=(40, 120),
+    )
+    try:
+        child.expect("Ctrl-] leaves")
+        child.expect("board:")  # the prompt, with echo turned back on
+        child.send("echo $((6*7))\r")
+        child.expect("42")
+        child.send("\x1d")  # Ctrl-]
+        child.expect("boards powered off")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0
+
+
+def test_doctor_reports_every_requirement():
+    result = subprocess.run([*TESTBED, "doctor"], capture_output=True, text=True, timeout=60)
+    assert "QEMU (qemu-system-arm)" in result.stdout
+    assert "armhf cross compiler" in result.stdout
+    assert result.returncode == 0, result.stdout
