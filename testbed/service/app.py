@@ -757,6 +757,7 @@ class Service:
                 "batches": self.ingest.batches,
                 "stored": self.ingest.stored,
                 "maxBatch": self.ingest.max_batch_seen,
+                "writerBusySeconds": round(self.ingest.busy_seconds, 3),
             }
         )
 

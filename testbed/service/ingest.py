@@ -30,6 +30,7 @@ import logging
 import os
 import queue
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -130,6 +131,7 @@ class Ingest:
         self.batches = 0
         self.stored = 0
         self.max_batch_seen = 0
+        self.busy_seconds = 0.0
 
     # lifecycle ----------------------------------------------------------------
     def start(self) -> None:
@@ -199,7 +201,9 @@ class Ingest:
                 except queue.Empty:
                     break
             if batch:
+                t0 = time.perf_counter()
                 self._ingest(batch)
+                self.busy_seconds += time.perf_counter() - t0
             for sweep in sweeps:
                 try:
                     sweep.removed = self._sweep()
