@@ -270,7 +270,12 @@ static int forward(const opts_t *o, int argc, char **argv)
     const char *target = o->app[0] ? o->app : prog_name;
     char fifo[600];
     snprintf(fifo, sizeof fifo, "%s/ctl/%s", tb_run_dir(), target);
-    int fd = open(fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    /* just after a restart the new instance may not listen yet: give it up to 3 s */
+    int64_t until = tb_mono_ms() + 3000;
+    int fd;
+    while ((fd = open(fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC)) < 0 && (errno == ENXIO || errno == ENOENT) &&
+           tb_mono_ms() < until)
+        sleep_ms(20);
     if (fd < 0) {
         fprintf(stderr,
                 "%s: no running app '%s' listens on %s (%s); is appmgr running? Use --direct to crash a new "
