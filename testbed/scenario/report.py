@@ -32,6 +32,7 @@ _MARKS = {
     "upload-fail": ("#ff7f0e", "cross", "upload failed"),
     "dump-skipped": ("#7f7f7f", "square", "dump skipped"),
     "app-restart": ("#1f77b4", "diamond", "app restarted"),
+    "os-restart": ("#17becf", "diamond", "OS component restarted"),
     "sync-ok": ("#9467bd", "tick", "sync"),
     "sync-fail": ("#9467bd", "cross", "sync failed"),
     "boot-ready": ("#bbbbbb", "tick", "boot"),

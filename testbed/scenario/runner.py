@@ -205,7 +205,7 @@ class ScenarioRun:
         self.devices: dict[str, tuple[str, str]] = {}
         self.group_ids: dict[str, str] = {}
         self.board_group: dict[str, str] = {}
-        self.step_marks: list[dict[str, int]] = []
+        self.action_mark: dict[str, int] = {}
         self.service: Any = None
         self.tap: WireTap | None = None
         self.admin: Any = None
@@ -433,6 +433,17 @@ class ScenarioRun:
             raise StepFailed(f"{board}: `{cmd}` exited {code}: {out.strip()[-300:]}")
         return out
 
+    def _crash(self, board: str, cmd: str, timeout: float = 10.0) -> None:
+        """Send the crash command; a just-restarted app may not listen yet, so poll until it does."""
+        deadline = time.monotonic() + timeout
+        while True:
+            out, code = self.boards[board].console.run(cmd, timeout=timeout)
+            if code == 0:
+                return
+            if "no running app" not in out or time.monotonic() > deadline:
+                raise StepFailed(f"{board}: `{cmd}` exited {code}: {out.strip()[-300:]}")
+            time.sleep(0.05)
+
     def _sphere(self, args: list[str], command: str = "sphere") -> None:
         """Run `testbed sphere ...` (or `testbed crashdumps ...`) as a user would, against this service."""
         env = dict(os.environ, TESTBED_SERVICE_URL=self.service.url, TESTBED_TOKEN=self.admin_token)
@@ -447,7 +458,7 @@ class ScenarioRun:
         a = step.args
         act = step.action
         boards: list[str] = a.get("boards") or []
-        baseline = self.step_marks[step.index - 1] if step.index > 0 else {b: 0 for b in self.sc.boards}
+        baseline = self.action_mark
         if act == "sync":
             def sync(b: str) -> None:
                 mark = len(self.boards[b].events)
@@ -469,7 +480,7 @@ class ScenarioRun:
             self._fan_out(boards, sync)
         elif act == "crash":
             cmd = crash_command(a["app"], a["mode"], a.get("heap_kib"), a.get("id"))
-            self._fan_out(boards, lambda b: self._run_cmd(b, cmd))
+            self._fan_out(boards, lambda b: self._crash(b, cmd))
         elif act == "wait":
             self._fan_out(boards, lambda b: self._wait_new_events(
                 b, a["event"], a.get("where"), a["count"], baseline.get(b, 0), a["timeout"]))  # fmt: skip
@@ -560,8 +571,14 @@ class ScenarioRun:
                 self._setup(stack)
                 self.t0 = time.monotonic()
                 deadline = self.t0 + sc.timeout
+                self.action_mark = {b: len(self.boards[b].events) for b in sc.boards}
+                after_action = False
                 for step in sc.steps:
-                    self.step_marks.append({b: len(self.boards[b].events) for b in sc.boards})
+                    is_action = step.action not in ("wait", "check")
+                    if is_action and not after_action:
+                        # a wait counts events from the start of the run of actions before it
+                        self.action_mark = {b: len(self.boards[b].events) for b in sc.boards}
+                    after_action = is_action
                     if step.at is not None:
                         wait = step.at - self.now()
                         if wait > 0:

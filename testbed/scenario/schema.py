@@ -25,8 +25,8 @@ KNOWN_APPS: tuple[str, ...] = ("crashapp", "crashsvc")
 CRASH_MODES: tuple[str, ...] = ("segv", "abort", "fpe", "stack")
 #: The `@tb event=` names of docs/device-api.md.
 KNOWN_EVENTS: tuple[str, ...] = (
-    "boot-ready", "sync-ok", "sync-fail", "crash", "dump-skipped", "upload-ok",
-    "upload-fail", "app-restart", "provisioned",
+    "boot-ready", "firmware-ready", "boot-error", "sync-ok", "sync-fail", "crash", "dump-skipped",
+    "upload-ok", "upload-fail", "app-start", "app-restart", "os-restart", "provisioned",
 )  # fmt: skip
 SKIP_REASONS: tuple[str, ...] = ("optout", "stale-sync", "throttled", "too-large", "ratelimit", "no-reporter")
 BOUNDARIES: tuple[str, ...] = ("None", "EU")
@@ -196,7 +196,7 @@ STEP_SPECS: dict[str, tuple[dict[str, FieldSpec], str | None, str]] = {
     "wait": ({"boards": ("boards", True, None), "event": ("event", True, None),
               "where": ("where", False, None), "count": ("posint", False, 1),
               "timeout": ("duration", False, 30.0)}, None,
-             "wait until each board printed `count` new matching events (since the previous step began)"),
+             "wait until each board printed `count` new matching events since the actions before this wait began"),
     "link_down": ({"boards": ("boards", True, None)}, "boards", "unplug the boards' network (QMP set_link)"),
     "link_up": ({"boards": ("boards", True, None)}, "boards", "plug the boards' network back"),
     "pause": ({"boards": ("boards", True, None)}, "boards", "stop the boards' CPUs"),

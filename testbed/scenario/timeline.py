@@ -46,11 +46,16 @@ class CrashEpisode:
                 return int(after) / 1000.0
             except ValueError:
                 pass
-        return self.restart.t - self.crash.t
+        return max(0.0, self.restart.t - self.crash.t)
+
+
+RESTARTS = ("app-restart", "os-restart")
+#: A restart printed at most this long before its crash line belongs to that crash.
+ORPHAN_WINDOW = 0.5  # an app under appmgr; the OS component (crashsvc)
 
 
 def _app_of(event: BoardEvent) -> str:
-    return event.fields.get("app", "")
+    return event.fields.get("app") or event.fields.get("component", "")
 
 
 def _sig_of(event: BoardEvent) -> str:
@@ -65,14 +70,21 @@ def crash_episodes(events: list[BoardEvent]) -> list[CrashEpisode]:
     oldest crash still waiting for one.
     """
     episodes: list[CrashEpisode] = []
+    orphans: list[BoardEvent] = []  # restarts seen before their crash line (the OS loop reaps first)
     for event in sorted(events, key=lambda e: e.t):
         if event.name == "crash":
-            episodes.append(CrashEpisode(_app_of(event), event))
+            episode = CrashEpisode(_app_of(event), event)
+            for orphan in orphans:
+                if _app_of(orphan) == episode.app and 0 <= event.t - orphan.t <= ORPHAN_WINDOW:
+                    episode.restart = orphan
+                    orphans.remove(orphan)
+                    break
+            episodes.append(episode)
             continue
-        if event.name in OUTCOMES or event.name == "app-restart":
+        if event.name in OUTCOMES or event.name in RESTARTS:
             if event.fields.get("spooled") == "1":
                 continue  # a retry from the spool: it belongs to no crash on the timeline
-            slot = "restart" if event.name == "app-restart" else "outcome"
+            slot = "restart" if event.name in RESTARTS else "outcome"
             app = _app_of(event)
             sig = _sig_of(event)
             for episode in episodes:
@@ -84,4 +96,7 @@ def crash_episodes(events: list[BoardEvent]) -> list[CrashEpisode]:
                     continue
                 setattr(episode, slot, event)
                 break
+            else:
+                if slot == "restart":
+                    orphans.append(event)
     return episodes
