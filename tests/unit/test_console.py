@@ -1,0 +1,123 @@
+"""The console on its own: a real host shell behind a loopback socket, and pyserial's loop://."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import threading
+import time
+
+import pexpect
+import pytest
+
+from testbed.board.console import Console, clean_output, parse_event
+from testbed.board.errors import BoardCrashed, ConsoleTimeout
+
+
+class ShellServer:
+    """A TCP server on 127.0.0.1 that bridges one connection to /bin/sh, ending lines with \\r\\r\\n as the board does."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(1)
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+        self.proc: subprocess.Popen | None = None
+
+    def _serve(self) -> None:
+        conn, _ = self.sock.accept()
+        self.proc = subprocess.Popen(["/bin/sh"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, bufsize=0)
+
+        def pump_out() -> None:
+            while data := self.proc.stdout.read1(4096) if hasattr(self.proc.stdout, "read1") else self.proc.stdout.read(1):
+                conn.sendall(data.replace(b"\n", b"\r\r\n") + b"\x1b[6n")
+
+        threading.Thread(target=pump_out, daemon=True).start()
+        try:
+            while data := conn.recv(4096):
+                self.proc.stdin.write(data)
+        except OSError:
+            pass
+        finally:
+            self.proc.kill()
+
+    def close(self) -> None:
+        self.sock.close()
+        if self.proc:
+            self.proc.kill()
+
+
+@pytest.fixture
+def shell_console(tmp_path):
+    server = ShellServer()
+    console = Console(f"socket://127.0.0.1:{server.port}", log_path=tmp_path / "console.log", name="unit")
+    yield console
+    console.close()
+    server.close()
+
+
+def test_run_returns_output_and_exit_code(shell_console):
+    assert shell_console.run("echo one; echo two") == ("one\ntwo", 0)
+    assert shell_console.run("false") == ("", 1)
+    assert shell_console.run("(exit 42)") == ("", 42)
+    assert shell_console.run("exit 3", subshell=True) == ("", 3)
+    shell_console.run("X=kept")
+    assert shell_console.run("echo $X") == ("kept", 0)  # same shell between calls
+
+
+def test_run_times_out_with_the_output_so_far(shell_console):
+    with pytest.raises(ConsoleTimeout, match="sleep 5") as info:
+        shell_console.run("echo started; sleep 5", timeout=0.5)
+    assert "started" in str(info.value)
+
+
+def test_events_are_collected_while_nobody_waits(shell_console, tmp_path):
+    shell_console.sendline("echo '@tb event=crash app=crashapp pid=12 signal=11 sig=00ff'")
+    event = shell_console.wait_for_event("crash", timeout=5)
+    assert event.fields == {"app": "crashapp", "pid": "12", "signal": "11", "sig": "00ff"}
+    assert event["signal"] == "11" and event.wall == pytest.approx(time.time(), abs=5)
+    with pytest.raises(ConsoleTimeout, match="sync-ok"):
+        shell_console.wait_for_event("sync-ok", timeout=0.2)
+    shell_console.close()
+    log = (tmp_path / "console.log").read_text()
+    assert "@tb event=crash" in log and "\x1b[6n" not in log
+
+
+def test_death_string_raises_from_the_next_console_call():
+    console = Console("loop://", name="loop")
+    try:
+        console.send(b"[   12.3] Kernel panic - not syncing: sysrq triggered crash\r\r\n")
+        with pytest.raises(BoardCrashed) as info:
+            console.expect("never printed", timeout=5)
+        assert "Kernel panic" in info.value.line
+        assert any("sysrq" in line for line in info.value.last_lines)
+        with pytest.raises(BoardCrashed):
+            console.send("anything\n")
+        console.clear_crash()
+        console.send("after reset\n")
+        console.expect("after reset", timeout=5)
+    finally:
+        console.close()
+
+
+def test_eof_when_the_port_goes_away():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    console = Console(f"socket://127.0.0.1:{server.getsockname()[1]}", name="eof")
+    conn, _ = server.accept()
+    conn.close()
+    server.close()
+    with pytest.raises(pexpect.EOF):
+        console.expect("x", timeout=5)
+    console.close()
+
+
+def test_event_and_output_parsing():
+    e = parse_event("noise @tb event=upload-fail reason=timeout\r")
+    assert e is not None and e.name == "upload-fail" and e.fields == {"reason": "timeout"}
+    assert parse_event("plain line") is None
+    assert clean_output("a\r\r\nb\x1b[6n\r\r\n@tb event=x\r\r\nc") == "a\nb\nc"
