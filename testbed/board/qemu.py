@@ -336,16 +336,24 @@ class QemuBoard:
         epoch = int(time.time() if epoch is None else epoch)
         self.console.run_check(f"date -s @{epoch} >/dev/null")
 
-    def provision(self, identity: Identity, timeout: float = 20) -> str:
-        """Give a running board its identity (after a snapshot restore): clock, then tb-provision."""
+    def provision(self, identity: Identity, timeout: float = 20) -> tuple[str, int]:
+        """Give a running board its identity (after a snapshot restore): clock, then tb-provision.
+
+        Returns tb-provision's (output, exit code): 0 provisioned and synced,
+        1 provisioned but the first sync failed (e.g. the service is down, which
+        a scenario may want). Bad input (exit 2 or more) raises BoardError.
+        """
         self.identity = identity
         self.set_clock()
-        output, code = self.console.run("command -v tb-provision >/dev/null", timeout=timeout)
+        _, code = self.console.run("command -v tb-provision >/dev/null", timeout=timeout)
         if code != 0:
             raise BoardError(
                 f"{self.name}: tb-provision is not in the image (build firmware_stubs into it: `testbed image build`)"
             )
-        return self.console.run_check(identity.provision_command(), timeout=timeout)
+        output, code = self.console.run(identity.provision_command(), timeout=timeout)
+        if code not in (0, 1):
+            raise BoardError(f"{self.name}: tb-provision failed (exit {code}):\n{output}")
+        return output, code
 
     # -- faults over QMP --------------------------------------------------------------
 

@@ -13,6 +13,7 @@ import fcntl
 import functools
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -27,6 +28,8 @@ from testbed.image.build import Image, ensure_image
 from testbed.paths import cache_dir
 
 Progress = Callable[[str], None]
+#: How many snapshots the cache keeps (the most recently used ones; ~40 MB each).
+KEEP_SNAPSHOTS = 6
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,8 @@ def ensure_snapshot(
     key = snapshot_key(image)
     target = snapshots_dir() / key
     if not force and (target / "snapshot.json").exists():
+        with contextlib.suppress(OSError):
+            os.utime(target)
         return Snapshot.from_dir(target)
     with _lock(key):
         if not force and (target / "snapshot.json").exists():
@@ -136,6 +141,9 @@ def ensure_snapshot(
             board.close()
         shutil.rmtree(target, ignore_errors=True)
         work.rename(target)
+        from testbed.image.build import prune_cache_dir
+
+        prune_cache_dir(snapshots_dir(), KEEP_SNAPSHOTS, protect=target)
         progress(f"snapshot saved: {target} ({snap.meta['state_bytes'] / 1e6:.1f} MB, {snap.meta['save_seconds']} s)")
         return Snapshot.from_dir(target)
 

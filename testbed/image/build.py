@@ -129,17 +129,46 @@ def _build_lock() -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+#: How many built images the cache keeps (the most recently used ones).
+KEEP_IMAGES = 6
+
+
+def prune_cache_dir(parent: Path, keep: int, protect: Path | None = None) -> list[Path]:
+    """Remove all but the ``keep`` most recently used entries (by mtime) of a cache folder."""
+    entries = sorted(
+        (p for p in parent.iterdir() if p.is_dir() and not p.name.startswith(".")),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
+    removed = []
+    for old in entries[keep:]:
+        if protect is not None and old == protect:
+            continue
+        shutil.rmtree(old, ignore_errors=True)
+        removed.append(old)
+    return removed
+
+
+def _touch(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        os.utime(path)
+
+
 def ensure_image(force: bool = False, progress: Progress | None = None) -> Image:
     """The image for the current sources, built if it is not in the cache yet."""
     progress = progress or _stderr_progress
     digest = content_hash()
     target = images_dir() / digest
     if not force and (target / "image.json").exists():
+        _touch(target)
         return Image.from_dir(target)
     with _build_lock():
         if not force and (target / "image.json").exists():
             return Image.from_dir(target)
-        return _build(digest, target, progress)
+        image = _build(digest, target, progress)
+        for old in prune_cache_dir(images_dir(), KEEP_IMAGES, protect=target):
+            progress(f"removed an old image from the cache: {old.name}")
+        return image
 
 
 def _extract_deb(deb: Path, dest: Path) -> None:
