@@ -156,3 +156,24 @@ def test_download_errors_name_the_package_and_the_fix(tmp_path):
     with pytest.raises(AptError, match="sha256 mismatch for zlib1g"):
         apt.fetch(wrong)
     assert apt.fetch(real).exists()  # the right sum passes
+
+
+def test_firmware_build_failure_stops_the_image_with_its_output(tmp_path, monkeypatch):
+    firmware = tmp_path / "firmware_stubs"
+    firmware.mkdir()
+    (firmware / "Makefile").write_text("armhf-install:\n\t@echo 'crashapp.c:3: error: boom' >&2; exit 1\n")
+    monkeypatch.setattr(build, "FIRMWARE_DIR", firmware)
+    staging = tmp_path / "root"
+    staging.mkdir()
+    with pytest.raises(ImageError) as info:
+        build._build_firmware(staging, lambda m: None)
+    assert "crashapp.c:3: error: boom" in str(info.value) and "armhf-install" in str(info.value)
+
+    (firmware / "Makefile").write_text(
+        "armhf-install:\n\tmkdir -p $(DESTDIR)/usr/bin && echo x > $(DESTDIR)/usr/bin/tool\n"
+    )
+    result = build._build_firmware(staging, lambda m: None)
+    assert result == {"included": True, "files": ["usr/bin/tool"]}
+
+    (firmware / "Makefile").unlink()
+    assert build._build_firmware(staging, lambda m: None) == {"included": False}
