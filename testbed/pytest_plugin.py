@@ -10,6 +10,7 @@ import pytest
 
 from testbed.board.fixtures import *  # noqa: F401,F403
 from testbed.board.fixtures import add_board_options
+from testbed.scenario.fixtures import *  # noqa: F401,F403
 from testbed.service.fixtures import *  # noqa: F401,F403
 
 

@@ -41,6 +41,7 @@ from testbed.scenario.results import (
 )
 from testbed.scenario.schema import Expectation, Scenario, Step, format_duration
 from testbed.scenario.tap import WireTap
+from testbed.scenario.timeline import OUTCOMES, RESTARTS, crash_episodes
 
 #: Guest commands of the firmware (docs/firmware.md).
 SYNC_NOW = "syncd --now"
@@ -206,6 +207,7 @@ class ScenarioRun:
         self.group_ids: dict[str, str] = {}
         self.board_group: dict[str, str] = {}
         self.action_mark: dict[str, int] = {}
+        self.action_mark_t = 0.0
         self.service: Any = None
         self.tap: WireTap | None = None
         self.admin: Any = None
@@ -412,9 +414,20 @@ class ScenarioRun:
                          baseline: int, timeout: float) -> None:  # fmt: skip
         deadline = time.monotonic() + timeout
         b = self.boards[board]
+        # An outcome or a restart is counted only when it belongs to a crash of this run of actions,
+        # so a late restart of an earlier crash is not taken for the new one's.
+        by_crash = event in (*OUTCOMES, *RESTARTS) and (where or {}).get("spooled") != "1"
         while True:
             events = list(b.events)[baseline:]
-            n = sum(1 for e in events if e.name == event and all(e.fields.get(k) == v for k, v in (where or {}).items()))
+            if by_crash:
+                n = 0
+                for ep in crash_episodes(self.board_events(board)):
+                    got = ep.restart if event in RESTARTS else ep.outcome
+                    if (ep.crash.t >= self.action_mark_t and got is not None and got.name == event
+                            and all(got.fields.get(k) == v for k, v in (where or {}).items())):  # fmt: skip
+                        n += 1
+            else:
+                n = sum(1 for e in events if e.name == event and all(e.fields.get(k) == v for k, v in (where or {}).items()))
             if n >= count:
                 return
             crash = getattr(b.console, "crash", None)
@@ -578,6 +591,7 @@ class ScenarioRun:
                     if is_action and not after_action:
                         # a wait counts events from the start of the run of actions before it
                         self.action_mark = {b: len(self.boards[b].events) for b in sc.boards}
+                        self.action_mark_t = self.now()
                     after_action = is_action
                     if step.at is not None:
                         wait = step.at - self.now()
