@@ -82,6 +82,27 @@ int tb_link_down(void)
     return down;
 }
 
+/* Decode a chunked body in place (the whole response is in memory); returns its length. */
+static size_t dechunk(char *buf, size_t len)
+{
+    size_t in = 0, out = 0;
+    while (in < len) {
+        char *end;
+        unsigned long size = strtoul(buf + in, &end, 16);
+        char *crlf = strstr(buf + in, "\r\n");
+        if (end == buf + in || crlf == NULL)
+            break;
+        in = (size_t)(crlf - buf) + 2;
+        if (size == 0 || size > len - in)
+            break;
+        memmove(buf + out, buf + in, size);
+        out += size;
+        in += size + 2;
+    }
+    buf[out] = '\0';
+    return out;
+}
+
 int tb_http_request(const char *host, int port, const char *method, const char *path, const char *headers,
                     const void *body, size_t body_len, int64_t deadline_ms, tb_http_result *res)
 {
@@ -130,6 +151,7 @@ int tb_http_request(const char *host, int port, const char *method, const char *
         return fail(res, fd, "bad-response");
     long long content_length = -1;
     size_t header_end = 0;
+    int chunked = 0;
     for (;;) {
         if (header_end && content_length >= 0 && n >= header_end + (size_t)content_length)
             break;
@@ -159,6 +181,9 @@ int tb_http_request(const char *host, int port, const char *method, const char *
                             content_length = strtoll(line + 17, NULL, 10);
                         else if (strncasecmp(line + 2, "Retry-After:", 12) == 0)
                             res->retry_after = strtoll(line + 14, NULL, 10);
+                        else if (strncasecmp(line + 2, "Transfer-Encoding:", 18) == 0 &&
+                                 strstr(line + 20, "chunked") != NULL && strstr(line + 20, "chunked") < e)
+                            chunked = 1;
                     }
                 }
             }
@@ -195,6 +220,8 @@ int tb_http_request(const char *host, int port, const char *method, const char *
         blen = (size_t)content_length;
     memmove(buf, buf + header_end, blen);
     buf[blen] = '\0';
+    if (chunked && content_length < 0)
+        blen = dechunk(buf, blen);
     res->body = buf;
     res->body_len = blen;
     if (status >= 300)

@@ -189,6 +189,7 @@ class FakeDeviceApi:
     throttled: list[str] = field(default_factory=list)
     intent_action: dict = field(default_factory=lambda: {"action": "upload"})
     upload_status: int = 201
+    sync_status: int = 200
     mode: str = "ok"  # ok | hang | drip | hang-upload | drip-upload
     requests: list[Request] = field(default_factory=list)
     on_request: Callable[[Request], None] | None = None
@@ -221,7 +222,9 @@ class FakeDeviceApi:
                         except OSError:
                             return
                     return
-                if self.path == "/device/v1/sync":
+                if self.path == "/device/v1/sync" and api.sync_status != 200:
+                    self._json(api.sync_status, [{"ErrorCode": "X", "Title": "t", "Detail": "d"}])
+                elif self.path == "/device/v1/sync":
                     self._json(200, {
                         "optIn": api.opt_in, "regionalDataBoundary": "EU",
                         "validitySeconds": api.validity, "serverTime": int(time.time()),
