@@ -15,6 +15,7 @@ import pytest
 from elftools.elf.elffile import ELFFile
 
 from testbed.board.identity import Identity
+from testbed.board.qemu import QemuBoard
 from testbed.crash.elfcore import read_core
 from testbed.crash.signature import core_signature
 from testbed.paths import REPO_ROOT
@@ -210,3 +211,56 @@ def test_stale_sync_on_the_board_clock(board, tap, claimed_device, device_group)
     board.console.run_check("syncd --now", timeout=20)
     t1 = crash(board, "--mode segv")
     board.wait_for_event("upload-ok", since=t1, timeout=10)
+
+
+def test_disabling_empties_the_spool_and_sends_nothing(board, tap, claimed_device, device_group, tenant_admin):
+    group = device_group(enabled=True, boundary="EU")
+    device = claimed_device(group)
+    provision(board, tap, device)
+    board.link_down()
+    t0 = crash(board, "--mode segv --heap-kib 16")
+    board.wait_for_event("upload-fail", since=t0, timeout=10)
+    board.wait_for_event("app-restart", since=t0, timeout=10)
+    assert spool_count(board) == 2
+    tenant_admin.update_device_group(device.tenant_id, group["Id"], AllowCrashDumpsCollection=False)
+    board.link_up()
+    out = board.console.run_check("syncd --now", timeout=20)
+    assert "optIn=false" in out
+    assert spool_count(board) == 0  # consent revoked: the waiting dump is dropped, not sent
+    assert dump_paths(tap, device.device_id) == []
+    out, _ = board.console.run("cat /proc/sys/kernel/core_pattern")
+    assert not out.strip().startswith("|")
+
+
+def test_app_data_limit_is_256_kib(board):
+    t0 = time.monotonic()
+    out = board.console.run_check("crashapp --mode segv --heap-kib 256")
+    assert "sent to the running app" in out
+    restart = board.wait_for_event("app-restart", since=t0, timeout=10)
+    assert restart["reason"] == "exit"  # the heap did not fit: the app exited, it did not crash
+    assert "data limit is 256 KiB" in "\n".join(board.console.tail(20))
+
+
+def test_cold_boot_provisioned_from_the_kernel_command_line(board_image, service, tap, claimed_device,
+                                                           device_group, tenant_admin):
+    """tb.device_id/secret/service on the command line: synced before boot-ready, then every
+    tb.sync_interval seconds; disabling the group reaches the board by the periodic sync alone."""
+    group = device_group(enabled=True, boundary="EU")
+    device = claimed_device(group)
+    identity = Identity.for_port(device.device_id, device.secret, tap.port)
+    b = QemuBoard(board_image, name="fw-cmdline", identity=identity, extra_append="tb.sync_interval=2")
+    try:
+        b.boot()
+        events = [e.name for e in b.events]
+        assert events.index("sync-ok") < events.index("boot-ready")
+        out, _ = b.console.run("cat /proc/sys/kernel/core_pattern")
+        assert out.strip().startswith("|/usr/sbin/crash-reporter")
+        tenant_admin.update_device_group(device.tenant_id, group["Id"], AllowCrashDumpsCollection=False)
+        t0 = time.monotonic()
+        off = b.wait_for_event("sync-ok", since=t0, timeout=10, where=lambda e: e["optin"] == "0")
+        assert off.monotonic - t0 < 2 + 3  # the interval plus slack
+        t1 = crash(b, "--mode segv")
+        assert b.wait_for_event("dump-skipped", since=t1, timeout=10)["reason"] == "optout"
+        assert dump_paths(tap, device.device_id) == []
+    finally:
+        b.close()
