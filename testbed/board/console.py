@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import re
+import select
+import socket
 import threading
 import time
 import uuid
@@ -128,10 +130,30 @@ class Console(SpawnBase):
 
     # -- reader thread ---------------------------------------------------------------
 
+    def _port_fd(self) -> int | None:
+        try:
+            return self.port.fileno()
+        except Exception:  # rfc2217://, loop:// have no file descriptor
+            return None
+
     def _reader(self) -> None:
+        sock = getattr(self.port, "_socket", None)
+        if sock is not None:  # socket://: no Nagle delay on our (small) writes either
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        fd = self._port_fd()
+        if fd is not None:
+            # select() on the fd, then take whatever is there: no wait for a full buffer.
+            self.port.timeout = 0
         while not self._closing:
             try:
-                data = self.port.read(4096)
+                if fd is not None:
+                    ready, _, _ = select.select([fd], [], [], 0.2)
+                    if not ready:
+                        continue
+                    data = self.port.read(65536)
+                else:
+                    data = self.port.read(max(1, self.port.in_waiting))
             except Exception:  # the port went away (QEMU quit, cable pulled)
                 data = None
             if data is None or (data == b"" and not getattr(self.port, "is_open", True)):
@@ -252,9 +274,11 @@ class Console(SpawnBase):
         line = f"echo TB''{tag}S;{opening} {cmd}\n{closing}; echo TB''{tag}E$?"
         self.discard()
         self.sendline(line)
-        pattern = re.compile(rf"TB{tag}S\r*\n(.*?)TB{tag}E(\d+)\r*\n", re.S)
+        # Only the end marker is searched for, in a small window at the end of the
+        # buffer, so long outputs cost linear time; the output is cut from `before`.
+        end = re.compile(rf"TB{tag}E(\d+)\r*\n")
         try:
-            self.expect(pattern, timeout=timeout)
+            self.expect(end, timeout=timeout, searchwindowsize=256)
         except pexpect.TIMEOUT:
             partial = clean_output(self.before or "")
             self.sendcontrol("c")
@@ -263,8 +287,10 @@ class Console(SpawnBase):
             ) from None
         except pexpect.EOF:
             raise ConsoleClosed(f"{self.name}: the console closed while running {cmd!r}") from None
-        output = clean_output(self.match.group(1))
-        return output.rstrip("\n"), int(self.match.group(2))
+        before = self.before or ""
+        start = re.search(rf"TB{tag}S\r*\n", before)
+        output = clean_output(before[start.end():] if start else before)
+        return output.rstrip("\n"), int(self.match.group(1))
 
     def run_check(self, cmd: str, timeout: float = 30) -> str:
         """Like run(), but a non-zero exit code raises."""

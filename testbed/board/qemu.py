@@ -182,7 +182,7 @@ class QemuBoard:
     def _command(self, incoming: Path | None) -> list[str]:
         p = PROFILE
         if self.console_kind == "socket":
-            chardev = f"socket,id=con0,host=127.0.0.1,port={self.console_port},server=on,wait=off"
+            chardev = f"socket,id=con0,host=127.0.0.1,port={self.console_port},server=on,wait=off,nodelay=on"
         else:
             chardev = "pty,id=con0"
         netdev = "user,id=net0,net=10.0.2.0/24,host=10.0.2.2"
