@@ -11,7 +11,8 @@ import time
 
 from testbed.load.cores import load_cores
 from testbed.load.runtime import CONTEXT
-from testbed.load.shapes import StepRamp, stage_at
+from testbed.load.schedule import stage_at
+from testbed.load.shapes import StepRamp
 from testbed.load.users import DeviceUser
 
 

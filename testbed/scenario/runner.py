@@ -45,6 +45,8 @@ from testbed.scenario.timeline import OUTCOMES, RESTARTS, crash_episodes
 
 #: Guest commands of the firmware (docs/firmware.md).
 SYNC_NOW = "syncd --now"
+#: The 5 s deadline plus margin: how long the final check waits for crashed apps to be restarted.
+SETTLE_SECONDS = 6.0
 
 
 def crash_command(app: str, mode: str, heap_kib: int | None = None, crash_id: str | None = None) -> str:
@@ -446,6 +448,18 @@ class ScenarioRun:
             raise StepFailed(f"{board}: `{cmd}` exited {code}: {out.strip()[-300:]}")
         return out
 
+    def _settle(self, limit: float = SETTLE_SECONDS) -> None:
+        """Before the final verdict: wait (polling, bounded) until every crash seen has its restart."""
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            pending = [
+                b for b in self.sc.boards
+                if any(ep.restart is None for ep in crash_episodes(self.board_events(b)) if ep.crash.t >= 0)
+            ]  # fmt: skip
+            if not pending:
+                return
+            time.sleep(0.05)
+
     def _crash(self, board: str, cmd: str, timeout: float = 10.0) -> None:
         """Send the crash command; a just-restarted app may not listen yet, so poll until it does."""
         deadline = time.monotonic() + timeout
@@ -611,6 +625,7 @@ class ScenarioRun:
                     finally:
                         record.end = self.now()
                         self.progress.step_end(sc, step, record)
+                self._settle()
                 self.check(sc.expect, None)
             except KeyboardInterrupt:
                 res.error = "interrupted (Ctrl-C): boards and service were torn down"
