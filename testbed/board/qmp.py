@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qemu.qmp import QMPClient
+from qemu.qmp import ConnectError, QMPClient
 
 from testbed.board.errors import BoardError
 
@@ -49,14 +49,29 @@ class Qmp:
             raise BoardError(f"{self.name}: QMP did not answer in {timeout} s") from None
 
     def connect(self, timeout: float = 10, alive=lambda: True) -> None:
+        """Connect to QEMU's QMP socket, retrying until ``timeout``.
+
+        The socket file appears when QEMU binds it, a moment before it listens,
+        so a refused connection is retried (with a fresh client each time).
+        """
         deadline = time.monotonic() + timeout
-        while not self.socket_path.exists():
+        last: Exception | None = None
+        while True:
             if not alive():
-                raise BoardError(f"{self.name}: QEMU exited before its QMP socket appeared")
+                raise BoardError(f"{self.name}: QEMU exited before QMP answered")
+            if self.socket_path.exists():
+                try:
+                    self._call(self._client.connect(str(self.socket_path)), max(1.0, deadline - time.monotonic()))
+                    break
+                except (ConnectError, OSError) as exc:
+                    last = exc
+                    self._client = QMPClient(self.name)
             if time.monotonic() > deadline:
-                raise BoardError(f"{self.name}: QMP socket {self.socket_path} did not appear in {timeout} s")
+                raise BoardError(
+                    f"{self.name}: QMP socket {self.socket_path} did not answer in {timeout} s"
+                    + (f": {last}" if last else "")
+                )
             time.sleep(0.01)
-        self._call(self._client.connect(str(self.socket_path)), timeout)
         self._listener = asyncio.run_coroutine_threadsafe(self._listen(), self._loop)
 
     async def _listen(self) -> None:
