@@ -4,7 +4,8 @@ Imported by the locustfiles in ``scenarios/load/`` (and only there: it
 registers Locust event listeners at import). A run is described by one JSON
 file, written by ``testbed load run`` and named by Locust's custom option
 ``--tb-config``. The master (or the single local process) reads it; each
-worker gets it from the master in a ``tb_config`` message as it connects, so
+worker asks the master for it (``tb_config_request``) once its handler is in place
+and gets it in a ``tb_config`` message, so
 a worker on another machine needs nothing but ``--master-host``.
 
 Counters that Locust's request statistics do not hold (skips, bytes saved,
@@ -27,6 +28,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import gevent
 from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
@@ -85,6 +87,7 @@ class RunContext:
         self.worker_index = 0
         self.worker_count = 1
         self.is_worker = False
+        self.lag_monitor_started = False
         #: time.monotonic() when this process's test started (users pace phases from it)
         self.test_started: float | None = None
         self._device_seq = itertools.count()
@@ -185,6 +188,8 @@ def _on_init(environment, **_kwargs) -> None:
             log.info("worker %d of %d got the run configuration", CONTEXT.worker_index, CONTEXT.worker_count)
 
         runner.register_message("tb_config", on_config)
+        # Ask only now that the answer has a handler (the worker connected before init fired).
+        runner.send_message("tb_config_request", {})
 
         @events.report_to_master.add_listener
         def _report(client_id, data, **_kw) -> None:
@@ -198,16 +203,18 @@ def _on_init(environment, **_kwargs) -> None:
 
     if isinstance(runner, MasterRunner):
         expected = max(1, int(getattr(options, "expect_workers", 1) or 1))
-        indexes = itertools.count()
+        indexes: dict[str, int] = {}
 
-        @events.worker_connect.add_listener
-        def _send_config(client_id, **_kw) -> None:
+        def _send_config(environment, msg, **_kw) -> None:
             config = CONTEXT.require_config()
+            index = indexes.setdefault(msg.node_id, len(indexes))
             runner.send_message(
                 "tb_config",
-                {"config": config, "worker_index": next(indexes) % expected, "worker_count": expected},
-                client_id=client_id,
+                {"config": config, "worker_index": index % expected, "worker_count": expected},
+                client_id=msg.node_id,
             )
+
+        runner.register_message("tb_config_request", _send_config)
 
         @events.worker_report.add_listener
         def _merge(client_id, data, **_kw) -> None:
@@ -218,6 +225,23 @@ def _on_init(environment, **_kwargs) -> None:
 @events.test_start.add_listener
 def _on_test_start(environment, **_kwargs) -> None:
     CONTEXT.test_started = time.monotonic()
+    if not isinstance(environment.runner, MasterRunner) and not CONTEXT.lag_monitor_started:
+        CONTEXT.lag_monitor_started = True
+        gevent.spawn(_watch_loop_lag)
+
+
+def _watch_loop_lag(interval: float = 0.05) -> None:
+    """Record how late this process's event loop wakes up (CPU starvation of the load generator).
+
+    A device's measured time includes any stall of the process that measures
+    it; the stalls are recorded so that a summary can tell them apart.
+    """
+    while True:
+        before = time.monotonic()
+        gevent.sleep(interval)
+        lag = time.monotonic() - before - interval
+        if lag > 0.02:
+            CONTEXT.counters.sample("loop_lag", [round(time.time(), 3), round(lag, 4)])  # type: ignore[arg-type]
 
 
 @events.quit.add_listener

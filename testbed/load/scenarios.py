@@ -65,7 +65,7 @@ SCENARIOS: dict[str, ScenarioSpec] = {
     "deadline": ScenarioSpec(
         "deadline", "deadline.py",
         "(c) the service delayed, hung, dripping: every device gives up at its 5 s deadline; memory and sockets recover",
-        users=40, duration=39, devices=lambda u: u, service_options={"rate_limit": 0}, needs_pid=True,
+        users=30, duration=39, devices=lambda u: u, service_options={"rate_limit": 0}, needs_pid=True,
     ),
     "fleet": ScenarioSpec(
         "fleet", "fleet.py", "(d) 10,000 devices syncing once per compressed day (sync_period seconds)",
@@ -158,14 +158,26 @@ def default_params(spec: ScenarioSpec, users: int, duration: float, extra: dict[
     p.update(extra)
     if spec.name == "throttling":
         p["rounds"] = max(1, math.ceil(float(p["duration"]) / float(p["rotate_seconds"])))
+    if spec.name == "fleet" and float(p["duration"]) < float(p["sync_period"]):
+        raise ScenarioError(f"the fleet scenario needs --duration >= sync_period ({p['sync_period']} s) "
+                            "so that every device syncs at least once")
     if spec.name == "deadline" and "phases" not in extra:
         p["phases"] = deadline_phases(float(p["duration"]), float(p["deadline"]))
     return p
 
 
+def min_deadline_duration(deadline: float) -> float:
+    return 6.0 + 3 * (deadline + 2.0)
+
+
 def deadline_phases(duration: float, deadline: float) -> list[dict[str, Any]]:
-    """Baseline, then delay past the deadline, hang, drip, and a clean tail, filling ``duration``."""
-    fault_s = max(2 * deadline + 1.0, (duration - 6.0) / 3)
+    """Baseline (3 s), then delay past the deadline, hang, drip (a third each of the rest), a clean tail (3 s)."""
+    if duration < min_deadline_duration(deadline):
+        raise ScenarioError(
+            f"the deadline scenario needs --duration >= {min_deadline_duration(deadline):.0f} s "
+            f"(3 s baseline, three fault phases of at least the deadline + 2 s, 3 s recovery)"
+        )
+    fault_s = (duration - 6.0) / 3
     return [
         {"name": "baseline", "seconds": 3.0, "fault": None},
         {"name": "delay", "seconds": fault_s, "fault": {"mode": "delay", "delayMs": int((deadline + 2) * 1000)}},
@@ -456,9 +468,22 @@ def _deadline_checks(params, sums, samples, service, before, summary) -> dict[st
         "connections_drained_after_s": waited,
     }
     faulted = [p for p in per_phase if p not in ("baseline", "recovery", "after")]
+    # A crash measured past the limit is the client's fault unless the load generator's own event
+    # loop was stalled (CPU starvation of the Locust process) for at least the overshoot during it.
+    lags = samples.get("loop_lag", [])
+    late = samples.get("late", [])
+    unexplained = []
+    for end, took in late:
+        stall = max((lag for at, lag in lags if end - took <= at <= end + 0.1), default=0.0)
+        if took - limit > stall:
+            unexplained.append({"took_s": took, "stall_s": stall})
+    summary["deadline"]["late_crashes"] = len(late)
+    summary["deadline"]["late_explained_by_load_generator_stalls"] = len(late) - len(unexplained)
+    summary["deadline"]["max_load_generator_stall_s"] = _r(max((lag for _, lag in lags), default=0.0))
     return {
-        "no_client_past_deadline": {"ok": bool(handled) and max(handled) <= limit, "limit_s": limit,
-                                    "max_s": _r(max(handled)) if handled else None},
+        "no_client_past_deadline": {"ok": bool(handled) and not unexplained, "limit_s": limit,
+                                    "max_s": _r(max(handled)) if handled else None,
+                                    "past_limit": len(late), "past_limit_unexplained": unexplained[:20]},
         "clients_gave_up_under_faults": {"ok": all(per_phase[p]["gave_up"] > 0 for p in faulted) and bool(faulted),
                                          "phases": {p: per_phase[p]["gave_up"] for p in faulted}},
         "service_answers_after_faults": {"ok": per_phase.get("recovery", {}).get("answered", 0) > 0,
@@ -488,8 +513,12 @@ def _fleet_checks(params, sums, samples, stats, summary, devices) -> dict[str, A
         "sync_latency": report.entry_summary(entry) if entry else None,
     }
     p99_late = report.exact_percentile(lateness, 0.99) or 0.0
+    synced = int(sums.get("fleet_devices_synced", 0))
+    summary["fleet"]["devices_synced"] = synced
+    summary["fleet"]["syncs_expected_about"] = expected
     return {
-        "every_device_synced_on_schedule": {"ok": syncs >= 0.97 * expected, "syncs": syncs, "expected_at_least": expected},
+        "every_device_synced": {"ok": synced == devices, "synced": synced, "devices": devices},
+        "rate_kept": {"ok": syncs >= 0.9 * expected, "syncs": syncs, "expected_about": expected},
         "no_failed_syncs": {"ok": failed == 0, "failed": failed},
         "schedule_kept": {"ok": p99_late <= 1.0, "lateness_p99_s": _r(p99_late)},
     }

@@ -20,14 +20,13 @@ import heapq
 import json
 import random
 import secrets
-import socket
 import time
 from typing import Any
-from urllib.parse import urlsplit
 
 import gevent
 from locust import FastHttpUser, User, constant, task
 
+from testbed.load.boardhttp import BoardHttp, BoardHttpError, DeadlineExceeded
 from testbed.load.cores import CoreFixture, load_cores
 from testbed.load.runtime import CONTEXT
 
@@ -224,87 +223,6 @@ class MixDevice(DeviceUser):
         return random.choice(load_cores()), secrets.token_hex(16)
 
 
-class BoardHttpError(Exception):
-    """The exchange failed before the deadline (refused, reset, bad response)."""
-
-
-class DeadlineExceeded(Exception):
-    """The device's total deadline passed; the connection was closed."""
-
-
-class BoardHttp:
-    """HTTP/1.1 as the firmware speaks it: a new connection per request, Connection: close.
-
-    Every step (connect, send, each read) is bounded by the time left until
-    ``deadline`` (a ``time.monotonic()`` value), so the whole exchange ends
-    at the deadline however the server behaves (slow, hung, dripping bytes).
-    """
-
-    def __init__(self, base_url: str) -> None:
-        parts = urlsplit(base_url)
-        if parts.scheme != "http" or not parts.hostname:
-            raise ValueError(f"BoardHttp needs an http:// URL, got {base_url!r}")
-        self.host = parts.hostname
-        self.port = parts.port or 80
-
-    def request(
-        self, method: str, path: str, headers: dict[str, str], body: bytes, deadline: float
-    ) -> tuple[int, dict[str, str], bytes]:
-        def left() -> float:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise DeadlineExceeded(f"{method} {path}: deadline passed")
-            return remaining
-
-        head = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}", "Connection: close",
-                f"Content-Length: {len(body)}"]
-        head += [f"{k}: {v}" for k, v in headers.items()]
-        data = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
-        sock: socket.socket | None = None
-        timer = gevent.Timeout(left(), DeadlineExceeded(f"{method} {path}: deadline passed"))
-        timer.start()
-        try:
-            try:
-                sock = socket.create_connection((self.host, self.port), timeout=left())
-                sock.settimeout(left())
-                sock.sendall(data)
-                buf = b""
-                while b"\r\n\r\n" not in buf:
-                    sock.settimeout(left())
-                    chunk = sock.recv(65536)
-                    if not chunk:
-                        raise BoardHttpError(f"{method} {path}: connection closed before the response head")
-                    buf += chunk
-                head_raw, rest = buf.split(b"\r\n\r\n", 1)
-                lines = head_raw.decode("latin-1").split("\r\n")
-                try:
-                    status = int(lines[0].split(" ", 2)[1])
-                except (IndexError, ValueError) as exc:
-                    raise BoardHttpError(f"{method} {path}: bad status line {lines[0]!r}") from exc
-                resp_headers = {}
-                for line in lines[1:]:
-                    key, _, value = line.partition(":")
-                    resp_headers[key.strip().lower()] = value.strip()
-                length = int(resp_headers.get("content-length", "-1"))
-                while length < 0 or len(rest) < length:
-                    sock.settimeout(left())
-                    chunk = sock.recv(65536)
-                    if not chunk:
-                        if length < 0:
-                            break
-                        raise BoardHttpError(f"{method} {path}: connection closed mid-body")
-                    rest += chunk
-                return status, resp_headers, rest
-            except TimeoutError as exc:  # socket.timeout: a step used up the time left
-                raise DeadlineExceeded(f"{method} {path}: deadline passed") from exc
-            except OSError as exc:
-                raise BoardHttpError(f"{method} {path}: {exc}") from exc
-        finally:
-            timer.cancel()
-            if sock is not None:
-                sock.close()
-
-
 class DeadlineDevice(User):
     """A device under a slow, hung or dripping service: one deadline per crash.
 
@@ -381,6 +299,8 @@ class DeadlineDevice(User):
         except BoardHttpError as exc:
             outcome = exc
         elapsed = time.monotonic() - t0
+        if elapsed > self.deadline_s + 0.2:
+            CONTEXT.counters.sample("late", [round(time.time(), 3), round(elapsed, 4)])  # type: ignore[arg-type]
         CONTEXT.counters.sample("handled_s", elapsed)
         CONTEXT.counters.sample(f"handled_s:{phase}", elapsed)
         if isinstance(outcome, DeadlineExceeded):
@@ -423,6 +343,7 @@ class FleetUser(FastHttpUser):
         # (due time, index into slice)
         self.schedule = [(now + offset + i * self.period / n, i) for i in range(len(self.slice))]
         heapq.heapify(self.schedule)
+        self.synced: set[int] = set()
 
     @task
     def next_sync(self) -> None:
@@ -441,6 +362,9 @@ class FleetUser(FastHttpUser):
         ) as resp:
             if resp.status_code == 200:
                 CONTEXT.counters.add("fleet_syncs")
+                if index not in self.synced:
+                    self.synced.add(index)
+                    CONTEXT.counters.add("fleet_devices_synced")
             else:
                 resp.failure(f"sync: HTTP {resp.status_code}")
                 CONTEXT.counters.add("fleet_sync_failed")

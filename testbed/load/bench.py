@@ -1,0 +1,211 @@
+"""``testbed bench ingest``: the durable ingest against a trivial sink, same load, same run.
+
+Each round runs Locust twice with the same users, duration and body mix
+(the gzip'd ARM core fixtures of every size bucket, no intent, every crash
+a new signature so nothing is throttled): once against the sink of
+``testbed.load.sink`` (drains the body, answers 201), once against the real
+service (durable: blob and row fsynced before the 201). Reported per
+target: uploads/s, p50 and p99 (medians over the rounds), and the ratio
+durable / sink; plus an HTML page with throughput and latency over time.
+
+Targets (issue 6): durable >= 50% of the sink's uploads/s, p99 <= 100 ms.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from testbed.load import report
+from testbed.load.cores import load_cores
+from testbed.load.provision import provision
+from testbed.load.runner import SCENARIO_DIR, LocustPlan, LocustResult, run_locust
+
+TARGET_RATIO = 0.5
+TARGET_P99_MS = 100.0
+
+
+class Sink:
+    """The sink app in its own uvicorn process on 127.0.0.1."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = ""
+        self.pid = 0
+
+    def __enter__(self) -> Sink:
+        ready = self.workdir / "sink-ready.json"
+        ready.unlink(missing_ok=True)
+        log = open(self.workdir / "sink.log", "ab")
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "testbed.load.sink", "--port", "0", "--ready-file", str(ready)],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+        finally:
+            log.close()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise click.ClickException(f"the sink exited with {self.proc.returncode}; see {self.workdir / 'sink.log'}")
+            if ready.exists():
+                info = json.loads(ready.read_text())
+                self.url, self.pid = info["url"], info["pid"]
+                return self
+            time.sleep(0.02)
+        self.__exit__()
+        raise click.ClickException("the sink did not start within 20 s")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def _figures(result: LocustResult, warmup: float) -> dict[str, Any]:
+    stats = result.stats()
+    merged = report.merged_summary(stats, "upload ")
+    if not merged:
+        raise click.ClickException(f"no uploads were made; see {result.log_path}")
+    # Steady-state throughput: upload rows of the history after the warm-up seconds.
+    history = report.read_history(result.history_csv)
+    series = [row for name, rows in history.items() if name.startswith("upload ") for row in rows]
+    t_end = max((r["t"] for r in series), default=0.0)
+    return {
+        "uploads": merged["requests"],
+        "failures": merged["failures"],
+        "uploads_per_s": merged["per_second"],
+        "p50_ms": merged["p50_ms"],
+        "p99_ms": merged["p99_ms"],
+        "max_ms": merged["max_ms"],
+        "seconds": round(t_end, 1),
+        "warmup_s": warmup,
+    }
+
+
+def _series(result: LocustResult) -> dict[str, list[tuple[float, float | None]]]:
+    """Per second: all upload buckets' requests/s summed, and the worst bucket's p50/p99."""
+    history = report.read_history(result.history_csv)
+    by_t: dict[float, dict[str, float]] = {}
+    for name, rows in history.items():
+        if not name.startswith("upload "):
+            continue
+        for r in rows:
+            slot = by_t.setdefault(round(r["t"]), {"rps": 0.0, "p50": 0.0, "p99": 0.0})
+            slot["rps"] += r["rps"]
+            slot["p50"] = max(slot["p50"], r["p50"] or 0.0)
+            slot["p99"] = max(slot["p99"], r["p99"] or 0.0)
+    ts = sorted(by_t)
+    return {k: [(t, by_t[t][k]) for t in ts] for k in ("rps", "p50", "p99")}
+
+
+def run_bench(out: Path, users: int, duration: float, rounds: int, workers: int,
+              say=lambda m: print(m, file=sys.stderr, flush=True)) -> dict[str, Any]:
+    from testbed.service.process import ServiceProcess
+
+    out.mkdir(parents=True, exist_ok=True)
+    cores = load_cores()
+    mix = {c.bucket: c.size for c in cores}
+    params = {"users": users, "duration": duration, "intent": False, "crash_interval": 0}
+    runs: dict[str, list[dict[str, Any]]] = {"sink": [], "durable": []}
+    last: dict[str, LocustResult] = {}
+    for r in range(rounds):
+        for target in ("sink", "durable"):
+            run_dir = out / f"round{r + 1}-{target}"
+            run_dir.mkdir(parents=True, exist_ok=True)
+            say(f"bench ingest: round {r + 1}/{rounds}: {target}, {users} users, {duration:.0f} s")
+            if target == "sink":
+                with Sink(run_dir) as sink:
+                    devices = [[f"{i:0128x}", "sink"] for i in range(max(users, workers or 1))]
+                    result = _run(run_dir, sink.url, {"service_url": sink.url, "devices": devices}, params,
+                                  users, duration, workers)
+            else:
+                with ServiceProcess(run_dir / "service-data", rate_limit=0, log_path=run_dir / "service.log") as svc:
+                    fleet = provision(svc.url, svc.control_token or "", max(users, workers or 1), name="bench",
+                                      progress=lambda m: None)
+                    result = _run(run_dir, svc.url, fleet.to_config(), params, users, duration, workers)
+            runs[target].append(_figures(result, 0.0))
+            last[target] = result
+    med: dict[str, dict[str, Any]] = {}
+    for target, rs in runs.items():
+        med[target] = {
+            "uploads_per_s": statistics.median(x["uploads_per_s"] for x in rs),
+            "p50_ms": statistics.median(x["p50_ms"] for x in rs),
+            "p99_ms": statistics.median(x["p99_ms"] for x in rs),
+            "failures": sum(x["failures"] for x in rs),
+            "rounds": rs,
+        }
+    ratio = med["durable"]["uploads_per_s"] / med["sink"]["uploads_per_s"] if med["sink"]["uploads_per_s"] else 0.0
+    summary: dict[str, Any] = {
+        "benchmark": "ingest",
+        "users": users, "duration_s": duration, "rounds": rounds, "locust_workers": workers,
+        "body_mix_bytes": mix,
+        "sink": med["sink"],
+        "durable": med["durable"],
+        "ratio_uploads_per_s": round(ratio, 3),
+        "targets": {
+            "ratio_at_least": TARGET_RATIO, "durable_p99_ms_at_most": TARGET_P99_MS,
+            "ratio_met": ratio >= TARGET_RATIO, "p99_met": med["durable"]["p99_ms"] <= TARGET_P99_MS,
+        },
+        "cpu_count": os.cpu_count(),
+        "html": str(out / "bench-ingest.html"),
+    }
+    charts = []
+    sink_s, dur_s = _series(last["sink"]), _series(last["durable"])
+    charts.append(report.svg_chart("Uploads per second (last round)", "uploads/s",
+                                   {"sink": sink_s["rps"], "durable ingest": dur_s["rps"]}))
+    charts.append(report.svg_chart("Upload latency p50 / p99 (last round, worst bucket, 10 s window)", "ms",
+                                   {"sink p50": sink_s["p50"], "sink p99": sink_s["p99"],
+                                    "durable p50": dur_s["p50"], "durable p99": dur_s["p99"]}))
+    links = {f"Locust report {t}": f"round{rounds}-{t}/locust.html" for t in ("sink", "durable")}
+    report.write_html(out / "bench-ingest.html", "testbed bench ingest", summary, charts, links)
+    (out / "bench-ingest.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _run(run_dir: Path, url: str, base: dict[str, Any], params: dict[str, Any], users: int, duration: float,
+         workers: int) -> LocustResult:
+    config = {**base, "scenario": "bench", "output_dir": str(run_dir), "params": params}
+    path = run_dir / "config.json"
+    path.write_text(json.dumps(config))
+    result = run_locust(LocustPlan(SCENARIO_DIR / "mix.py", url, run_dir, path, users=users, run_time=duration,
+                                   workers=workers, hard_limit=duration + 90))
+    if result.exit_code != 0:
+        raise click.ClickException(f"Locust failed (exit {result.exit_code}); see {result.log_path}")
+    return result
+
+
+@click.command("ingest")
+@click.option("--users", type=click.IntRange(1, 2000), default=32, show_default=True, help="Locust users (devices uploading back to back).")
+@click.option("--duration", type=click.FloatRange(2, 600), default=10, show_default=True, help="Seconds per run.")
+@click.option("--rounds", type=click.IntRange(1, 20), default=3, show_default=True, help="Sink/durable pairs; figures are medians.")
+@click.option("--workers", type=click.IntRange(0, 16), default=0, show_default=True, help="Locust worker processes (0: one process).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), help="Output directory (default: a new temporary one).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+def bench_ingest(users: int, duration: float, rounds: int, workers: int, out_dir: Path | None, as_json: bool) -> None:
+    """Durable ingest vs a trivial sink: uploads/s, p50/p99, ratio; HTML with plots over time."""
+    out = out_dir or Path(tempfile.mkdtemp(prefix="testbed-bench-ingest-"))
+    summary = run_bench(out.resolve(), users, duration, rounds, workers)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        s, d = summary["sink"], summary["durable"]
+        click.echo(f"sink:    {s['uploads_per_s']:.0f} uploads/s, p50 {s['p50_ms']} ms, p99 {s['p99_ms']} ms")
+        click.echo(f"durable: {d['uploads_per_s']:.0f} uploads/s, p50 {d['p50_ms']} ms, p99 {d['p99_ms']} ms")
+        click.echo(f"ratio:   {summary['ratio_uploads_per_s']:.2f} (target >= {TARGET_RATIO})")
+    click.echo(f"HTML summary: {summary['html']}", err=True)

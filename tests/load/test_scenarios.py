@@ -1,0 +1,94 @@
+"""Short bounded runs of each load scenario against the real service on loopback, asserting their invariants.
+
+Each test starts its own service (a real uvicorn process, real SQLite, real
+fsyncs), claims devices through the public API, runs Locust in its own
+processes, and checks the results against the service's own records.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from testbed.load.scenarios import RunOptions, run_scenario
+
+pytestmark = pytest.mark.load
+
+
+def _run(tmp_path: Path, scenario: str, **kw) -> dict:
+    summary = run_scenario(RunOptions(scenario=scenario, out_dir=tmp_path / scenario, progress=lambda m: None, **kw))
+    out = Path(summary["output_dir"])
+    # every run leaves Locust's CSV and HTML report and our summary
+    for name in ("summary.json", "locust.html", "locust_stats.csv", "locust_stats_history.csv"):
+        assert (out / name).is_file(), name
+    assert json.loads((out / "summary.json").read_text())["scenario"] == scenario
+    return summary
+
+
+def _failed(summary: dict) -> dict:
+    return {k: v for k, v in summary["checks"].items() if not v.get("ok")}
+
+
+def test_sizes_ramp_reports_every_bucket_and_ramps_users(tmp_path):
+    s = _run(tmp_path, "sizes", users=12, duration=8)
+    assert not _failed(s), _failed(s)
+    assert set(s["per_bucket"]) == {"le8k", "8-16k", "16-32k", "32-64k"}
+    assert all(b["requests"] > 0 and b["failures"] == 0 for b in s["per_bucket"].values())
+    with open(Path(s["output_dir"]) / "locust_stats_history.csv") as fh:
+        users = [int(r["User Count"]) for r in csv.DictReader(fh) if r["Name"] == "Aggregated"]
+    assert min(u for u in users if u > 0) < 12 and max(users) == 12  # a step ramp, not all at once
+
+
+def test_throttling_stores_exactly_n_per_signature_across_two_workers(tmp_path):
+    s = _run(tmp_path, "throttling", users=60, duration=10, workers=2, throttle_limit=3,
+             params={"rotate_seconds": 3.0, "signatures": 3})
+    assert not _failed(s), _failed(s)
+    t = s["throttling"]
+    assert t["throttle_limit"] == 3
+    assert t["signatures"] >= 6 and t["signatures_at_exactly_n"] == t["signatures"]
+    assert s["counters"]["stored"] == 3 * t["signatures"]  # acknowledged == stored == N per signature
+    assert t["share_skipped_at_intent"] + t["share_skipped_on_device"] > 0.5
+    assert t["bytes_saved"] > 0
+
+
+def test_deadline_no_client_past_5_2_s_and_service_recovers(tmp_path):
+    s = _run(tmp_path, "deadline", users=30, duration=30)
+    assert not _failed(s), _failed(s)
+    d = s["deadline"]
+    assert d["max_crash_handling_s"] <= 5.2
+    assert d["gave_up"] > 0 and d["time_to_give_up_s"]["min"] >= 4.9
+    assert 0.8 <= d["rss_ratio"] <= 1.2
+    assert d["connections_left"] == 0
+
+
+def test_fleet_syncs_on_a_compressed_schedule(tmp_path):
+    s = _run(tmp_path, "fleet", users=10, devices=1000, duration=10, params={"sync_period": 5.0})
+    assert not _failed(s), _failed(s)
+    f = s["fleet"]
+    assert f["target_syncs_per_s"] == 200.0
+    assert f["devices_synced"] == 1000 and f["failed"] == 0
+    assert f["syncs"] >= 0.9 * 2000
+
+
+def test_durability_zero_acknowledged_uploads_lost_over_three_kills(tmp_path):
+    s = _run(tmp_path, "durability", users=16, duration=14, params={"kills": 3})
+    assert not _failed(s), _failed(s)
+    assert len(s["kills"]) == 3
+    d = s["durability"]
+    assert d["acknowledged"] > 100
+    assert d["missing"] == 0 and d["content_differs"] == 0 and d["half_written_visible"] == 0
+
+
+def test_bench_ingest_reports_both_targets_and_ratio(tmp_path):
+    from testbed.load.bench import run_bench
+
+    s = run_bench(tmp_path / "bench", users=8, duration=3, rounds=1, workers=0, say=lambda m: None)
+    for target in ("sink", "durable"):
+        assert s[target]["uploads_per_s"] > 0 and s[target]["failures"] == 0
+        assert s[target]["p50_ms"] <= s[target]["p99_ms"]
+    assert s["ratio_uploads_per_s"] == pytest.approx(s["durable"]["uploads_per_s"] / s["sink"]["uploads_per_s"], abs=0.01)
+    html = Path(s["html"]).read_text()
+    assert html.count("<svg") == 2 and "<polyline" in html
