@@ -45,6 +45,7 @@ def measure(runs: int, side_by_side: int, budget_gib: float, image_dir: str | No
 
     image = Image.from_dir(Path(image_dir)) if image_dir else ensure_image()
     snapshot = ensure_snapshot(image)
+    load_before = round(os.getloadavg()[0], 2)
 
     cold, cold_kernel_ready, cold_rss = [], [], []
     for i in range(runs):
@@ -111,7 +112,13 @@ def measure(runs: int, side_by_side: int, budget_gib: float, image_dir: str | No
             "divided by the larger of their median peak RSS and a restored board's (extrapolated, not all started)",
         },
         "targets": {"snapshot_restore_median_s": 1.0, "cold_boot_median_s": 10.0, "rss_per_board_mib": 120},
-        "host": {"cpus": os.cpu_count(), "mem_available_gib": round(_mem_available() / 2**30, 1)},
+        "host": {
+            "cpus": os.cpu_count(),
+            "mem_available_gib": round(_mem_available() / 2**30, 1),
+            # Other work on the machine slows cold boots most: judge the medians with this.
+            "loadavg_1m_before": load_before,
+            "loadavg_1m_after": round(os.getloadavg()[0], 2),
+        },
     }
 
 
