@@ -157,6 +157,16 @@ def test_pause_resume_and_reset_are_seen_over_qmp(board):
     assert board.console.run("cat /root/state")[1] != 0
 
 
+def test_power_off_ends_the_board(board):
+    pid = board.process.pid
+    board.power_off()
+    assert not board.alive
+    assert board.process.poll() is not None
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert not board.dir.exists()  # the temp dir is gone too
+
+
 def test_serial_console_through_a_real_pty(board_image, board_snapshot):
     """The console as a user opens /dev/ttyUSB0: a tty device by path, through pyserial."""
     with QemuBoard(board_image, name="pty", console="pty") as b:

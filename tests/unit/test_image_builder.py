@@ -177,3 +177,20 @@ def test_firmware_build_failure_stops_the_image_with_its_output(tmp_path, monkey
 
     (firmware / "Makefile").unlink()
     assert build._build_firmware(staging, lambda m: None) == {"included": False}
+
+
+@pytest.mark.skipif(shutil.which("apt-get") is None, reason="needs apt")
+def test_lock_update_pins_what_the_meta_package_points_to(tmp_path, monkeypatch):
+    import testbed.image.lock as lock_module
+
+    wanted = tmp_path / "packages.in"
+    wanted.write_text("# comment\n@linux-image-armmp\nbusybox-static\n")
+    lock = tmp_path / "packages.lock"
+    monkeypatch.setattr(lock_module, "PACKAGES_IN", wanted)
+    monkeypatch.setattr(build, "LOCK_FILE", lock)
+    rows = build.update_lock(progress=lambda m: None)
+    pinned = read_lock(lock)
+    assert [p.package for p in pinned][1] == "busybox-static"
+    assert kernel_package(pinned).package.startswith("linux-image-6.")
+    assert all(len(p.sha256) == 64 and p.size > 0 and p.filename.startswith("pool/") for p in pinned)
+    assert [r[0] for r in rows] == [p.package for p in pinned] and all(r[1] is None for r in rows)
