@@ -243,6 +243,7 @@ class Service:
         self.config = config
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(config.data_dir / "service.db")
+        self.store.conn.execute("PRAGMA wal_autocheckpoint=0")  # the ingest flusher checkpoints
         offset = self.store.get_meta("clock_offset")
         self.clock = Clock(float(offset) if offset else 0.0)
         self.ingest = Ingest(
@@ -627,7 +628,12 @@ class Service:
         try:
             data = await asyncio.to_thread(path.read_bytes)
         except FileNotFoundError:
-            raise not_found(f"No crash dump {dump_id} (removed by retention).") from None
+            # Acknowledged a moment ago: its file is written just after the 201.
+            await asyncio.to_thread(self.ingest.wait_materialized, 10.0)
+            try:
+                data = await asyncio.to_thread(path.read_bytes)
+            except FileNotFoundError:
+                raise not_found(f"No crash dump {dump_id} (removed by retention).") from None
         return Response(
             data,
             media_type="application/gzip",
@@ -758,6 +764,9 @@ class Service:
                 "stored": self.ingest.stored,
                 "maxBatch": self.ingest.max_batch_seen,
                 "writerBusySeconds": round(self.ingest.busy_seconds, 3),
+                "flushed": self.ingest.flushed,
+                "lockWaitSeconds": round(self.ingest.lock_wait_seconds, 3),
+                "commitSeconds": round(self.ingest.commit_seconds, 3),
             }
         )
 

@@ -65,6 +65,10 @@ def serve(
     log_level: str = "warning",
 ) -> None:
     check_host(host, force_host)
+    # The ingest writer thread makes many short blocking calls (SQLite, file I/O); with the
+    # default 5 ms switch interval it waits that long for the GIL after each one while the
+    # event loop is busy. A shorter interval lets it hand the GIL back and forth promptly.
+    sys.setswitchinterval(0.0005)
     if config.enable_control:
         config.control_token = config.control_token or ("tbc_" + secrets.token_urlsafe(32))
         token_file = control_token_file or (config.data_dir / "control.token")

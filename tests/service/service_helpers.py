@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -30,13 +31,13 @@ def snapshot(data_dir: Path) -> dict[str, object]:
     blobs = {
         str(p.relative_to(data_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted((data_dir / "blobs").rglob("*"))
-        if p.is_file()
+        if p.is_file() and not p.name.startswith(".")
     }
     conn = sqlite3.connect(f"file:{data_dir / 'service.db'}?mode=ro", uri=True)
     try:
         tables = {}
         for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
-            if name == "audit" or name.startswith("sqlite_"):
+            if name in ("audit", "pending_blobs") or name.startswith("sqlite_"):
                 continue
             tables[name] = sorted(map(repr, conn.execute(f"SELECT * FROM {name}")))
     finally:
@@ -44,5 +45,11 @@ def snapshot(data_dir: Path) -> dict[str, object]:
     return {"blobs": blobs, "tables": tables}
 
 
-def blob_regions(data_dir: Path, dump_id: str) -> list[str]:
-    return sorted(p.parent.name for p in (data_dir / "blobs").rglob(f"{dump_id}*"))
+def blob_regions(data_dir: Path, dump_id: str, timeout: float = 5.0) -> list[str]:
+    """Regions holding the dump's blob file (written just after the 201: polled briefly)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = sorted(p.parent.name for p in (data_dir / "blobs").rglob(f"{dump_id}.gz"))
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.01)

@@ -163,7 +163,8 @@ def test_retention_deletes_blob_and_row_after_29_days(service, control, support_
     dev = claimed_device()
     with dev.client() as c:
         old = c.upload(core_gz, new_signature())
-    old_blob = next((service.data_dir / "blobs").rglob(f"{old['id']}*"))
+    (region,) = blob_regions(service.data_dir, old["id"])
+    old_blob = service.data_dir / "blobs" / region / f"{old['id']}.gz"
     control.advance_clock(28 * 86400)
     assert old_blob.exists()
     with dev.client() as c:

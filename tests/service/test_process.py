@@ -32,7 +32,7 @@ def _stored(svc: ServiceProcess) -> tuple[set[str], set[str]]:
         rows = {r[0] for r in conn.execute("SELECT id FROM dumps")}
     finally:
         conn.close()
-    files = {p.name for p in (svc.data_dir / "blobs").rglob("*") if p.is_file()}
+    files = {p.name for p in (svc.data_dir / "blobs").rglob("*") if p.is_file() and not p.name.startswith(".")}
     return rows, files
 
 
