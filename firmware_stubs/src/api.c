@@ -67,17 +67,19 @@ int tb_api_sync(const tb_identity *id, int64_t deadline_ms, int quiet)
     }
     tb_http_free(&res);
     if (reason != NULL) {
-        tb_sync_save(&st); /* only last_attempt changes: a failed sync never extends consent */
+        tb_sync_persist_attempt(now); /* a failed sync never extends consent */
         tb_event("sync-fail reason=%s", reason);
         if (!quiet)
             printf("sync failed: %s\n", reason);
-        tb_core_pattern_apply(tb_consent_valid(1, &st, tb_wall_s()));
+        tb_core_pattern_refresh();
         return -1;
     }
+    int lock = tb_state_lock();
     tb_sync_save(&fresh);
+    tb_state_unlock(lock);
     if (!fresh.opt_in)
         tb_spool_clear(); /* an opt-out empties the spool */
-    tb_core_pattern_apply(tb_consent_valid(1, &fresh, tb_wall_s()));
+    tb_core_pattern_refresh();
     tb_event("sync-ok optin=%d boundary=%s validity=%lld throttled=%d", fresh.opt_in, fresh.boundary, fresh.validity,
              fresh.nthrottled);
     if (!quiet)
@@ -132,7 +134,7 @@ int tb_api_upload(const tb_identity *id, tb_sync_state *st, const char *sig, con
     if (strcmp(action, "upload") != 0) {
         if (strcmp(why, "throttled") == 0) {
             tb_sync_add_throttled(st, sig);
-            tb_sync_save(st);
+            tb_sync_persist_throttled(sig);
         }
         tb_event("dump-skipped reason=%s sig=%s%s", why[0] ? why : "intent", sig, spooled);
         return TB_UP_SKIPPED;
@@ -161,7 +163,7 @@ int tb_api_upload(const tb_identity *id, tb_sync_state *st, const char *sig, con
     if (r == 0 && res.status == 200) {
         tb_http_free(&res);
         tb_sync_add_throttled(st, sig);
-        tb_sync_save(st);
+        tb_sync_persist_throttled(sig);
         tb_event("dump-skipped reason=throttled sig=%s%s", sig, spooled);
         return TB_UP_SKIPPED;
     }

@@ -53,7 +53,7 @@ static int sync_once(int quiet)
     if (tb_identity_load(&id) != 0) {
         if (!quiet)
             fprintf(stderr, "syncd: not provisioned (run tb-provision first)\n");
-        tb_core_pattern_apply(0);
+        tb_core_pattern_refresh();
         return 2;
     }
     int r = tb_api_sync(&id, tb_mono_ms() + TB_DEADLINE_MS, quiet);
@@ -139,10 +139,7 @@ int main(int argc, char **argv)
             next = tb_mono_ms() + (ok ? interval : retry) * 1000;
         }
         /* consent can lapse between syncs (board clock passing the validity): follow it */
-        tb_identity id;
-        int prov = tb_identity_load(&id) == 0;
-        tb_sync_load(&st);
-        tb_core_pattern_apply(tb_consent_valid(prov, &st, tb_wall_s()));
+        tb_core_pattern_refresh();
         struct timespec ts = {1, 0};
         nanosleep(&ts, NULL); /* interrupted by SIGUSR1 / SIGTERM */
     }

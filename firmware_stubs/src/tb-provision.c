@@ -44,7 +44,7 @@ static void reset_state(void)
     tb_path(path, sizeof path, tb_state_dir(), "sync.state");
     unlink(path);
     tb_spool_clear();
-    tb_core_pattern_apply(0);
+    tb_core_pattern_refresh();
 }
 
 static const char *cmdline_value(const char *text, const char *key, char *out, size_t n)

@@ -121,6 +121,12 @@ void tb_sync_defaults(tb_sync_state *st);
 int tb_sync_load(tb_sync_state *st);  /* missing file: defaults, returns 0 */
 int tb_sync_save(const tb_sync_state *st);
 int tb_sync_is_throttled(const tb_sync_state *st, const char *sig);
+/* Exclusive lock over the state files (flock); -1 if it cannot be had. Not reentrant. */
+int tb_state_lock(void);
+void tb_state_unlock(int fd);
+/* Read-modify-write under the lock: add a throttled signature / record a failed attempt. */
+void tb_sync_persist_throttled(const char *sig);
+void tb_sync_persist_attempt(long long when);
 void tb_sync_add_throttled(tb_sync_state *st, const char *sig);
 
 /* ---- decisions ---- */
@@ -173,6 +179,10 @@ int tb_spool_retry(const tb_identity *id, tb_sync_state *st);
 
 /* ---- core_pattern ---- */
 int tb_core_pattern_apply(int consent);
+/* Under the state lock: load identity and sync state, decide consent now, apply it.
+ * Every writer of the sync state calls this after saving, so a concurrent stale
+ * reader can never leave core_pattern behind the newest state. Returns consent. */
+int tb_core_pattern_refresh(void);
 
 /* ---- appmgr notifications (unix datagram socket in the run dir) ---- */
 void tb_notify_appmgr(const char *msg);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -477,6 +478,64 @@ int tb_core_pattern_apply(int consent)
         return -1;
     }
     return 1;
+}
+
+int tb_state_lock(void)
+{
+    char path[512];
+    tb_mkdirs(tb_state_dir());
+    tb_path(path, sizeof path, tb_state_dir(), ".lock");
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -1;
+    while (flock(fd, LOCK_EX) != 0) {
+        if (errno != EINTR) {
+            close(fd);
+            return -1;
+        }
+    }
+    return fd;
+}
+
+void tb_state_unlock(int fd)
+{
+    if (fd >= 0)
+        close(fd); /* releases the lock */
+}
+
+void tb_sync_persist_throttled(const char *sig)
+{
+    static tb_sync_state st;
+    int fd = tb_state_lock();
+    tb_sync_load(&st);
+    if (st.synced && !tb_sync_is_throttled(&st, sig)) {
+        tb_sync_add_throttled(&st, sig);
+        tb_sync_save(&st);
+    }
+    tb_state_unlock(fd);
+}
+
+void tb_sync_persist_attempt(long long when)
+{
+    static tb_sync_state st;
+    int fd = tb_state_lock();
+    tb_sync_load(&st);
+    st.last_attempt = when;
+    tb_sync_save(&st);
+    tb_state_unlock(fd);
+}
+
+int tb_core_pattern_refresh(void)
+{
+    int fd = tb_state_lock();
+    tb_identity id;
+    int prov = tb_identity_load(&id) == 0;
+    static tb_sync_state st;
+    tb_sync_load(&st);
+    int consent = tb_consent_valid(prov, &st, tb_wall_s());
+    tb_core_pattern_apply(consent);
+    tb_state_unlock(fd);
+    return consent;
 }
 
 /* ---- appmgr notifications ---- */

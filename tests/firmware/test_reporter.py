@@ -19,6 +19,7 @@ from testbed.crash.signature import signature_of_core
 
 DEADLINE_S = 5.0
 MARGIN_S = 0.4
+PROCESS_MARGIN_S = 1.0  # a loaded 2-core CI machine: process start-up and exit, not the deadline
 
 
 @pytest.fixture(scope="module")
@@ -167,8 +168,10 @@ def test_deadline_holds_against_hung_or_dripping_server(fw, api, core, mode):
     elapsed, proc = report(fw, core)
     ev = fw.wait_event("upload-fail")
     assert ev["reason"] == "timeout"
-    assert elapsed <= DEADLINE_S + MARGIN_S, f"{mode}: reporter took {elapsed:.2f}s"
-    assert int(ev["ms"]) <= DEADLINE_S * 1000 + 100
+    # the event's ms is the reporter's own clock from its start (the crash) to giving up
+    assert DEADLINE_S * 1000 - 50 <= int(ev["ms"]) <= DEADLINE_S * 1000 + 100
+    # wall time of the whole process seen from here (start-up, core read, spooling and exit included)
+    assert elapsed <= DEADLINE_S + PROCESS_MARGIN_S, f"{mode}: reporter took {elapsed:.2f}s"
     assert elapsed >= DEADLINE_S - 0.2  # it did wait for the server, up to the deadline
     assert len(fw.spool_files()) == 2
 
