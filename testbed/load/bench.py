@@ -1,12 +1,15 @@
 """``testbed bench ingest``: the durable ingest against a trivial sink, same load, same run.
 
-Each round runs Locust twice with the same users, duration and body mix
+Each round runs Locust three times with the same users, duration and body mix
 (the gzip'd ARM core fixtures of every size bucket, no intent, every crash
 a new signature so nothing is throttled): once against the sink of
 ``testbed.load.sink`` (drains the body, answers 201), once against the real
-service (durable: blob and row fsynced before the 201). Reported per
-target: uploads/s, p50 and p99 (medians over the rounds), and the ratio
-durable / sink; plus an HTML page with throughput and latency over time.
+service (durable: blob and row fsynced before the 201), both as fast as
+the users go (closed loop), and once more against the service with the
+users paced to offer half the sink's rate of that round: the load at which
+the p99 target applies. Reported per run: uploads/s, p50 and p99 (medians
+over the rounds), and the ratio durable / sink; plus an HTML page with
+throughput and latency over time.
 
 Targets (issue 6): durable >= 50% of the sink's uploads/s, p99 <= 100 ms.
 """
@@ -122,24 +125,34 @@ def run_bench(out: Path, users: int, duration: float, rounds: int, workers: int,
     cores = load_cores()
     mix = {c.bucket: c.size for c in cores}
     params = {"users": users, "duration": duration, "intent": False, "crash_interval": 0}
-    runs: dict[str, list[dict[str, Any]]] = {"sink": [], "durable": []}
+    runs: dict[str, list[dict[str, Any]]] = {"sink": [], "durable": [], "durable_paced": []}
     last: dict[str, LocustResult] = {}
+    n_devices = max(users, workers or 1)
     for r in range(rounds):
-        for target in ("sink", "durable"):
+        for target in ("sink", "durable", "durable_paced"):
             run_dir = out / f"round{r + 1}-{target}"
             run_dir.mkdir(parents=True, exist_ok=True)
-            say(f"bench ingest: round {r + 1}/{rounds}: {target}, {users} users, {duration:.0f} s")
+            run_params = dict(params)
+            if target == "durable_paced":
+                # the durable ingest offered TARGET_RATIO of what the sink took this round, at a fixed pace
+                offered = TARGET_RATIO * runs["sink"][-1]["uploads_per_s"]
+                run_params["pace"] = offered / users
+            say(f"bench ingest: round {r + 1}/{rounds}: {target}, {users} users, {duration:.0f} s"
+                + (f", {run_params['pace'] * users:.0f} uploads/s offered" if "pace" in run_params else ""))
             if target == "sink":
                 with Sink(run_dir) as sink:
-                    devices = [[f"{i:0128x}", "sink"] for i in range(max(users, workers or 1))]
-                    result = _run(run_dir, sink.url, {"service_url": sink.url, "devices": devices}, params,
+                    devices = [[f"{i:0128x}", "sink"] for i in range(n_devices)]
+                    result = _run(run_dir, sink.url, {"service_url": sink.url, "devices": devices}, run_params,
                                   users, duration, workers)
             else:
                 with ServiceProcess(run_dir / "service-data", rate_limit=0, log_path=run_dir / "service.log") as svc:
-                    fleet = provision(svc.url, svc.control_token or "", max(users, workers or 1), name="bench",
+                    fleet = provision(svc.url, svc.control_token or "", n_devices, name="bench",
                                       progress=lambda m: None)
-                    result = _run(run_dir, svc.url, fleet.to_config(), params, users, duration, workers)
-            runs[target].append(_figures(result, 0.0))
+                    result = _run(run_dir, svc.url, fleet.to_config(), run_params, users, duration, workers)
+            figures = _figures(result, 0.0)
+            if "pace" in run_params:
+                figures["offered_per_s"] = round(run_params["pace"] * users, 1)
+            runs[target].append(figures)
             last[target] = result
     med: dict[str, dict[str, Any]] = {}
     for target, rs in runs.items():
@@ -150,29 +163,39 @@ def run_bench(out: Path, users: int, duration: float, rounds: int, workers: int,
             "failures": sum(x["failures"] for x in rs),
             "rounds": rs,
         }
+    med["durable_paced"]["offered_per_s"] = statistics.median(x["offered_per_s"] for x in runs["durable_paced"])
     ratio = med["durable"]["uploads_per_s"] / med["sink"]["uploads_per_s"] if med["sink"]["uploads_per_s"] else 0.0
+    paced = med["durable_paced"]
     summary: dict[str, Any] = {
         "benchmark": "ingest",
         "users": users, "duration_s": duration, "rounds": rounds, "locust_workers": workers,
         "body_mix_bytes": mix,
         "sink": med["sink"],
         "durable": med["durable"],
+        "durable_at_half_sink_rate": paced,
         "ratio_uploads_per_s": round(ratio, 3),
         "targets": {
             "ratio_at_least": TARGET_RATIO, "durable_p99_ms_at_most": TARGET_P99_MS,
-            "ratio_met": ratio >= TARGET_RATIO, "p99_met": med["durable"]["p99_ms"] <= TARGET_P99_MS,
+            "ratio_met": ratio >= TARGET_RATIO,
+            # p99 at the load the ratio target asks for: half the sink's rate, offered at a fixed pace,
+            # and that rate actually achieved
+            "p99_met": paced["p99_ms"] <= TARGET_P99_MS and paced["uploads_per_s"] >= 0.95 * paced["offered_per_s"],
         },
         "cpu_count": os.cpu_count(),
         "html": str(out / "bench-ingest.html"),
     }
     charts = []
-    sink_s, dur_s = _series(last["sink"]), _series(last["durable"])
+    sink_s, dur_s, paced_s = _series(last["sink"]), _series(last["durable"]), _series(last["durable_paced"])
     charts.append(report.svg_chart("Uploads per second (last round)", "uploads/s",
-                                   {"sink": sink_s["rps"], "durable ingest": dur_s["rps"]}))
-    charts.append(report.svg_chart("Upload latency p50 / p99 (last round, worst bucket, 10 s window)", "ms",
-                                   {"sink p50": sink_s["p50"], "sink p99": sink_s["p99"],
-                                    "durable p50": dur_s["p50"], "durable p99": dur_s["p99"]}))
-    links = {f"Locust report {t}": f"round{rounds}-{t}/locust.html" for t in ("sink", "durable")}
+                                   {"sink": sink_s["rps"], "durable ingest": dur_s["rps"],
+                                    "durable, paced at half the sink": paced_s["rps"]}))
+    charts.append(report.svg_chart("Upload latency p99 (last round, worst bucket, 10 s window)", "ms",
+                                   {"sink": sink_s["p99"], "durable": dur_s["p99"],
+                                    "durable paced": paced_s["p99"]}))
+    charts.append(report.svg_chart("Upload latency p50 (last round, worst bucket, 10 s window)", "ms",
+                                   {"sink": sink_s["p50"], "durable": dur_s["p50"],
+                                    "durable paced": paced_s["p50"]}))
+    links = {f"Locust report {t}": f"round{rounds}-{t}/locust.html" for t in ("sink", "durable", "durable_paced")}
     report.write_html(out / "bench-ingest.html", "testbed bench ingest", summary, charts, links)
     (out / "bench-ingest.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
@@ -207,5 +230,8 @@ def bench_ingest(users: int, duration: float, rounds: int, workers: int, out_dir
         s, d = summary["sink"], summary["durable"]
         click.echo(f"sink:    {s['uploads_per_s']:.0f} uploads/s, p50 {s['p50_ms']} ms, p99 {s['p99_ms']} ms")
         click.echo(f"durable: {d['uploads_per_s']:.0f} uploads/s, p50 {d['p50_ms']} ms, p99 {d['p99_ms']} ms")
+        p = summary["durable_at_half_sink_rate"]
+        click.echo(f"durable at half the sink's rate ({p['offered_per_s']:.0f}/s offered): "
+                   f"{p['uploads_per_s']:.0f} uploads/s, p50 {p['p50_ms']} ms, p99 {p['p99_ms']} ms")
         click.echo(f"ratio:   {summary['ratio_uploads_per_s']:.2f} (target >= {TARGET_RATIO})")
     click.echo(f"HTML summary: {summary['html']}", err=True)

@@ -67,7 +67,8 @@ class DeviceUser(FastHttpUser):
 
     Subclasses choose the body and signature of each crash (``next_crash``).
     Params (config ``params``): ``crash_interval`` (mean seconds between a
-    device's crashes, 0 = back to back), ``intent`` (ask before uploading,
+    device's crashes, 0 = back to back), ``pace`` (crashes a second per
+    device at a fixed rate, overrides crash_interval), ``intent`` (ask before uploading,
     default true), ``sync_every`` (re-sync after this many crashes, 0 = never).
     """
 
@@ -82,6 +83,7 @@ class DeviceUser(FastHttpUser):
         self.auth = device_auth(self.device_id, self.secret)
         params = CONTEXT.params
         self.crash_interval = float(params.get("crash_interval", 0))
+        self.pace = float(params.get("pace", 0))
         self.ask_intent = bool(params.get("intent", True))
         self.sync_every = int(params.get("sync_every", 0))
         self.throttled: set[str] = set()
@@ -200,8 +202,11 @@ class DeviceUser(FastHttpUser):
         with open(self.journal, "a", encoding="utf-8") as fh:  # type: ignore[arg-type]
             fh.write(line + "\n")
 
-    def pause(self) -> None:
-        if self.crash_interval > 0:
+    def pause(self, task_started: float) -> None:
+        if self.pace > 0:
+            # paced (open-loop-like): this device starts a crash every 1/pace seconds
+            gevent.sleep(max(0.0, 1.0 / self.pace - (time.monotonic() - task_started)))
+        elif self.crash_interval > 0:
             gevent.sleep(random.expovariate(1.0 / self.crash_interval))
 
     def next_crash(self) -> tuple[CoreFixture, str]:
@@ -209,9 +214,10 @@ class DeviceUser(FastHttpUser):
 
     @task
     def crash_task(self) -> None:
+        started = time.monotonic()
         fixture, signature = self.next_crash()
         self.crash(fixture, signature)
-        self.pause()
+        self.pause(started)
 
 
 class MixDevice(DeviceUser):

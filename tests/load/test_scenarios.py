@@ -86,9 +86,10 @@ def test_bench_ingest_reports_both_targets_and_ratio(tmp_path):
     from testbed.load.bench import run_bench
 
     s = run_bench(tmp_path / "bench", users=8, duration=3, rounds=1, workers=0, say=lambda m: None)
-    for target in ("sink", "durable"):
+    for target in ("sink", "durable", "durable_at_half_sink_rate"):
         assert s[target]["uploads_per_s"] > 0 and s[target]["failures"] == 0
         assert s[target]["p50_ms"] <= s[target]["p99_ms"]
     assert s["ratio_uploads_per_s"] == pytest.approx(s["durable"]["uploads_per_s"] / s["sink"]["uploads_per_s"], abs=0.01)
     html = Path(s["html"]).read_text()
-    assert html.count("<svg") == 2 and "<polyline" in html
+    assert html.count("<svg") == 3 and "<polyline" in html
+    assert s["durable_at_half_sink_rate"]["offered_per_s"] == pytest.approx(0.5 * s["sink"]["uploads_per_s"], rel=0.01)
