@@ -71,6 +71,16 @@ def check_core_gzip(body: bytes, *, name: str = "body") -> None:
         raise ValueError(f"{name}: ELF e_machine is {e_machine}, not ARM (40)")
 
 
+def _signature(body: bytes) -> str | None:
+    """The crash signature the firmware computes for this core (testbed.crash.signature), if it can be read."""
+    from testbed.crash.signature import signature_of_core
+
+    try:
+        return signature_of_core(gzip.decompress(body))
+    except ValueError:
+        return None
+
+
 def _stand_in_signature(name: str) -> str:
     return hashlib.sha256(f"fixture|{name}".encode()).hexdigest()[:32]
 
@@ -94,7 +104,7 @@ def load_cores(directory: str | None = None) -> tuple[CoreFixture, ...]:
         body = path.read_bytes()
         check_core_gzip(body, name=str(path))
         stem = path.name.removesuffix(".core.gz")
-        fixtures.append(CoreFixture(stem, body, manifest.get(path.name) or _stand_in_signature(stem)))
+        fixtures.append(CoreFixture(stem, body, _signature(body) or manifest.get(path.name) or _stand_in_signature(stem)))
     if not fixtures:
         raise FileNotFoundError(f"no *.core.gz fixtures in {root}")
     return tuple(sorted(fixtures, key=lambda f: f.size))

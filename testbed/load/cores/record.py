@@ -22,6 +22,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+from testbed.crash.signature import signature_of_core  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 
 #: name -> (mode, heap KiB, entropy percent): compressed sizes spread over the buckets.
@@ -106,7 +109,8 @@ def main() -> int:
                 print(f"record.py: {name}: expected one core, found {cores}", file=sys.stderr)
                 return 1
             raw = cores[0].read_bytes()
-            sig, cursig, pc = signature(exe, raw)
+            _old_sig, cursig, pc = signature(exe, raw)
+            sig = signature_of_core(raw)  # the repository's one implementation (same as the firmware's)
             if cursig != SIGNALS[mode]:
                 raise SystemExit(f"{name}: core says signal {cursig}, expected {SIGNALS[mode]}")
             body = gzip.compress(raw, compresslevel=9, mtime=0)
