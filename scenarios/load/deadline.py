@@ -6,7 +6,10 @@ back to back and must have their answer or have given up within the
 deadline of each crash. Run it with ``testbed load run deadline``.
 """
 
+import json
 import logging
+import os
+import time
 
 import gevent
 from locust import events
@@ -22,8 +25,17 @@ class Device(DeadlineDevice):
     pass
 
 
+def _mark(name: str) -> None:
+    """Append the phase's start (wall clock) to OUT/phases.jsonl: the host side lines samples up with it."""
+    out = CONTEXT.require_config().get("output_dir")
+    if out and os.path.isdir(out):
+        with open(os.path.join(out, "phases.jsonl"), "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"phase": name, "at": time.time()}) + "\n")
+
+
 def drive_faults(phases) -> None:
     for phase in phases:
+        _mark(phase["name"])
         fault = phase.get("fault")
         try:
             if fault:
@@ -34,6 +46,7 @@ def drive_faults(phases) -> None:
             log.error("could not set the fault of phase %s: %s", phase["name"], exc)
         gevent.sleep(float(phase["seconds"]))
     CONTEXT.control("DELETE", "/testbed/v1/faults")
+    _mark("after")
 
 
 @events.test_start.add_listener

@@ -131,6 +131,33 @@ def open_connections(pid: int, port: int) -> int:
     return n
 
 
+class RssSampler:
+    """Samples a process's RSS every ``interval`` seconds in a thread: [(wall time, bytes), ...]."""
+
+    def __init__(self, pid: int | None, interval: float = 0.25) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set() and self.pid:
+            try:
+                self.samples.append((time.time(), rss_bytes(self.pid)))
+            except Exception:  # the process is gone: nothing more to sample
+                return
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
 def wait_connections_drained(pid: int, port: int, timeout: float) -> tuple[int, float]:
     """Poll until the service holds no client connections; (count left, seconds waited)."""
     start = time.monotonic()
@@ -167,23 +194,28 @@ def default_params(spec: ScenarioSpec, users: int, duration: float, extra: dict[
 
 
 def min_deadline_duration(deadline: float) -> float:
-    return 6.0 + 3 * (deadline + 2.0)
+    return 3.0 + 4 * (deadline + 2.0)
 
 
 def deadline_phases(duration: float, deadline: float) -> list[dict[str, Any]]:
-    """Baseline (3 s), then delay past the deadline, hang, drip (a third each of the rest), a clean tail (3 s)."""
+    """Baseline (3 s), delay past the deadline, hang, drip (a third each of the rest), recovery.
+
+    Recovery lasts the deadline + 2 s: crashes begun under the last fault end
+    within the deadline, and then devices must be answered again.
+    """
     if duration < min_deadline_duration(deadline):
         raise ScenarioError(
             f"the deadline scenario needs --duration >= {min_deadline_duration(deadline):.0f} s "
-            f"(3 s baseline, three fault phases of at least the deadline + 2 s, 3 s recovery)"
+            f"(3 s baseline, three fault phases and a recovery of at least the deadline + 2 s each)"
         )
-    fault_s = (duration - 6.0) / 3
+    recovery = deadline + 2.0
+    fault_s = (duration - 3.0 - recovery) / 3
     return [
         {"name": "baseline", "seconds": 3.0, "fault": None},
         {"name": "delay", "seconds": fault_s, "fault": {"mode": "delay", "delayMs": int((deadline + 2) * 1000)}},
         {"name": "hang", "seconds": fault_s, "fault": {"mode": "hang"}},
         {"name": "drip", "seconds": fault_s, "fault": {"mode": "drip", "delayMs": 250}},
-        {"name": "recovery", "seconds": 3.0, "fault": None},
+        {"name": "recovery", "seconds": recovery, "fault": None},
     ]
 
 
@@ -211,8 +243,9 @@ def run_scenario(opts: RunOptions) -> dict[str, Any]:
     n_devices = max(n_devices, processes)
     out = opts.out_dir.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob("acked-*.jsonl"):
-        stale.unlink()
+    for pattern in ("acked-*.jsonl", "phases.jsonl", "tb_counters.json", "locust_stats.json"):
+        for stale in out.glob(pattern):
+            stale.unlink()
 
     service = _open_service(spec, opts, out)
     try:
@@ -246,12 +279,16 @@ def run_scenario(opts: RunOptions) -> dict[str, Any]:
             before = _deadline_warmup(service, fleet)
         _say(opts, f"{spec.name}: {users} users for {duration:.0f} s"
                    f"{f' on {opts.workers} workers' if opts.workers else ''}; output in {out}")
+        extra: dict[str, Any] = {}
         if spec.name == "durability":
             result, kills = _run_with_kills(plan, service, int(params["kills"]), duration, opts)
             extra = {"kills": kills}
+        elif spec.name == "deadline":
+            with RssSampler(service.pid) as sampler:
+                result = run_locust(plan)
+            extra = {"rss_samples": sampler.samples}
         else:
             result = run_locust(plan)
-            extra = {}
         summary = _summarize(spec, params, result, service, fleet, before, extra, opts)
     finally:
         if service.process is not None:
@@ -371,7 +408,8 @@ def _summarize(
     elif spec.name == "throttling":
         checks.update(_throttling_checks(params, sums, service, fleet, summary))
     elif spec.name == "deadline":
-        checks.update(_deadline_checks(params, sums, samples, service, before, summary))
+        checks.update(_deadline_checks(params, sums, samples, service, before, summary,
+                                       extra.get("rss_samples", []), result.out_dir / "phases.jsonl"))
     elif spec.name == "fleet":
         checks.update(_fleet_checks(params, sums, samples, stats, summary, len(fleet.devices)))
     elif spec.name == "durability":
@@ -429,7 +467,7 @@ def _throttling_checks(params, sums, service, fleet, summary) -> dict[str, Any]:
     }
 
 
-def _deadline_checks(params, sums, samples, service, before, summary) -> dict[str, Any]:
+def _deadline_checks(params, sums, samples, service, before, summary, rss_samples, phases_path) -> dict[str, Any]:
     limit = float(params["deadline"]) + 0.2
     handled = samples.get("handled_s", [])
     gave_up = samples.get("gave_up_s", [])
@@ -447,7 +485,17 @@ def _deadline_checks(params, sums, samples, service, before, summary) -> dict[st
     pid, port = service.pid, int(service.url.rsplit(":", 1)[1])
     left, waited = wait_connections_drained(pid, port, timeout=30.0)
     rss_after = rss_bytes(pid)
+    # "before": the service warmed up under the same load, just before the first fault (end of the
+    # baseline phase, from the phase marks the Locust master writes); else after the host-side warm-up.
     rss_before = before["rss_before"]
+    before_source = "after warm-up uploads"
+    marks = [json.loads(line) for line in phases_path.read_text().splitlines()] if phases_path.exists() else []
+    first_fault = next((m["at"] for m in marks if m["phase"] not in ("baseline",)), None)
+    if first_fault is not None:
+        prior = [rss for at, rss in rss_samples if at <= first_fault]
+        if prior:
+            rss_before, before_source = prior[-1], "end of the baseline phase (under load)"
+    peak = max((rss for _, rss in rss_samples), default=rss_after)
     ratio = rss_after / rss_before if rss_before else None
     summary["deadline"] = {
         "deadline_s": params["deadline"],
@@ -462,6 +510,9 @@ def _deadline_checks(params, sums, samples, service, before, summary) -> dict[st
         "max_crash_handling_s": _r(max(handled)) if handled else None,
         "phases": per_phase,
         "service_rss_before": rss_before,
+        "service_rss_before_taken": before_source,
+        "service_rss_after_warmup": before["rss_before"],
+        "service_rss_peak": peak,
         "service_rss_after": rss_after,
         "rss_ratio": round(ratio, 3) if ratio else None,
         "connections_left": left,

@@ -55,7 +55,7 @@ def test_throttling_stores_exactly_n_per_signature_across_two_workers(tmp_path):
 
 
 def test_deadline_no_client_past_5_2_s_and_service_recovers(tmp_path):
-    s = _run(tmp_path, "deadline", users=30, duration=30)
+    s = _run(tmp_path, "deadline", users=30, duration=32)
     assert not _failed(s), _failed(s)
     d = s["deadline"]
     assert d["max_crash_handling_s"] <= 5.2
