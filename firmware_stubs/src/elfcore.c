@@ -11,6 +11,7 @@
  *   AArch64:     prstatus 392 bytes, pr_reg[34] @112 (x30 = LR, sp, pc)
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "tb.h"
@@ -288,9 +289,13 @@ static int path_is_exe(const char *path, const char *exe)
 
 int tb_core_parse(const unsigned char *data, size_t len, tb_core *core, char *err, size_t errlen)
 {
-    static ctx_t c; /* large; not reentrant, which the stubs never need */
+    ctx_t *cp = calloc(1, sizeof *cp); /* ~12 KiB: heap, not stack or .bss */
     memset(core, 0, sizeof *core);
-    memset(&c, 0, sizeof c);
+    if (cp == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+#define c (*cp)
     c.all.d = data;
     c.all.n = len;
     const char *why = NULL;
@@ -399,10 +404,13 @@ int tb_core_parse(const unsigned char *data, size_t len, tb_core *core, char *er
                 break;
         }
     }
+    free(cp);
     return 0;
 fail:
+    free(cp);
     snprintf(err, errlen, "%s", why);
     return -1;
+#undef c
 }
 
 uint64_t tb_core_pc_offset(const tb_core *core)

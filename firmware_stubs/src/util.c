@@ -503,38 +503,49 @@ void tb_state_unlock(int fd)
         close(fd); /* releases the lock */
 }
 
+/* The sync state is ~33 KiB (the throttled list): on the heap, never in .bss, which would
+ * count against every program's data limit (crashapp links this file too). */
 void tb_sync_persist_throttled(const char *sig)
 {
-    static tb_sync_state st;
+    tb_sync_state *st = malloc(sizeof *st);
+    if (st == NULL)
+        return;
     int fd = tb_state_lock();
-    tb_sync_load(&st);
-    if (st.synced && !tb_sync_is_throttled(&st, sig)) {
-        tb_sync_add_throttled(&st, sig);
-        tb_sync_save(&st);
+    tb_sync_load(st);
+    if (st->synced && !tb_sync_is_throttled(st, sig)) {
+        tb_sync_add_throttled(st, sig);
+        tb_sync_save(st);
     }
     tb_state_unlock(fd);
+    free(st);
 }
 
 void tb_sync_persist_attempt(long long when)
 {
-    static tb_sync_state st;
+    tb_sync_state *st = malloc(sizeof *st);
+    if (st == NULL)
+        return;
     int fd = tb_state_lock();
-    tb_sync_load(&st);
-    st.last_attempt = when;
-    tb_sync_save(&st);
+    tb_sync_load(st);
+    st->last_attempt = when;
+    tb_sync_save(st);
     tb_state_unlock(fd);
+    free(st);
 }
 
 int tb_core_pattern_refresh(void)
 {
+    tb_sync_state *st = malloc(sizeof *st);
+    if (st == NULL)
+        return -1;
     int fd = tb_state_lock();
     tb_identity id;
     int prov = tb_identity_load(&id) == 0;
-    static tb_sync_state st;
-    tb_sync_load(&st);
-    int consent = tb_consent_valid(prov, &st, tb_wall_s());
+    tb_sync_load(st);
+    int consent = tb_consent_valid(prov, st, tb_wall_s());
     tb_core_pattern_apply(consent);
     tb_state_unlock(fd);
+    free(st);
     return consent;
 }
 
