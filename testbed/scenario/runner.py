@@ -339,13 +339,24 @@ class ScenarioRun:
             conn.close()
         return [dict(r) for r in rows]
 
+    def _wait_materialized(self, rows: list[dict[str, Any]], limit: float = 5.0) -> None:
+        """The service writes a dump's blob file a few ms after its 201 (from its journal): poll for them."""
+        root = self.service.data_dir / "blobs"
+        deadline = time.monotonic() + limit
+        missing = [r for r in rows if not (root / r["blob"]).exists()]
+        while missing and time.monotonic() < deadline:
+            time.sleep(0.02)
+            missing = [r for r in missing if not (root / r["blob"]).exists()]
+
     def _blobs(self) -> dict[str, int]:
+        self._wait_materialized(self._db_dumps())
         root = self.service.data_dir / "blobs"
         out: dict[str, int] = {}
         if root.is_dir():
             for region in root.iterdir():
                 if region.is_dir():
-                    out[region.name] = sum(1 for p in region.iterdir() if p.is_file() and not p.name.startswith("."))
+                    out[region.name] = sum(1 for p in region.iterdir() if p.is_file() and p.name.endswith(".gz")
+                                           and not p.name.startswith("."))  # fmt: skip
         return out
 
     def _tenant_probe(self, dump_ids: list[str]) -> list[str]:
@@ -400,7 +411,9 @@ class ScenarioRun:
         from testbed.crash.analysis import analyze_bytes
 
         board_of = {d: b for b, (d, _) in self.devices.items()}
-        for row in self._db_dumps():
+        rows = self._db_dumps()
+        self._wait_materialized(rows)
+        for row in rows:
             rec = DumpRecord(row["id"], board_of.get(row["device_id"], "?"), row["device_id"], row["region"],
                              row["size"], row["signature"], row["component_name"], row["created_at"])  # fmt: skip
             path = self.service.data_dir / "blobs" / row["blob"]
@@ -460,7 +473,7 @@ class ScenarioRun:
                 return
             time.sleep(0.05)
 
-    def _crash(self, board: str, cmd: str, timeout: float = 10.0) -> None:
+    def _crash(self, board: str, cmd: str, timeout: float = 15.0) -> None:
         """Send the crash command; a just-restarted app may not listen yet, so poll until it does."""
         deadline = time.monotonic() + timeout
         while True:
