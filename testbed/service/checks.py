@@ -63,3 +63,12 @@ class CappedInflater:
         if not self.checked:
             raise bad_request("The gzip does not hold an ELF core file (too short).", "NotElfCore")
         return self.inflated
+
+
+def check_core(data: bytes, max_inflated: int, step: int = STEP) -> int:
+    """Check a whole gzip body (see ``CappedInflater``); returns the inflated size or raises ApiError."""
+    inflater = CappedInflater(max_inflated)
+    view = memoryview(data)
+    for i in range(0, len(data), step):
+        inflater.feed(bytes(view[i : i + step]))
+    return inflater.finish()
