@@ -43,7 +43,7 @@ _BANDS = {
     "service-fault": ("#d62728", "service fault"),
     "reboot": ("#bbbbbb", "reboot"),
 }
-_W, _LEFT, _RIGHT, _ROW = 960, 110, 20, 64
+_W, _LEFT, _RIGHT, _ROW = 960, 110, 20, 80
 
 
 def _shape(shape: str, x: float, y: float, colour: str, title: str) -> str:
@@ -80,7 +80,9 @@ def _fmt_event(e: BoardEvent) -> str:
 
 def timeline_svg(result: ScenarioResult) -> str:
     """One inline SVG: a row per board with its events, fault bands and crash latencies."""
-    span = max(result.duration, max((e.t for b in result.boards for e in b.events), default=0.0), 1.0)
+    last_step = max((st.end for st in result.steps), default=0.0)
+    last_event = max((e.t for b in result.boards for e in b.events), default=0.0)
+    span = max(last_step, last_event, 1.0) * 1.03
     plot_w = _W - _LEFT - _RIGHT
     rows = len(result.boards)
     height = 30 + rows * _ROW + 20
@@ -102,7 +104,7 @@ def timeline_svg(result: ScenarioResult) -> str:
         )
     for row, board in enumerate(result.boards):
         top = 24 + row * _ROW
-        mid = top + 22
+        mid = top + 34
         out.append(f'<text x="4" y="{mid + 4}" font-weight="bold">{html.escape(board.name)}</text>')
         out.append(f'<line x1="{_LEFT}" y1="{mid}" x2="{_W - _RIGHT}" y2="{mid}" stroke="#ddd"/>')
         bands: list[Interval] = [i for i in result.intervals if i.board in (None, board.name)]
@@ -112,11 +114,11 @@ def timeline_svg(result: ScenarioResult) -> str:
             title = html.escape(f"{legend} {band.label} {band.start:.2f}s to {end:.2f}s")
             width = max(2.0, x(end) - x(band.start))
             out.append(
-                f'<rect x="{x(band.start):.1f}" y="{top + 8}" width="{width:.1f}" '
+                f'<rect x="{x(band.start):.1f}" y="{mid - 14}" width="{width:.1f}" '
                 f'height="28" fill="{colour}" opacity="0.15"><title>{title}</title></rect>'
             )
-        for ep in crash_episodes(board.events):
-            out.extend(_episode_svg(ep, x, mid))
+        for i, ep in enumerate(crash_episodes(board.events)):
+            out.extend(_episode_svg(ep, x, mid, stagger=i % 2))
         for event in board.events:
             if event.name in _MARKS:
                 colour, shape, _ = _MARKS[event.name]
@@ -125,20 +127,22 @@ def timeline_svg(result: ScenarioResult) -> str:
     return "".join(out)
 
 
-def _episode_svg(ep: CrashEpisode, x, mid: float) -> list[str]:
+def _episode_svg(ep: CrashEpisode, x, mid: float, stagger: int = 0) -> list[str]:
+    """Latency bars of one crash: to stored (above, green) and to restart (below, blue); labels alternate rows."""
     parts = []
+    up, down = 11 * stagger, 11 * stagger
     if ep.outcome is not None and ep.outcome.name == "upload-ok":
         ms = ep.outcome.fields.get("ms")
         label = f"{ep.to_outcome * 1000:.0f} ms" if ep.to_outcome is not None else ""
         parts.append(f'<line x1="{x(ep.crash.t):.1f}" y1="{mid - 12}" x2="{x(ep.outcome.t):.1f}" y2="{mid - 12}" '
                      f'stroke="#2ca02c" stroke-width="1.5"><title>crash to stored {label} '
                      f'(upload {ms} ms by the board)</title></line>')  # fmt: skip
-        parts.append(f'<text x="{x(ep.crash.t) + 2:.1f}" y="{mid - 15}" fill="#2ca02c">{label}</text>')
+        parts.append(f'<text x="{x(ep.crash.t) + 2:.1f}" y="{mid - 15 - up}" fill="#2ca02c">{label}</text>')
     if ep.restart is not None and ep.to_restart is not None:
         label = f"restart {ep.to_restart * 1000:.0f} ms"
         parts.append(f'<line x1="{x(ep.crash.t):.1f}" y1="{mid + 12}" x2="{x(ep.restart.t):.1f}" y2="{mid + 12}" '
                      f'stroke="#1f77b4" stroke-width="1.5"><title>crash to {label}</title></line>')  # fmt: skip
-        parts.append(f'<text x="{x(ep.crash.t) + 2:.1f}" y="{mid + 24}" fill="#1f77b4">{label}</text>')
+        parts.append(f'<text x="{x(ep.crash.t) + 2:.1f}" y="{mid + 24 + down}" fill="#1f77b4">{label}</text>')
     return parts
 
 
