@@ -50,6 +50,7 @@ from testbed.service.store import (
     Store,
     dump_json,
     group_json,
+    hash_secret,
     product_json,
 )
 
@@ -252,6 +253,10 @@ class Service:
         self.faults = Faults()
         self.rate = RateLimiter(config.rate_limit_per_minute, config.rate_limit_burst)
         self._principals: dict[str, Principal] = {}
+        # Device id -> its row joined with its group's consent and boundary. Devices and
+        # groups change only through this process's API, which drops the entries it
+        # changes; the ingest writer re-checks consent in the database anyway.
+        self._devices: dict[str, sqlite3.Row] = {}
         self._sweeper: asyncio.Task[None] | None = None
 
     # lifecycle -----------------------------------------------------------------
@@ -304,9 +309,11 @@ class Service:
         device_id, _, secret = cred.strip().partition(":")
         if scheme != "Device" or not DEVICE_ID_RE.match(device_id) or not secret:
             raise unauthorized("Send Authorization: Device <deviceId>:<secret>.")
-        row = self.store.device_with_group(device_id)
-        from testbed.service.store import hash_secret
-
+        row = self._devices.get(device_id)
+        if row is None:
+            row = self.store.device_with_group(device_id)
+            if row is not None:
+                self._devices[device_id] = row
         if row is None or not hmac.compare_digest(row["secret_hash"], hash_secret(secret)):
             raise unauthorized("Unknown device or wrong secret.")
         return row
@@ -415,6 +422,7 @@ class Service:
         columns = {GROUP_COLUMNS[k]: (int(v) if isinstance(v, bool) else v) for k, v in fields.items()}
         try:
             self.store.update_group(group_id, columns)
+            self._devices.clear()  # cached consent/boundary of this group's devices
         except sqlite3.IntegrityError:
             raise conflict(f"A device group named {fields.get('Name')!r} already exists in this product.") from None
         return JSONResponse(group_json(self.store.group(tenant_id, group_id)))
@@ -475,6 +483,7 @@ class Service:
         if self.store.group(tenant_id, group_id) is None:
             raise not_found(f"No device group {group_id}.")
         self.store.move_device(device_id, group_id)
+        self._devices.pop(device_id, None)
         return JSONResponse(self._device_json(self.store.device(device_id)))
 
     # device API ----------------------------------------------------------------------

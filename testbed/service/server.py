@@ -44,6 +44,24 @@ def write_private(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def take_data_dir_lock(data_dir: Path):
+    """One service per data directory: the ingest writer must be the only writer of dumps."""
+    import fcntl
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(data_dir / "service.lock", "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise HostError(f"another service is already running on {data_dir}") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
 class _Server(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, on_ready) -> None:
         super().__init__(config)
@@ -69,6 +87,7 @@ def serve(
     # default 5 ms switch interval it waits that long for the GIL after each one while the
     # event loop is busy. A shorter interval lets it hand the GIL back and forth promptly.
     sys.setswitchinterval(0.0005)
+    lock = take_data_dir_lock(config.data_dir)  # noqa: F841 (held until the process exits)
     if config.enable_control:
         config.control_token = config.control_token or ("tbc_" + secrets.token_urlsafe(32))
         token_file = control_token_file or (config.data_dir / "control.token")

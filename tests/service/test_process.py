@@ -189,3 +189,10 @@ def test_start_failure_is_reported(tmp_path) -> None:
     with pytest.raises(ServiceStartError) as err:
         ServiceProcess(tmp_path / "svc", extra_args=["--throttle-limit", "0"]).start()
     assert "throttle-limit" in str(err.value)
+
+
+def test_second_service_on_same_data_dir_is_refused(service) -> None:
+    with pytest.raises(ServiceStartError) as err:
+        ServiceProcess(service.data_dir, startup_timeout=10).start()
+    assert "already running" in str(err.value)
+    assert httpx.get(service.url + "/healthz").status_code == 200
