@@ -27,7 +27,7 @@ import click
 from testbed.scenario.schema import scenario_from_data
 
 
-def bench_scenario(crashes: int, app: str = "segv") -> dict[str, Any]:
+def bench_scenario(crashes: int, app: str = "crashapp") -> dict[str, Any]:
     def repeat(n: int, wait_event: str, timeout: str) -> list[dict[str, Any]]:
         steps: list[dict[str, Any]] = []
         for _ in range(n):
@@ -72,15 +72,30 @@ def summarize(result, crashes: int) -> dict[str, Any]:
             continue
         phase = "baseline" if ep.crash.t < up_at else "link_up" if ep.crash.t < down_at else "link_down"
         phases[phase].append(ep)
-    out: dict[str, Any] = {"benchmark": "crash", "crashes_per_phase": crashes, "unit": "seconds", "phases": {}}
+    out: dict[str, Any] = {
+        "benchmark": "crash",
+        "crashes_per_phase": crashes,
+        "unit": "seconds",
+        "clocks": {
+            "crash_to_restart": "the board's app manager (after_ms): from the crash to the app running again",
+            "crash_to_restart_host": "host clock, from the console's crash line to its restart line",
+            "crash_to_stored_host": "host clock, from the console's crash line to upload-ok (the service's 201 received)",
+            "upload": "the crash reporter's own timing of intent + upload (upload-ok ms=)",
+        },
+        "phases": {},
+    }
     for name, eps in phases.items():
         restart = [e.to_restart for e in eps if e.to_restart is not None]
-        stored = [e.to_outcome for e in eps if e.outcome is not None and e.outcome.name == "upload-ok"]
+        restart_host = [e.restart.t - e.crash.t for e in eps if e.restart is not None]
+        stored = [e for e in eps if e.outcome is not None and e.outcome.name == "upload-ok"]
+        upload_ms = [int(e.outcome.fields["ms"]) / 1000 for e in stored if e.outcome.fields.get("ms", "").isdigit()]
         out["phases"][name] = {
             "crashes": len(eps),
             "crash_to_restart_median": _median(restart),
             "crash_to_restart_max": round(max(restart), 4) if restart else None,
-            "crash_to_stored_median": _median(stored) if name == "link_up" else None,
+            "crash_to_restart_host_median": _median(restart_host),
+            "crash_to_stored_host_median": _median([e.to_outcome for e in stored]) if stored else None,
+            "upload_median": _median(upload_ms) if upload_ms else None,
             "outcomes": sorted({e.outcome_name for e in eps}),
         }
     base = out["phases"]["baseline"]["crash_to_restart_median"]

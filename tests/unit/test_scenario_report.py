@@ -133,3 +133,32 @@ def test_crash_analysis_names_the_faulting_function(tmp_path):
     assert result.symbols_from == str(exe)
     none = analyze_bytes((CORES / "segv-xs.core.gz").read_bytes(), [tmp_path / "empty"])
     assert none.function is None and "no symbols" in none.where()
+
+
+def test_bench_summary_phases_and_ratios():
+    from testbed.scenario.bench import bench_scenario, summarize
+    from testbed.scenario.schema import scenario_from_data
+
+    sc = scenario_from_data(bench_scenario(2), "<bench>")
+    assert sum(1 for s in sc.steps if s.action == "crash") == 6
+    events = []
+    t = 1.0
+    for _phase, outcome, after in (("baseline", "dump-skipped", 60), ("link_up", "upload-ok", 400), ("link_down", "upload-fail", 200)):
+        for _ in range(2):
+            events.append(ev("crash", t, app="crashapp", sig="c" * 32))
+            fields = {"reason": "optout"} if outcome == "dump-skipped" else {"ms": "300"} if outcome == "upload-ok" else {"reason": "connect"}
+            events.append(ev(outcome, t + 0.25, sig="c" * 32, **fields))
+            events.append(ev("app-restart", t + after / 1000, app="crashapp", after_ms=str(after)))
+            t += 1.0
+        t += 1.0
+    steps = [StepRecord(0, "phase baseline", 0.5, 0.6), StepRecord(1, "phase link_up", 3.5, 3.6),
+             StepRecord(2, "phase link_down", 6.5, 6.6)]  # fmt: skip
+    result = ScenarioResult("bench", "<bench>", boards=[BoardRecord("b-1", events=events)], steps=steps,
+                            expectations=[ExpectationResult("x", "dumps", True)])  # fmt: skip
+    out = summarize(result, 2)
+    base, up, down = (out["phases"][p] for p in ("baseline", "link_up", "link_down"))
+    assert base["crashes"] == up["crashes"] == down["crashes"] == 2
+    assert base["crash_to_restart_median"] == 0.06 and up["crash_to_restart_median"] == 0.4
+    assert up["crash_to_stored_host_median"] == 0.25 and up["upload_median"] == 0.3
+    assert up["restart_ratio_to_baseline"] == round(0.4 / 0.06, 2)
+    assert down["outcomes"] == ["fail:connect"] and out["passed"]
