@@ -1,9 +1,10 @@
 """Measure the firmware on a real board with the real service; print JSON.
 
     .venv/bin/python firmware_stubs/tools/measure.py restart [--crashes 10]
-        crash-to-restart medians in three phases on one board, same run:
+        crash-to-restart medians in phases on one board, same run:
         baseline (crash dumps disabled: no upload), link_up (upload to the
-        service), link_down (NIC unplugged); ratios to the baseline.
+        service), link_down (NIC unplugged), and with --hung service_hung (the
+        service accepts and never answers); ratios to the baseline.
     .venv/bin/python firmware_stubs/tools/measure.py sizes [--record DIR]
         raw and gzip'd core sizes per mode and heap size (from the dumps the
         service stored); --record writes each gzip'd core as DIR/<mode>-<heap>k.core.gz
@@ -97,15 +98,20 @@ def med(values: list[float]) -> float:
     return round(statistics.median(values), 4)
 
 
-def cmd_restart(crashes: int) -> dict[str, Any]:
+def cmd_restart(crashes: int, hung: bool) -> dict[str, Any]:
     phases: dict[str, list[dict[str, Any]]] = {}
     with Rig() as rig:
         assert rig.board
-        for phase in ("baseline", "link_up", "link_down"):
+        names = ["baseline", "link_up", "link_down"] + (["service_hung"] if hung else [])
+        for phase in names:
             if phase == "link_up":
                 rig.enable(True)
             if phase == "link_down":
                 rig.board.link_down()
+            if phase == "service_hung":
+                rig.board.link_up()
+                with ControlClient(rig.service.url, rig.service.control_token or "") as c:
+                    c.set_fault("hang")
             runs = []
             for i in range(crashes):
                 r = rig.crash("--mode segv --heap-kib 64")
@@ -160,13 +166,14 @@ def main() -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("restart")
     r.add_argument("--crashes", type=int, default=10)
+    r.add_argument("--hung", action="store_true", help="add the service_hung phase (about 5 s a crash)")
     s = sub.add_parser("sizes")
     s.add_argument("--record", type=Path)
     args = ap.parse_args()
     if args.cmd == "restart":
         if not 1 <= args.crashes <= 200:
             ap.error("--crashes must be 1..200")
-        out = cmd_restart(args.crashes)
+        out = cmd_restart(args.crashes, args.hung)
     else:
         out = cmd_sizes(args.record)
     print(json.dumps(out, indent=2))
