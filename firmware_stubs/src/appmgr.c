@@ -176,6 +176,10 @@ static void reaped(app_t *a, int status)
     }
     a->reason = "crash";
     pending_t *p = pending_for(a->pid, 0);
+    if (p != NULL && now - p->seen_ms > 60000) {
+        p->pid = 0; /* left over from an earlier process with the same pid (an OS component) */
+        p = NULL;
+    }
     if (p == NULL) {
         /* No reporter ran: core_pattern points nowhere because consent is not valid. */
         tb_identity id;
@@ -212,12 +216,14 @@ static void on_message(char *msg)
     if (strcmp(kind, "crash") == 0) {
         pending_t *p = pending_for(pid, 1);
         p->crash_ms = n == 3 ? ms : tb_mono_ms();
+        p->seen_ms = tb_mono_ms();
         p->done = 0;
         return;
     }
     if (strcmp(kind, "done") == 0) {
         pending_t *p = pending_for(pid, 1);
         p->done = 1;
+        p->seen_ms = tb_mono_ms();
         for (int i = 0; i < napps; i++)
             if (apps[i].pid == pid && apps[i].state == ST_WAIT_UPLOAD)
                 restart(&apps[i], "done");

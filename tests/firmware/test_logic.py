@@ -148,3 +148,13 @@ def test_service_address_only_host_loopback(fw_bin, address, ok):
     assert (proc.returncode == 0) == ok, proc.stderr
     if not ok:
         assert proc.stderr.strip()
+
+
+def test_python_signature_rejects_what_the_firmware_cannot_produce():
+    from testbed.crash.signature import is_signature, signature_text
+
+    assert signature_text("crashapp", None, 11, 0x104D4) == "crashapp|-|11|104d4"
+    for bad in (("a|b", None, 11, 0), ("x", "XYZ", 11, 0), ("x", None, -1, 0), ("x", None, 11, -5)):
+        with pytest.raises(ValueError):
+            signature_text(*bad)
+    assert is_signature("0" * 32) and not is_signature("0" * 31) and not is_signature("A" * 32)
