@@ -89,7 +89,7 @@ def run(scenario, users, duration, workers, devices, out_dir, service_url, contr
     )
     try:
         summary = run_scenario(opts)
-    except (ScenarioError, ValueError, FileNotFoundError) as exc:
+    except (ScenarioError, ValueError, FileNotFoundError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:
         click.echo(json.dumps(summary, indent=2))

@@ -173,7 +173,7 @@ def default_params(spec: ScenarioSpec, users: int, duration: float, extra: dict[
     cores = load_cores()
     p: dict[str, Any] = {"users": users, "duration": duration}
     if spec.name == "sizes":
-        p.update(stages=len(cores), crash_interval=0.5, intent=True)
+        p.update(stages=len({c.bucket for c in cores}), crash_interval=0.5, intent=True)
     elif spec.name == "throttling":
         p.update(signatures=3, rotate_seconds=5.0, sync_every=3, crash_interval=0.2, run_id=secrets.token_hex(6))
     elif spec.name == "deadline":
@@ -298,8 +298,28 @@ def run_scenario(opts: RunOptions) -> dict[str, Any]:
         "summary": SUMMARY_FILE, "locust_html": "locust.html", "locust_csv": "locust_stats.csv",
         "history_csv": "locust_stats_history.csv", "log": "locust.log",
     }
+    summary["files"]["summary_html"] = "summary.html"
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    write_summary_html(out, summary)
     return summary
+
+
+def write_summary_html(out: Path, summary: dict[str, Any]) -> None:
+    """``summary.html``: users, throughput and p99 per request name over time (inline SVG), and the summary."""
+    history = report.read_history(out / "locust_stats_history.csv")
+    named = {k: v for k, v in history.items() if k != "Aggregated"}
+    # many names (the deadline scenario's phases) make an unreadable chart: keep the busiest six
+    busiest = sorted(named, key=lambda k: -sum(r["rps"] for r in named[k]))[:6]
+    charts = [
+        report.svg_chart("Users", "users", {"users": [(r["t"], r["users"]) for r in history.get("Aggregated", [])]}),
+        report.svg_chart("Requests per second", "req/s", {k: [(r["t"], r["rps"]) for r in named[k]] for k in busiest}),
+        report.svg_chart("p99 latency (Locust's 10 s window)", "ms",
+                         {k: [(r["t"], r["p99"]) for r in named[k]] for k in busiest}),
+    ]
+    checks = summary.get("checks", {})
+    title = f"testbed load run {summary['scenario']}: " + ("all checks passed" if summary.get("ok") else
+                                                            "FAILED " + ", ".join(k for k, c in checks.items() if not c.get("ok")))
+    report.write_html(out / "summary.html", title, summary, charts, {"Locust report": "locust.html"})
 
 
 def _open_service(spec: ScenarioSpec, opts: RunOptions, out: Path) -> ServiceHandle:

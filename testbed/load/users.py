@@ -91,6 +91,9 @@ class DeviceUser(FastHttpUser):
         self.crashes = 0
         self.journal = CONTEXT.acked_journal() if params.get("journal") else None
         self.sync()
+        if self.pace > 0:
+            # a random phase, so paced devices do not all fire in the same instant
+            gevent.sleep(random.random() / self.pace)
 
     # protocol steps -------------------------------------------------------------
     def sync(self) -> None:

@@ -22,7 +22,7 @@ def _run(tmp_path: Path, scenario: str, **kw) -> dict:
     summary = run_scenario(RunOptions(scenario=scenario, out_dir=tmp_path / scenario, progress=lambda m: None, **kw))
     out = Path(summary["output_dir"])
     # every run leaves Locust's CSV and HTML report and our summary
-    for name in ("summary.json", "locust.html", "locust_stats.csv", "locust_stats_history.csv"):
+    for name in ("summary.json", "summary.html", "locust.html", "locust_stats.csv", "locust_stats_history.csv"):
         assert (out / name).is_file(), name
     assert json.loads((out / "summary.json").read_text())["scenario"] == scenario
     return summary
@@ -86,7 +86,7 @@ def test_bench_ingest_reports_both_targets_and_ratio(tmp_path):
     from testbed.load.bench import run_bench
 
     s = run_bench(tmp_path / "bench", users=8, duration=3, rounds=1, workers=0, say=lambda m: None)
-    for target in ("sink", "durable", "durable_at_half_sink_rate"):
+    for target in ("sink", "durable", "sink_at_half_sink_rate", "durable_at_half_sink_rate"):
         assert s[target]["uploads_per_s"] > 0 and s[target]["failures"] == 0
         assert s[target]["p50_ms"] <= s[target]["p99_ms"]
     assert s["ratio_uploads_per_s"] == pytest.approx(s["durable"]["uploads_per_s"] / s["sink"]["uploads_per_s"], abs=0.01)
