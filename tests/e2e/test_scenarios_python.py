@@ -116,3 +116,33 @@ def test_ctrl_c_tears_down_and_writes_a_partial_report(tmp_path):
     for pid in qemus:
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
     assert not os.path.exists(f"/proc/{proc.pid}/status") or proc.returncode is not None
+
+
+def test_reboot_pause_and_move(scenario_runner):
+    sc = (
+        ScenarioBuilder("py-reboot-pause-move", "board faults and a device moved between groups")
+        .group("DW100/EU", allow_crash_dumps=True, boundary="EU")
+        .group("DW100/US", allow_crash_dumps=True)
+        .fleet("b", boards=1, group="DW100/EU")
+        .sync("all")
+        .crash("b-1")
+        .pause("b-1")
+        .idle(for_="1s")
+        .resume("b-1")
+        .wait("b-1", "upload-ok", timeout="15s")
+        .reboot("b-1")
+        .sync("b-1")
+        .move("b-1", group="DW100/US")
+        .sync("b-1")
+        .crash("b-1", id="moved")
+        .wait("b-1", "upload-ok", timeout="15s")
+        .expect("dump_stored", boards="b-1", region="EU", count=1)
+        .expect("dump_stored", boards="b-1", region="US", count=1)
+        .expect("events", boards="b-1", event="boot-ready", min=1)
+        .build()
+    )
+    result = result_ok(scenario_runner(sc))
+    kinds = [i.kind for i in result.intervals]
+    assert "paused" in kinds and "reboot" in kinds
+    paused = next(i for i in result.intervals if i.kind == "paused")
+    assert paused.end is not None and paused.end - paused.start >= 1.0
