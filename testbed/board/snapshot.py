@@ -90,6 +90,20 @@ def _progress(message: str) -> None:
     print(f"[snapshot] {message}", file=sys.stderr, flush=True)
 
 
+def _wait_rss_settled(board: QemuBoard, timeout: float = 8.0, steady: float = 1.0) -> None:
+    """Poll QEMU's RSS until it has not dropped for ``steady`` seconds (free page reporting done)."""
+    deadline = time.monotonic() + timeout
+    lowest = board.rss_bytes()[0]
+    since = time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        current = board.rss_bytes()[0]
+        if current < lowest - (256 << 10):
+            lowest, since = current, time.monotonic()
+        elif time.monotonic() - since >= steady and time.monotonic() - since >= 2.5:
+            return
+
+
 def save_snapshot(board: QemuBoard, path: Path, note: str = "") -> Snapshot:
     """Save a running board's state as a snapshot in directory ``path``; the board is closed."""
     path.mkdir(parents=True, exist_ok=True)
@@ -134,8 +148,10 @@ def ensure_snapshot(
         board = QemuBoard(image, name=f"snapshot-{image.hash[:8]}", boot_timeout=boot_timeout)
         try:
             board.boot()
-            # Let the boot settle: the console quiet, the page cache written.
-            board.console.run("sync", timeout=10)
+            # Let the boot settle: page cache written and dropped, and the free pages
+            # reported to QEMU (dropped there), so the snapshot carries them as zero pages.
+            board.console.run("sync; echo 3 > /proc/sys/vm/drop_caches", timeout=10)
+            _wait_rss_settled(board)
             snap = save_snapshot(board, work, note="booted, unprovisioned")
         finally:
             board.close()
