@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -34,6 +35,21 @@ def _load(files: tuple[str, ...], boards: int | None):
     return scenarios
 
 
+def _terminate_as_interrupt() -> dict:
+    """SIGTERM/SIGHUP (a CI timeout, a closed terminal) tear down like Ctrl-C: boards and service stop."""
+    previous = {}
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        try:
+            previous[signum] = signal.signal(signum, handler)
+        except ValueError:  # not the main thread
+            pass
+    return previous
+
+
 def run_and_report(scenarios, *, parallel: int, junit: str | None, report: str | None,
                    workdir: str | None, results_json: str | None = None) -> tuple[list, Path]:  # fmt: skip
     """Run, then always write the report (and JUnit), also after Ctrl-C; returns (results, report path)."""
@@ -44,11 +60,15 @@ def run_and_report(scenarios, *, parallel: int, junit: str | None, report: str |
     report_path = Path(report) if report else _default_report_dir() / f"report-{time.strftime('%Y%m%d-%H%M%S')}.html"
     options = RunOptions(parallel=parallel, workdir=Path(workdir) if workdir else None)
     interrupted = False
+    previous = _terminate_as_interrupt()
     try:
         results = run_scenarios(scenarios, options)
     except ScenarioInterrupted as exc:
         results = exc.args[0] if exc.args else []
         interrupted = True
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     write_html(results, report_path)
     if junit:
         write_junit(results, junit)

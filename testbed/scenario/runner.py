@@ -297,7 +297,10 @@ class ScenarioRun:
 
         def make(name: str) -> None:
             device_id, secret = self.devices[name]
+            t = time.monotonic()
             self.boards[name] = factory(name, device_id, secret, self.tap.port)
+            self.progress.setup(sc, f"{name} restored and provisioned in {time.monotonic() - t:.1f} s "
+                                f"(device {device_id[:12]}..., group {self.board_group[name]})")  # fmt: skip
 
         with ThreadPoolExecutor(max_workers=self.opt.parallel) as pool:
             errors = []
