@@ -169,7 +169,7 @@ DEMO_SCENARIO = "demo-eu-field-story.yaml"
 
 @click.command()
 @click.option("--report", type=click.Path(dir_okay=False), default=None,
-              help="Where to write the report (default: ./testbed-demo-report.html).")
+              help="Where to write the report (default: ./reports/demo-report.html).")
 @click.option("--junit", type=click.Path(dir_okay=False), default=None, help="Also write JUnit XML.")
 @click.option("--scenario", "scenario_file", type=click.Path(dir_okay=False), default=None,
               help="Run another story instead of the default one.")
@@ -184,7 +184,7 @@ def demo(report, junit, scenario_file) -> None:
 
     path = Path(scenario_file) if scenario_file else REPO_ROOT / "scenarios" / DEMO_SCENARIO
     scenarios = _load((str(path),), None)
-    report = report or "testbed-demo-report.html"
+    report = report or str(Path("reports") / "demo-report.html")
     results, report_path = run_and_report(scenarios, parallel=max(1, os.cpu_count() or 1), junit=junit,
                                           report=report, workdir=None)  # fmt: skip
     code = _summary(results, report_path, junit)
