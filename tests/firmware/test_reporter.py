@@ -16,14 +16,19 @@ import pytest
 from fw_helpers import DEVICE_ID, FakeDeviceApi, FwEnv, make_core
 
 from testbed.crash.signature import signature_of_core
+from testbed.paths import REPO_ROOT
 
+BOARD_CORE = REPO_ROOT / "testbed" / "load" / "cores" / "segv-16k.core.gz"
 DEADLINE_S = 5.0
 MARGIN_S = 0.4
 PROCESS_MARGIN_S = 1.0  # a loaded 2-core CI machine: process start-up and exit, not the deadline
 
 
-@pytest.fixture(scope="module")
-def core(fw_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> bytes:
+@pytest.fixture(scope="module", params=["board", "host"])
+def core(request: pytest.FixtureRequest, fw_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """A real core: one recorded on a board (ARM, always there) and one made here (if the host allows)."""
+    if request.param == "board":
+        return gzip.decompress(BOARD_CORE.read_bytes())
     try:
         return make_core(fw_bin, tmp_path_factory.mktemp("core"), "--mode", "segv", "--heap-kib", "32")
     except RuntimeError as exc:
@@ -161,11 +166,16 @@ def test_spool_is_bounded(fw, api, core):
     assert sum(p.stat().st_size for p in gz) <= 256 * 1024
 
 
+@pytest.fixture(scope="module")
+def board_core() -> bytes:
+    return gzip.decompress(BOARD_CORE.read_bytes())
+
+
 @pytest.mark.parametrize("mode", ["hang", "drip", "hang-upload", "drip-upload"])
-def test_deadline_holds_against_hung_or_dripping_server(fw, api, core, mode):
+def test_deadline_holds_against_hung_or_dripping_server(fw, api, board_core, mode):
     provisioned(fw, api)
     api.mode = mode
-    elapsed, proc = report(fw, core)
+    elapsed, proc = report(fw, board_core)
     ev = fw.wait_event("upload-fail")
     assert ev["reason"] == "timeout"
     # the event's ms is the reporter's own clock from its start (the crash) to giving up
