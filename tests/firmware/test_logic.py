@@ -158,3 +158,21 @@ def test_python_signature_rejects_what_the_firmware_cannot_produce():
         with pytest.raises(ValueError):
             signature_text(*bad)
     assert is_signature("0" * 32) and not is_signature("0" * 31) and not is_signature("A" * 32)
+
+
+def test_json_scanner_survives_random_input(fw_bin):
+    import random
+
+    rng = random.Random(7)
+    alphabet = b'{}[]",:\\ truefalsnul0123456789-eE.abcXYZ\n\t'
+    for i in range(150):
+        if i % 2:
+            body = bytes(rng.choice(alphabet) for _ in range(rng.randrange(0, 200)))
+        else:  # mutations of a valid body
+            body = bytearray(SYNC_BODY)
+            for _ in range(rng.randrange(1, 8)):
+                body[rng.randrange(len(body))] = rng.choice(alphabet)
+            body = bytes(body)
+        for key, kind in (("optIn", "bool"), ("throttledSignatures", "array"), ("validitySeconds", "int")):
+            proc = tool(fw_bin, "json", key, kind, input=body)
+            assert proc.returncode in (0, 1), (body, proc.returncode, proc.stderr)
