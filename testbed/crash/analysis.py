@@ -40,6 +40,7 @@ class CrashAnalysis:
     function: Symbol | None = None
     caller: Symbol | None = None
     symbols_from: str | None = None
+    stack_scan: list[Symbol] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -152,8 +153,48 @@ def _table(candidate: Path) -> _SymbolTable | None:
     return table if table is not None and table.functions else None
 
 
-def analyze(core: CoreInfo, symbol_dirs: Iterable[str | Path] = ()) -> CrashAnalysis:
-    """The analysis of a parsed core, with function names when symbols are found."""
+STACK_SCAN_BYTES = 4096
+STACK_SCAN_FRAMES = 12
+
+
+def _stack_words(core: CoreInfo, data: bytes, limit: int = STACK_SCAN_BYTES) -> list[int]:
+    """The words on the crashed thread's stack from SP upwards, as far as the core holds them."""
+    size = 4 if core.elf_class == 1 else 8
+    for seg in core.segments:
+        if seg.vaddr <= core.sp < seg.vaddr + seg.filesz:
+            start = seg.offset + (core.sp - seg.vaddr)
+            end = min(seg.offset + seg.filesz, start + limit, len(data))
+            raw = data[start:end]
+            return [int.from_bytes(raw[i : i + size], "little") for i in range(0, len(raw) - size + 1, size)]
+    return []
+
+
+def _scan(core: CoreInfo, data: bytes, table: _SymbolTable, base: int) -> list[Symbol]:
+    """Probable callers: stack words that point inside a function (not at its start). A heuristic."""
+    out: list[Symbol] = []
+    thumb = core.arch == "arm" and bool(core.registers.get("cpsr", 0) & 0x20)
+    for word in _stack_words(core, data):
+        if not word or (thumb and not word & 1):
+            continue  # a Thumb return address has bit 0 set
+        sym = table.lookup((word & ~1) - base)
+        if sym is None or sym.offset == 0:
+            continue
+        size = next((sz for _st, sz, name in table.functions if name == sym.name), 0)
+        if not size or sym.offset >= size:
+            continue
+        if out and out[-1].name == sym.name:
+            continue
+        out.append(sym)
+        if len(out) >= STACK_SCAN_FRAMES or sym.name.startswith("__libc_start"):
+            break  # below the C runtime's entry the stack holds only start-up leftovers
+    return out
+
+
+def analyze(core: CoreInfo, symbol_dirs: Iterable[str | Path] = (), data: bytes | None = None) -> CrashAnalysis:
+    """The analysis of a parsed core, with function names when symbols are found.
+
+    With the core's bytes (``data``), the stack is also scanned for probable callers.
+    """
     result = CrashAnalysis(
         signal=core.signal,
         signal_name=signal_name(core.signal),
@@ -176,9 +217,12 @@ def analyze(core: CoreInfo, symbol_dirs: Iterable[str | Path] = ()) -> CrashAnal
     result.function = table.lookup(core.pc - base)
     if core.lr is not None and core.arch == "arm":
         result.caller = table.lookup((core.lr & ~1) - base)
+    if data is not None:
+        result.stack_scan = _scan(core, data, table, base)
     return result
 
 
 def analyze_bytes(data: bytes, symbol_dirs: Iterable[str | Path] = ()) -> CrashAnalysis:
     """Analyse a dump as stored (gzip'd ELF core) or a raw core."""
-    return analyze(read_core(decompress(data)), symbol_dirs)
+    raw = decompress(data)
+    return analyze(read_core(raw), symbol_dirs, raw)

@@ -229,7 +229,8 @@ code{font-size:.9em}
 <th>SP / LR</th><td><code>{{ '0x%08x'|format(d.analysis.sp) }}</code> / <code>{{ '0x%08x'|format(d.analysis.lr) if d.analysis.lr is not none else '-' }}</code></td></tr>
 <tr><th>build id</th><td colspan="3"><code>{{ d.analysis.build_id or '-' }}</code> {% if d.analysis.symbols_from %}symbols: <code>{{ d.analysis.symbols_from }}</code>{% endif %} {{ d.analysis.notes|join('; ') }}</td></tr>
 </table>
-<table><tr>{% for name, value in d.analysis.registers.items() %}<th>{{ name }}</th>{% if loop.index % 6 == 0 %}</tr><tr>{% endif %}{% endfor %}</tr></table>
+{% if d.analysis.stack_scan %}<p>Probable call chain (words on the stack that point into functions; a heuristic, innermost first):
+<code>{{ d.analysis.stack_scan|map('sym_fmt')|join(' ← ') }}</code></p>{% endif %}
 <pre>{% for name, value in d.analysis.registers.items() %}{{ '%-8s'|format(name) }} {{ '0x%08x'|format(value) }}{{ '\\n' if loop.index % 4 == 0 else '   ' }}{% endfor %}</pre>
 </details>{% endfor %}
 {% if r.audit %}<h3>Support audit log</h3>
@@ -266,6 +267,7 @@ def _sym(symbol: dict | None) -> str:
 
 def render_html(results: list[ScenarioResult]) -> str:
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    env.filters["sym_fmt"] = _sym
     template = env.from_string(_TEMPLATE)
     passed = sum(1 for r in results if r.passed)
     all_expect = [e for r in results for e in r.expectations]

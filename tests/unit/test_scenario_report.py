@@ -121,6 +121,12 @@ def test_clean_text():
     assert clean_text("a\x1b[6n\r\r\nb\x00") == "a\nb"
 
 
+def _with_analysis(analysis: dict) -> ScenarioResult:
+    res = sample()
+    res.dumps[0].analysis = analysis
+    return res
+
+
 @pytest.mark.skipif(shutil.which("arm-linux-gnueabihf-gcc") is None, reason="needs gcc-arm-linux-gnueabihf")
 def test_crash_analysis_names_the_faulting_function(tmp_path):
     # the load fixtures were made from this source, built the same way (static, -O1, non-PIE)
@@ -131,6 +137,10 @@ def test_crash_analysis_names_the_faulting_function(tmp_path):
     assert result.signal_name == "SIGSEGV" and result.executable == "crashapp"
     assert result.function is not None and result.function.name == "main"
     assert result.symbols_from == str(exe)
+    names = [s.name for s in result.stack_scan]
+    assert names and names[-1].startswith("__libc_start"), names  # the scan ends at the C runtime
+    text = render_html([_with_analysis(result.to_dict())])
+    assert "Probable call chain" in text and "main+0x" in text
     none = analyze_bytes((CORES / "segv-xs.core.gz").read_bytes(), [tmp_path / "empty"])
     assert none.function is None and "no symbols" in none.where()
 
