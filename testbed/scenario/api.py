@@ -113,12 +113,21 @@ class ScenarioBuilder:
     def build(self) -> Scenario:
         file = f"<python {self._file}>"
         try:
-            return scenario_from_data(self.data, file, default_name=self.data["name"])
+            sc = scenario_from_data(self.data, file, default_name=self.data["name"])
         except ScenarioError as exc:
             match = re.match(r"^((?:steps|expect)\[\d+\]|(?:groups|fleet)\.[^.]+)", exc.field)
             where = self._where.get(match.group(1)) if match else None
             src, line = where if where else (self._file, self._line)
             raise ScenarioError(src, line, exc.field, exc.message) from None
+        # lines in the report and JUnit point at the builder calls
+        for step in sc.steps:
+            step.line = self._where.get(f"steps[{step.index}]", ("", 0))[1]
+            for check in step.checks:
+                check.line = step.line
+        for i, exp in enumerate(sc.expect):
+            exp.line = self._where.get(f"expect[{i}]", ("", 0))[1]
+        sc.path = self._file
+        return sc
 
     def to_yaml(self) -> str:
         """The same scenario as a YAML file's text."""
