@@ -45,13 +45,14 @@ class Counters:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.sums: dict[str, float] = defaultdict(float)
-        self.samples: dict[str, list[float]] = defaultdict(list)
+        self.samples: dict[str, list[Any]] = defaultdict(list)
 
     def add(self, key: str, amount: float = 1) -> None:
         with self._lock:
             self.sums[key] += amount
 
-    def sample(self, key: str, value: float) -> None:
+    def sample(self, key: str, value: Any) -> None:
+        """Keep a raw value (a number, or a small JSON list such as [wall time, seconds])."""
         with self._lock:
             bucket = self.samples[key]
             if len(bucket) < MAX_SAMPLES:
@@ -241,7 +242,7 @@ def _watch_loop_lag(interval: float = 0.05) -> None:
         gevent.sleep(interval)
         lag = time.monotonic() - before - interval
         if lag > 0.02:
-            CONTEXT.counters.sample("loop_lag", [round(time.time(), 3), round(lag, 4)])  # type: ignore[arg-type]
+            CONTEXT.counters.sample("loop_lag", [round(time.time(), 3), round(lag, 4)])
 
 
 @events.quit.add_listener

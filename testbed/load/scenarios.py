@@ -604,14 +604,20 @@ def _durability_checks(out: Path, service: ServiceHandle, fleet: Fleet, summary,
                 acked[entry["id"]] = entry
     bodies = {c.name: hashlib.sha256(c.body).hexdigest() for c in load_cores()}
     missing, differ, broken = [], [], []
+    from testbed.service.client import ServiceError
+
     with _support(service, fleet) as client:
         listed = client.support_dumps(reason="load durability check", tenantId=fleet.tenant_id, limit=10000)
         listed_ids = {d["id"] for d in listed}
         for dump_id, entry in acked.items():
-            if dump_id not in listed_ids:
-                missing.append(dump_id)
-                continue
-            data = client.support_read(dump_id, "load durability check")
+            # read each acknowledged dump by id (the listing is capped at 10,000 rows)
+            try:
+                data = client.support_read(dump_id, "load durability check")
+            except ServiceError as exc:
+                if exc.status == 404:
+                    missing.append(dump_id)
+                    continue
+                raise
             if hashlib.sha256(data).hexdigest() != bodies.get(entry["fixture"]):
                 differ.append(dump_id)
         # Everything visible must be whole: acknowledged or not (in flight at a kill), a complete core.
@@ -627,6 +633,7 @@ def _durability_checks(out: Path, service: ServiceHandle, fleet: Fleet, summary,
     summary["durability"] = {
         "acknowledged": len(acked), "listed": len(listed), "missing": len(missing),
         "content_differs": len(differ), "unacknowledged_but_stored": len(listed_ids - set(acked)),
+        "listing_truncated": len(listed) >= 10000,
         "half_written_visible": len(broken),
     }
     return {

@@ -202,7 +202,7 @@ class DeviceUser(FastHttpUser):
     def _journal(self, dump_id: str, fixture: CoreFixture, signature: str) -> None:
         line = json.dumps({"id": dump_id, "fixture": fixture.name, "signature": signature, "device": self.device_id})
         # One small append per acknowledged upload; survives the service being killed.
-        with open(self.journal, "a", encoding="utf-8") as fh:  # type: ignore[arg-type]
+        with open(self.journal, "a", encoding="utf-8") as fh:
             fh.write(line + "\n")
 
     def pause(self, task_started: float) -> None:
@@ -309,7 +309,7 @@ class DeadlineDevice(User):
             outcome = exc
         elapsed = time.monotonic() - t0
         if elapsed > self.deadline_s + 0.2:
-            CONTEXT.counters.sample("late", [round(time.time(), 3), round(elapsed, 4)])  # type: ignore[arg-type]
+            CONTEXT.counters.sample("late", [round(time.time(), 3), round(elapsed, 4)])
         CONTEXT.counters.sample("handled_s", elapsed)
         CONTEXT.counters.sample(f"handled_s:{phase}", elapsed)
         if isinstance(outcome, DeadlineExceeded):
