@@ -31,6 +31,12 @@ def _median(values: list[float]) -> float:
     return round(statistics.median(values), 4) if values else float("nan")
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _mem_available() -> int:
     for line in Path("/proc/meminfo").read_text().splitlines():
         if line.startswith("MemAvailable:"):
@@ -47,7 +53,7 @@ def measure(runs: int, side_by_side: int, budget_gib: float, image_dir: str | No
     snapshot = ensure_snapshot(image)
     load_before = round(os.getloadavg()[0], 2)
 
-    cold, cold_kernel_ready, cold_rss = [], [], []
+    cold, cold_kernel_ready, cold_rss, cold_cpu = [], [], [], []
     for i in range(runs):
         with QemuBoard(image, name=f"bench-cold-{i}") as b:
             t0 = time.monotonic()
@@ -55,6 +61,7 @@ def measure(runs: int, side_by_side: int, budget_gib: float, image_dir: str | No
             cold.append(time.monotonic() - t0)
             cold_kernel_ready.append(b.ready_seconds or 0.0)
             cold_rss.append(b.rss_bytes()[1])
+            cold_cpu.append(_cpu_seconds(b.process.pid))
         _say(f"cold boot {i + 1}/{runs}: {cold[-1]:.2f} s")
 
     restore, restore_rss, roundtrip = [], [], []
@@ -94,6 +101,9 @@ def measure(runs: int, side_by_side: int, budget_gib: float, image_dir: str | No
         "image": image.hash,
         "cold_boot_to_shell_s": {"median": _median(cold), "all": [round(x, 3) for x in cold]},
         "cold_boot_to_boot_ready_s": {"median": _median(cold_kernel_ready)},
+        # QEMU's CPU time for a cold boot: barely moved by other load on the machine,
+        # unlike the wall times above (compare with host.loadavg_*).
+        "cold_boot_qemu_cpu_s": {"median": _median(cold_cpu)},
         "snapshot_restore_to_shell_s": {"median": _median(restore), "all": [round(x, 3) for x in restore]},
         "restore_vs_cold_ratio": round(_median(restore) / _median(cold), 4),
         "console_roundtrip_ms": {"median": round(_median(roundtrip) * 1000, 2), "samples": len(roundtrip)},
