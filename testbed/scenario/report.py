@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import os
 import re
+import statistics
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -185,11 +186,13 @@ code{font-size:.9em}
 <h1>testbed report <span class="badge {{ 'pass' if verdict == 'PASS' else 'fail' }}">{{ verdict }}</span></h1>
 <p class="muted">{{ generated }} &middot; {{ passed }} of {{ results|length }} scenarios passed &middot;
 {{ n_expect_ok }} of {{ n_expect }} expectations held</p>
-<table><tr><th>scenario</th><th>verdict</th><th>expectations</th><th>boards</th><th>dumps</th><th>duration</th></tr>
-{% for r in results %}<tr><td><a href="#sc-{{ loop.index }}">{{ r.name }}</a></td>
+<table><tr><th>scenario</th><th>verdict</th><th>expectations</th><th>boards</th><th>crashes</th><th>dumps</th>
+<th>median crash to stored</th><th>median crash to restart</th><th>duration</th></tr>
+{% for r in results %}{% set st = stats[loop.index0] %}<tr><td><a href="#sc-{{ loop.index }}">{{ r.name }}</a></td>
 <td><span class="badge {{ 'pass' if r.passed else 'fail' }}">{{ 'PASS' if r.passed else 'FAIL' }}</span></td>
 <td class="num">{{ r.expectations|selectattr('passed')|list|length }}/{{ r.expectations|length }}</td>
-<td class="num">{{ r.boards|length }}</td><td class="num">{{ r.dumps|length }}</td>
+<td class="num">{{ r.boards|length }}</td><td class="num">{{ st.crashes }}</td><td class="num">{{ r.dumps|length }}</td>
+<td class="num">{{ st.stored }}</td><td class="num">{{ st.restart }}</td>
 <td class="num">{{ '%.1f'|format(r.duration) }} s</td></tr>{% endfor %}
 </table>
 {% for r in results %}{% set sc = loop.index %}
@@ -265,6 +268,17 @@ def _sym(symbol: dict | None) -> str:
     return f"{symbol['name']}+{symbol['offset']:#x}" if symbol else "-"
 
 
+def _stats(result: ScenarioResult) -> dict[str, str]:
+    eps = [ep for b in result.boards for ep in crash_episodes(b.events)]
+    stored = [ep.to_outcome for ep in eps if ep.outcome is not None and ep.outcome.name == "upload-ok"]
+    restart = [ep.to_restart for ep in eps if ep.to_restart is not None]
+
+    def ms(values: list) -> str:
+        return f"{statistics.median(values) * 1000:.0f} ms" if values else "-"
+
+    return {"crashes": str(len(eps)), "stored": ms(stored), "restart": ms(restart)}
+
+
 def render_html(results: list[ScenarioResult]) -> str:
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     env.filters["sym_fmt"] = _sym
@@ -279,6 +293,7 @@ def render_html(results: list[ScenarioResult]) -> str:
         n_expect_ok=sum(1 for e in all_expect if e.passed),
         generated=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         timelines=[timeline_svg(r) for r in results],
+        stats=[_stats(r) for r in results],
         episodes=[[(b.name, ep) for b in r.boards for ep in crash_episodes(b.events)] for r in results],
         legend=legend_svg(),
         where=_where,

@@ -85,6 +85,7 @@ def test_html_is_self_contained_and_shows_the_evidence(tmp_path):
     assert "11,123 B" in text and ">EU<" in text
     assert "SIGSEGV" in text and "0x000104d4" in text  # crash analysis: signal and PC
     assert "restart 450 ms" in text  # latency drawn on the timeline
+    assert "<td class=\"num\">400 ms</td>" in text  # median crash to stored in the summary
     assert "\x1b" not in text and "\x07" not in text
 
 
