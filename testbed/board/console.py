@@ -36,14 +36,19 @@ from pexpect.spawnbase import SpawnBase
 
 from testbed.board.errors import BoardCrashed, ConsoleClosed, ConsoleTimeout
 
-#: Lines that mean the guest kernel is dying.
-DEATH_STRINGS = (
-    re.compile(r"Internal error: Oops"),
-    re.compile(r"Kernel panic - not syncing"),
-    re.compile(r"\bBUG: "),
-    re.compile(r"---\[ end trace [0-9a-f]+ \]---"),
-    re.compile(r"Unable to handle kernel "),
+_DEATH_MESSAGES = (
+    r"Internal error: Oops",
+    r"Kernel panic - not syncing",
+    r"BUG: ",
+    r"---\[ end trace [0-9a-f]+ \]---",
+    r"Unable to handle kernel ",
 )
+#: Kernel messages that mean the board is dying, as the kernel prints them: after
+#: its printk timestamp (``[   23.027228] ``), so a command that merely prints
+#: "BUG: " (a grep of some log) is not taken for a crash.
+DEATH_STRINGS = tuple(re.compile(r"\[\s*\d+\.\d+\] " + m) for m in _DEATH_MESSAGES)
+#: The same messages anywhere in a line, for a kernel built without CONFIG_PRINTK_TIME.
+DEATH_STRINGS_ANYWHERE = tuple(re.compile(m) for m in _DEATH_MESSAGES)
 EVENT_RE = re.compile(r"@tb event=(?P<name>[A-Za-z0-9_.-]+)(?P<rest>(?: [^\s=]+=\S*)*)")
 _ANSI_QUERY = re.compile(rb"\x1b\[6n")
 
@@ -100,12 +105,14 @@ class Console(SpawnBase):
         baudrate: int = 115200,
         name: str = "board",
         history_lines: int = 400,
+        death_strings: tuple[re.Pattern, ...] = DEATH_STRINGS,
     ):
         super().__init__(
             timeout=timeout, maxread=65536, searchwindowsize=None, encoding="utf-8", codec_errors="replace"
         )
         self.delaybeforesend = None
         self.name = name
+        self.death_strings = death_strings
         if isinstance(port, str):
             # A real serial port by path, or a pyserial URL (socket://, rfc2217://, loop://).
             self.port = serial.serial_for_url(port, baudrate=baudrate, timeout=0.05)
@@ -189,7 +196,7 @@ class Console(SpawnBase):
                 event = parse_event(line, now_mono, now_wall)
                 if event:
                     new_events.append(event)
-            if self.crash is None and any(p.search(line) for p in DEATH_STRINGS):
+            if self.crash is None and any(p.search(line) for p in self.death_strings):
                 self.crash = BoardCrashed(line.strip(), list(self.lines), str(self.log_path) if self.log_path else None)
         with self._cond:
             self._pending += data

@@ -103,6 +103,28 @@ def test_death_string_raises_from_the_next_console_call():
         console.close()
 
 
+def test_only_kernel_messages_are_death_strings():
+    from testbed.board.console import DEATH_STRINGS_ANYWHERE
+
+    console = Console("loop://", name="loop")
+    try:
+        console.send(b"grep found: BUG: in some log\r\r\nKernel panic - not syncing (quoted)\r\r\nok\r\r\n")
+        console.expect("ok", timeout=5)  # no crash: these are not kernel messages
+        assert console.crash is None
+        console.send(b"[    3.141592] BUG: unable to handle page fault\r\r\n")
+        with pytest.raises(BoardCrashed, match="BUG: unable"):
+            console.expect("never", timeout=5)
+    finally:
+        console.close()
+    bare = Console("loop://", name="bare", death_strings=DEATH_STRINGS_ANYWHERE)
+    try:
+        bare.send(b"Internal error: Oops: 5 [#1] ARM\n")
+        with pytest.raises(BoardCrashed):
+            bare.expect("never", timeout=5)
+    finally:
+        bare.close()
+
+
 def test_eof_when_the_port_goes_away():
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
