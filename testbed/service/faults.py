@@ -6,8 +6,8 @@ clears itself.
 
 - ``delay``: wait ``delayMs`` before handling the request normally.
 - ``hang``: accept and never answer: the request is held until the client
-  goes away or the fault is cleared (then it gets a 503). The request is
-  not handled, so nothing is stored.
+  goes away (clearing or changing the fault affects only later requests).
+  The request is not handled, so nothing is stored.
 - ``drip``: handle the request normally, then send the response one byte at
   a time, ``delayMs`` (default 200) apart.
 - ``status``: answer ``status`` (a 4xx or 5xx) with a JSON error at once,
@@ -39,16 +39,12 @@ class Fault:
 class Faults:
     def __init__(self) -> None:
         self.current: Fault | None = None
-        self._cleared = asyncio.Event()
 
     def set(self, fault: Fault) -> None:
-        self.clear()
-        self._cleared = asyncio.Event()
         self.current = fault
 
     def clear(self) -> None:
         self.current = None
-        self._cleared.set()
 
     def take(self) -> Fault | None:
         fault = self.current
@@ -103,23 +99,12 @@ class FaultMiddleware:
         await send({"type": "http.response.body", "body": body})
 
     async def _hang(self, receive, send) -> None:
-        cleared = asyncio.ensure_future(self.faults._cleared.wait())
-
-        async def until_disconnect() -> None:
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    return
-
-        gone = asyncio.ensure_future(until_disconnect())
-        try:
-            await asyncio.wait({cleared, gone}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            cleared.cancel()
-            gone.cancel()
-        if not gone.done() or gone.cancelled():
-            # Released by clearing the fault while the client still waits.
-            await self._status(Fault(mode="status", status=503), send)
+        """Never answer: wait until the client goes away (clearing the fault later does not
+        release requests already hung; service shutdown does, after its grace period)."""
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
 
     async def _drip(self, fault: Fault, scope, receive, send) -> None:
         start: dict[str, Any] = {}

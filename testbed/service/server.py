@@ -124,6 +124,8 @@ def serve(
         access_log=False,
         lifespan="on",
         timeout_keep_alive=5,
+        # Requests held by a "hang" fault never end by themselves: give up on them at shutdown.
+        timeout_graceful_shutdown=3,
         backlog=2048,
     )
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
