@@ -45,3 +45,22 @@ def test_doctor_reports_every_requirement():
     assert "QEMU (qemu-system-arm)" in result.stdout
     assert "armhf cross compiler" in result.stdout
     assert result.returncode == 0, result.stdout
+
+
+def test_board_boot_count_without_attach_until_ctrl_c(board_image, board_snapshot):
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "testbed.cli", "board", "boot", "--snapshot", "--count", "2", "--no-attach",
+         "--image", str(board_image.path)],
+        encoding="utf-8", timeout=90,
+    )
+    try:
+        child.expect("boards are up")
+        shown = child.before
+        assert "board-1: console socket://127.0.0.1:" in shown and "board-2: console socket://127.0.0.1:" in shown
+        assert shown.count("ssh -p ") == 2
+        child.sendintr()  # Ctrl-C
+        child.expect("boards powered off")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
