@@ -198,8 +198,11 @@ def min_deadline_duration(deadline: float) -> float:
 
 
 def deadline_phases(duration: float, deadline: float) -> list[dict[str, Any]]:
-    """Baseline (3 s), delay past the deadline, hang, drip (a third each of the rest), recovery.
+    """Baseline (3 s), hang, delay past the deadline, drip (a third each of the rest), recovery.
 
+    A delayed or dripping request keeps its fault after the phase ends, but
+    clearing ``hang`` releases the held requests (503): so ``hang`` comes
+    first, while devices are quick, and its crashes reach the deadline.
     Recovery lasts the deadline + 2 s: crashes begun under the last fault end
     within the deadline, and then devices must be answered again.
     """
@@ -212,9 +215,9 @@ def deadline_phases(duration: float, deadline: float) -> list[dict[str, Any]]:
     fault_s = (duration - 3.0 - recovery) / 3
     return [
         {"name": "baseline", "seconds": 3.0, "fault": None},
-        {"name": "delay", "seconds": fault_s, "fault": {"mode": "delay", "delayMs": int((deadline + 2) * 1000)}},
         {"name": "hang", "seconds": fault_s, "fault": {"mode": "hang"}},
-        {"name": "drip", "seconds": fault_s, "fault": {"mode": "drip", "delayMs": 250}},
+        {"name": "delay", "seconds": fault_s, "fault": {"mode": "delay", "delayMs": int((deadline + 2) * 1000)}},
+        {"name": "drip", "seconds": fault_s, "fault": {"mode": "drip", "delayMs": 400}},
         {"name": "recovery", "seconds": recovery, "fault": None},
     ]
 
