@@ -307,9 +307,9 @@ static int spool_list(spool_entry *e, int max)
         size_t l = strlen(de->d_name);
         if (l < 4 || l >= sizeof e[0].name || strcmp(de->d_name + l - 3, ".gz") != 0)
             continue;
-        snprintf(e[n].name, sizeof e[n].name, "%s", de->d_name);
+        snprintf(e[n].name, sizeof e[n].name, "%.127s", de->d_name);
         char p[700];
-        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+        snprintf(p, sizeof p, "%.511s/%.127s", dir, de->d_name);
         struct stat sb;
         e[n].size = stat(p, &sb) == 0 ? sb.st_size : 0;
         n++;

@@ -147,8 +147,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "tb-provision: %s\n", err);
         return 2;
     }
-    snprintf(id.device_id, sizeof id.device_id, "%s", dev);
-    snprintf(id.secret, sizeof id.secret, "%s", secret);
+    snprintf(id.device_id, sizeof id.device_id, "%.128s", dev);
+    snprintf(id.secret, sizeof id.secret, "%.128s", secret);
     tb_identity old;
     int same = tb_identity_load(&old) == 0 && strcmp(old.device_id, id.device_id) == 0 &&
                strcmp(old.secret, id.secret) == 0 && strcmp(old.host, id.host) == 0 && old.port == id.port;

@@ -41,6 +41,7 @@ int main(int argc, char **argv)
         char err[128], sig[TB_SIG_HEX + 1];
         if (tb_core_parse((unsigned char *)data, len, &core, err, sizeof err) != 0) {
             fprintf(stderr, "tb-tool: %s\n", err);
+            free(data);
             return 1;
         }
         tb_core_signature(&core, sig);
@@ -54,6 +55,7 @@ int main(int argc, char **argv)
             printf("map=0x%llx-0x%llx@0x%llx %s\n", (unsigned long long)core.maps[i].start,
                    (unsigned long long)core.maps[i].end, (unsigned long long)core.maps[i].file_offset,
                    core.maps[i].path);
+        free(data); /* after the mapping paths, which point into it */
         return 0;
     }
     if (strcmp(cmd, "signature") == 0 && argc == 6) {

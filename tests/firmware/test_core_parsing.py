@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from elftools.elf.elffile import ELFFile
-from fw_helpers import make_core, parse_kv
+from fw_helpers import HOST_BIN, make_core, parse_kv
 
 from testbed.crash.elfcore import read_core
 from testbed.crash.signature import core_signature
@@ -65,7 +65,7 @@ def test_host_core_matches_python_reader(fw_bin, host_cores, tmp_path, mode, sig
 def test_segv_pc_is_the_faulting_store(fw_bin, host_cores, tmp_path):
     """The PC offset lands inside crash_segv of the very binary that crashed."""
     c = c_parse(fw_bin, host_cores["segv"], tmp_path)
-    with (fw_bin / "crashapp").open("rb") as fh:
+    with (HOST_BIN / "crashapp").open("rb") as fh:  # the binary that crashed
         elf = ELFFile(fh)
         build_id = next(
             note["n_desc"] for sec in elf.iter_sections() if sec["sh_type"] == "SHT_NOTE"
