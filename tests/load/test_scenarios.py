@@ -70,7 +70,7 @@ def test_fleet_syncs_on_a_compressed_schedule(tmp_path):
     f = s["fleet"]
     assert f["target_syncs_per_s"] == 200.0
     assert f["devices_synced"] == 1000 and f["failed"] == 0
-    assert f["syncs"] >= 0.9 * 2000
+    assert f["syncs"] >= 0.8 * 2000 and f["sync_latency"]["per_second"] >= 180
 
 
 def test_durability_zero_acknowledged_uploads_lost_over_three_kills(tmp_path):
