@@ -264,3 +264,20 @@ def test_cold_boot_provisioned_from_the_kernel_command_line(board_image, service
         assert dump_paths(tap, device.device_id) == []
     finally:
         b.close()
+
+
+def test_no_dump_before_the_first_sync(board, tap, claimed_device, device_group):
+    """Unprovisioned (as snapshotted): no core is generated, nothing sent. Provisioned with
+    --no-sync, the running syncd syncs at once and from then on dumps are uploaded."""
+    out, _ = board.console.run("cat /proc/sys/kernel/core_pattern")
+    assert not out.strip().startswith("|")
+    t0 = crash(board, "--mode segv")
+    assert board.wait_for_event("dump-skipped", since=t0, timeout=10)["reason"] == "optout"
+    board.wait_for_event("app-restart", since=t0, timeout=10)
+    device = claimed_device(device_group(enabled=True, boundary="EU"))
+    board.set_clock()
+    ident = Identity.for_port(device.device_id, device.secret, tap.port)
+    board.console.run_check(ident.provision_command() + " --no-sync", timeout=20)
+    board.wait_for_event("sync-ok", since=t0, timeout=15)
+    t1 = crash(board, "--mode segv")
+    assert board.wait_for_event("upload-ok", since=t1, timeout=10)["region"] == "EU"
