@@ -17,6 +17,7 @@ import hmac
 import json
 import logging
 import re
+import secrets
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -59,7 +60,6 @@ log = logging.getLogger("testbed.service")
 VALIDITY_SECONDS = 172800
 SIGNATURE_RE = re.compile(r"^[0-9a-f]{32}$")
 DEVICE_ID_RE = re.compile(r"^[0-9a-f]{128}$")
-UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 COMPONENT_NAME_RE = re.compile(r"^[A-Za-z0-9._+-]{1,64}$")
 MAX_JSON_BODY = 64 * 1024
 DEFAULT_PAGE = 100
@@ -448,8 +448,6 @@ class Service:
             raise not_found(f"No device group {group_id}.")
         device_id = body.get("DeviceId")
         if device_id is None:
-            import secrets
-
             device_id = secrets.token_hex(64)
         if not isinstance(device_id, str) or not DEVICE_ID_RE.match(device_id):
             raise bad_request("DeviceId must be 128 lowercase hex characters.")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -328,7 +329,8 @@ def configure(
         click.echo(format_table(targets))
 
 
-def _looks_like_id(ref: str) -> bool:
-    import re
+_GROUP_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
-    return re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", ref) is not None
+
+def _looks_like_id(ref: str) -> bool:
+    return _GROUP_ID.fullmatch(ref) is not None
