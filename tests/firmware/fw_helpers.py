@@ -206,6 +206,7 @@ class FakeDeviceApi:
     intent_action: dict = field(default_factory=lambda: {"action": "upload"})
     upload_status: int = 201
     sync_status: int = 200
+    max_upload: int = 262144
     mode: str = "ok"  # ok | hang | drip | hang-upload | drip-upload
     requests: list[Request] = field(default_factory=list)
     on_request: Callable[[Request], None] | None = None
@@ -244,7 +245,7 @@ class FakeDeviceApi:
                     self._json(200, {
                         "optIn": api.opt_in, "regionalDataBoundary": "EU",
                         "validitySeconds": api.validity, "serverTime": int(time.time()),
-                        "throttledSignatures": api.throttled, "maxUploadBytes": 262144,
+                        "throttledSignatures": api.throttled, "maxUploadBytes": api.max_upload,
                         "maxInflatedBytes": 4194304, "deviceGroupId": "g1",
                     })
                 elif self.path == "/device/v1/crashdumps/intent":

@@ -100,6 +100,25 @@ def test_throttled_by_intent_sends_no_body(fw, api, core):
     assert signature_of_core(core) in (fw.state / "sync.state").read_text()
 
 
+def test_too_large_for_the_service_is_skipped_before_any_request(fw, api, core):
+    api.max_upload = 1000  # smaller than any gzip'd core
+    provisioned(fw, api)
+    report(fw, core)
+    ev = fw.wait_event("dump-skipped", reason="too-large")
+    assert int(ev["bytes"]) > 1000
+    assert api.requests == []
+    assert fw.spool_files() == []
+
+
+@pytest.mark.parametrize("status,reason", [(429, "ratelimit"), (403, "optout"), (413, "too-large")])
+def test_refusals_of_the_body_are_skips_not_retries(fw, api, core, status, reason):
+    provisioned(fw, api)
+    api.upload_status = status
+    report(fw, core)
+    fw.wait_event("dump-skipped", reason=reason)
+    assert fw.spool_files() == []
+
+
 def test_upload_ok_sends_the_core(fw, api, core):
     provisioned(fw, api)
     assert fw.core_pattern.read_text().strip() == f"|{fw.bin / 'crash-reporter'} %P %e %s %t"
