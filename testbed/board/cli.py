@@ -122,6 +122,29 @@ def run_command(command: str, cold: bool, over_ssh: bool, image_dir: str | None,
     sys.exit(code)
 
 
+@board.command("console")
+@click.argument("port")
+@click.option("--baudrate", type=int, default=115200, show_default=True)
+@click.option("--log", "log_path", type=click.Path(dir_okay=False), help="Also write everything read to this file.")
+def console_command(port: str, baudrate: int, log_path: str | None) -> None:
+    """Attach to any board's serial console: a device (/dev/ttyUSB0) or a pyserial URL
+    (socket://host:port, rfc2217://host:port). Ctrl-] leaves; @tb events are listed on leaving."""
+    from testbed.board.console import Console
+
+    try:
+        console = Console(port, log_path=log_path, baudrate=baudrate, name=port)
+    except Exception as exc:  # pyserial raises SerialException, ValueError, OSError
+        raise click.ClickException(f"cannot open {port}: {exc}") from exc
+    click.echo(f"attached to {port}; Ctrl-] leaves", err=True)
+    try:
+        console.interact(manage_echo=False)
+    finally:
+        console.close()
+    click.echo(f"\nleft {port}; {len(console.events)} @tb event(s) seen", err=True)
+    for event in console.events[-20:]:
+        click.echo(f"  {event.name} {event.fields}", err=True)
+
+
 @board.command("snapshot")
 @click.option("--force", is_flag=True, help="Make it again even if one is cached.")
 @click.option("--image", "image_dir", type=click.Path(exists=True, file_okay=False), help="A built image directory.")

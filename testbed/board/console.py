@@ -345,10 +345,11 @@ class Console(SpawnBase):
         with contextlib.suppress(ValueError):
             self._raw_listeners.remove(callback)
 
-    def interact(self, escape: bytes = b"\x1d") -> None:
+    def interact(self, escape: bytes = b"\x1d", manage_echo: bool = True) -> None:
         """Hand the console to the user's terminal until they type the escape byte (Ctrl-]).
 
-        The board's echo is turned back on for the session (and off again after).
+        With ``manage_echo`` the board's echo is turned back on for the session
+        (and off again after), for a console that prepare() set up.
         """
         import os
         import select
@@ -357,7 +358,8 @@ class Console(SpawnBase):
         import tty
 
         stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
-        self.run("stty echo", timeout=10)
+        if manage_echo:
+            self.run("stty echo", timeout=10)
         self.discard()
 
         def show(data: bytes) -> None:
@@ -387,7 +389,7 @@ class Console(SpawnBase):
             if saved is not None:
                 termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
             self.remove_raw_listener(show)
-        if not self._eof:
+        if manage_echo and not self._eof:
             with contextlib.suppress(Exception):
                 self.run("stty -echo", timeout=10)
 

@@ -19,6 +19,7 @@ import atexit
 import contextlib
 import ctypes
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -306,8 +307,11 @@ class QemuBoard:
         self.qmp.cmd("cont")
         self._prepare_console()
         self.ready_seconds = time.monotonic() - self.started_monotonic
-        if set_clock:
-            self.set_clock()
+        # Every board restored from one snapshot starts with the same kernel RNG state.
+        # The kernel mixes timer jitter in, so outputs already differ (measured), but
+        # fresh host randomness costs nothing here: same round trip as the clock.
+        clock = f"date -s @{int(time.time())} >/dev/null; " if set_clock else ""
+        self.console.run_check(f"{clock}echo {secrets.token_hex(32)} > /dev/urandom")
         return self
 
     def _wait_migration(self, timeout: float, incoming: bool) -> None:

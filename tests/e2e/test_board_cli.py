@@ -64,3 +64,26 @@ def test_board_boot_count_without_attach_until_ctrl_c(board_image, board_snapsho
         child.expect(pexpect.EOF)
     finally:
         child.close(force=True)
+
+
+def test_board_console_attaches_to_a_serial_url(tmp_path):
+    """`testbed board console` on pyserial's loop:// (what is sent comes back), as on a real port."""
+    log = tmp_path / "serial.log"
+    child = pexpect.spawn(sys.executable, ["-m", "testbed.cli", "board", "console", "loop://", "--log", str(log)],
+                          encoding="utf-8", timeout=30)
+    try:
+        child.expect("Ctrl-] leaves")
+        child.send("@tb event=sync-ok a=1\n")
+        child.expect("sync-ok a=1")
+        child.send("\x1d")
+        child.expect(r"1 @tb event\(s\) seen")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert "@tb event=sync-ok a=1" in log.read_text()
+
+
+def test_board_console_refuses_a_port_it_cannot_open():
+    result = subprocess.run([*TESTBED, "board", "console", "/dev/ttyNOPE9"], capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode != 0 and "cannot open /dev/ttyNOPE9" in result.stderr
