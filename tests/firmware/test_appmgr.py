@@ -152,3 +152,12 @@ def test_crashapp_rejects_bad_options(fw, args, message):
     proc = fw.run("crashapp", *args)
     assert proc.returncode == 2
     assert message in proc.stderr
+
+
+def test_after_ms_delays_the_crash(appmgr):
+    fw = appmgr
+    n = len(fw.events())
+    t0 = time.monotonic()
+    crash(fw, "--mode", "abort", "--after-ms", "400")
+    fw.wait_event("app-restart", after=n)
+    assert time.monotonic() - t0 >= 0.4
