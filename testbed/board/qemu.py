@@ -235,7 +235,8 @@ class QemuBoard:
                 self.qmp.close()
                 self.qmp = None
                 self.process = None
-                if "Address already in use" in last_error or "Failed to bind" in last_error:
+                if any(m in last_error for m in ("Address already in use", "Failed to bind",
+                                                 "Could not set up host forwarding rule")):
                     continue  # a port race with another process: try other ports
                 raise BoardError(f"{self.name}: QEMU did not start:\n{last_error}") from None
         else:

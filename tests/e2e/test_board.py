@@ -189,3 +189,29 @@ def test_a_board_that_never_boots_fails_with_its_console_log(board_image, tmp_pa
     assert "boot-ready" in message and str(b.log_path) in message
     assert b.log_path.exists()
     assert not b.alive  # the QEMU process is gone
+
+
+def test_a_port_taken_meanwhile_is_retried(board_image, board_snapshot, monkeypatch):
+    """Another process grabbing a port between our check and QEMU's bind: QEMU refuses, the board retries."""
+    import testbed.board.qemu as qemu_module
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    handed: list[int] = []
+    real_free_port = qemu_module.free_port
+
+    def racy_free_port() -> int:
+        port = taken.getsockname()[1] if len(handed) == 1 else real_free_port()  # 2nd port = SSH forward
+        handed.append(port)
+        return port
+
+    monkeypatch.setattr(qemu_module, "free_port", racy_free_port)
+    try:
+        with QemuBoard(board_image, name="port-race") as b:
+            b.restore(board_snapshot)
+            assert b.ssh_port != taken.getsockname()[1]
+            assert len(handed) == 4  # two attempts, two ports each
+            assert b.console.run("echo ok") == ("ok", 0)
+    finally:
+        taken.close()
