@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -59,14 +60,15 @@ class PrivateApt:
         ]
 
     def _run(self, args: list[str], cwd: Path | None = None, show: bool = False):
+        """Run an apt command; with ``show`` its output goes live to our stderr (not captured)."""
         if shutil.which(args[0]) is None:
             raise AptError(f"{args[0]} not found: the image builder needs apt (Debian/Ubuntu)")
         return subprocess.run(
             [args[0], *self.options(), *args[1:]],
             cwd=cwd,
             text=True,
-            stdout=None if show else subprocess.PIPE,
-            stderr=subprocess.STDOUT if not show else None,
+            stdout=sys.stderr if show else subprocess.PIPE,
+            stderr=None if show else subprocess.STDOUT,
         )
 
     def update(self) -> bool:
@@ -110,9 +112,12 @@ class PrivateApt:
             target.unlink()
         self.update()
         self.progress(f"downloading {pkg.package} {pkg.version} ({pkg.size / 1e6:.1f} MB)")
-        result = self._run(["apt-get", "download", f"{pkg.package}={pkg.version}"], cwd=self.archives, show=False)
+        # On a terminal apt shows its own download progress; otherwise its output is
+        # captured for the error message.
+        live = sys.stderr.isatty()
+        result = self._run(["apt-get", "download", f"{pkg.package}={pkg.version}"], cwd=self.archives, show=live)
         if result.returncode != 0 or not target.exists():
-            out = (result.stdout or "").strip()
+            out = (result.stdout or "").strip() if not live else "(apt's messages are above)"
             raise AptError(
                 f"cannot download {pkg.package} version {pkg.version} (armhf) from the mirror:\n{out}\n"
                 "The pinned version may have left the mirror: run `testbed image lock --update` "
