@@ -18,9 +18,27 @@ from typing import Any
 
 from testbed.scenario.yamlloc import LocList, LocMap, YamlSyntaxError, line_of, load_located
 
-#: What the board image runs (docs/firmware.md): the app `crashapp` under appmgr and the OS
-#: component `crashsvc`; a scenario may only name these.
-KNOWN_APPS: tuple[str, ...] = ("crashapp", "crashsvc")
+
+def firmware_apps() -> tuple[str, ...]:
+    """What the board image runs: the apps of firmware_stubs/etc/apps (under appmgr) and the OS
+    components its init script starts (``TB_COMPONENT=<name>``); crashapp and crashsvc if unreadable."""
+    from testbed.paths import REPO_ROOT
+
+    names: list[str] = []
+    try:
+        for line in (REPO_ROOT / "firmware_stubs" / "etc" / "apps").read_text().splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line:
+                names.append(line.split()[0])
+        for script in sorted((REPO_ROOT / "firmware_stubs" / "rc.d").glob("*")):
+            names += re.findall(r"TB_COMPONENT=([A-Za-z0-9_.-]+)", script.read_text())
+    except OSError:
+        pass
+    return tuple(dict.fromkeys(names)) or ("crashapp", "crashsvc")
+
+
+#: A scenario may only name these (docs/firmware.md): the app `crashapp`, the OS component `crashsvc`.
+KNOWN_APPS: tuple[str, ...] = firmware_apps()
 #: How an app can be made to crash on demand (`crashapp --mode ...`).
 CRASH_MODES: tuple[str, ...] = ("segv", "abort", "fpe", "stack")
 #: The `@tb event=` names of docs/device-api.md.
