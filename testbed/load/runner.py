@@ -8,6 +8,7 @@ and by a hard wall-clock limit after which the processes are killed.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +55,8 @@ class LocustPlan:
     user_classes: list[str] = field(default_factory=list)
     extra_args: list[str] = field(default_factory=list)
     quiet: bool = True
+    progress: Callable[[str], None] | None = None  # called with a status line every progress_every s
+    progress_every: float = 10.0
 
 
 @dataclass
@@ -136,6 +140,42 @@ def _stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
         proc.wait(timeout=10)
 
 
+def _progress_line(plan: LocustPlan, elapsed: float) -> str | None:
+    """``t=30 s: 40 users, 1234 requests (41.0/s), 0 failures`` from Locust's live CSV, if written yet."""
+    path = plan.out_dir / f"{CSV_PREFIX}_stats_history.csv"
+    try:
+        with open(path, newline="") as fh:
+            rows = [r for r in csv.DictReader(fh) if r.get("Name") == "Aggregated"]
+    except OSError:
+        return None
+    if not rows:
+        return None
+    last = rows[-1]
+    return (f"t={elapsed:.0f} s: {last['User Count']} users, {last['Total Request Count']} requests "
+            f"({float(last['Requests/s']):.1f}/s), {last['Total Failure Count']} failures")
+
+
+def _wait(head: subprocess.Popen, plan: LocustPlan, started: float, log) -> int:
+    """Wait for the head process, printing progress every ``progress_every`` s; stop it at the hard limit."""
+    next_report = started + plan.progress_every
+    while True:
+        left = plan.hard_limit - (time.monotonic() - started)
+        if left <= 0:
+            log.write(f"\ntestbed: Locust still running after {plan.hard_limit:.0f} s; stopping it\n")
+            log.flush()
+            _stop(head)
+            return head.returncode if head.returncode is not None else -9
+        try:
+            return head.wait(timeout=min(left, 1.0))
+        except subprocess.TimeoutExpired:
+            pass
+        if plan.progress is not None and time.monotonic() >= next_report:
+            next_report += plan.progress_every
+            line = _progress_line(plan, time.monotonic() - started)
+            if line:
+                plan.progress(line)
+
+
 def run_locust(plan: LocustPlan) -> LocustResult:
     """Run ``plan`` to its end (or kill it at ``hard_limit``); the output files are in ``plan.out_dir``."""
     if not plan.locustfile.is_file():
@@ -150,32 +190,27 @@ def run_locust(plan: LocustPlan) -> LocustResult:
                 head = subprocess.Popen(
                     master_args(plan, expect_workers=plan.remote_workers, bind_host=plan.master_bind_host,
                                 bind_port=plan.master_port),
-                    stdout=log, stderr=subprocess.STDOUT, env=_env(), cwd=plan.out_dir,
+                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=_env(), cwd=plan.out_dir,
                 )
                 procs.append(head)
             elif plan.workers > 0:
                 port = free_port()
                 master = subprocess.Popen(
                     master_args(plan, expect_workers=plan.workers, bind_host="127.0.0.1", bind_port=port),
-                    stdout=log, stderr=subprocess.STDOUT, env=_env(), cwd=plan.out_dir,
+                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=_env(), cwd=plan.out_dir,
                 )
                 procs.append(master)
                 for _ in range(plan.workers):
                     procs.append(subprocess.Popen(
                         worker_args(plan.locustfile, "127.0.0.1", port),
-                        stdout=log, stderr=subprocess.STDOUT, env=_env(), cwd=plan.out_dir,
+                        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=_env(), cwd=plan.out_dir,
                     ))
                 head = master
             else:
-                head = subprocess.Popen(_head_args(plan), stdout=log, stderr=subprocess.STDOUT, env=_env(),
+                head = subprocess.Popen(_head_args(plan), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=_env(),
                                         cwd=plan.out_dir)
                 procs.append(head)
-            try:
-                code = head.wait(timeout=plan.hard_limit)
-            except subprocess.TimeoutExpired:
-                log.write(f"\ntestbed: Locust still running after {plan.hard_limit:.0f} s; stopping it\n")
-                _stop(head)
-                code = head.returncode if head.returncode is not None else -9
+            code = _wait(head, plan, started, log)
             # Workers quit when the master tells them; give them a moment, then make sure.
             for proc in procs[1:]:
                 try:
@@ -192,7 +227,7 @@ def run_external(args: list[str], log_path: Path, hard_limit: float) -> int:
     """Run one Locust process of a multi-machine run (master or worker) in the foreground."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=_env())
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=_env())
         try:
             return proc.wait(timeout=hard_limit)
         except subprocess.TimeoutExpired:

@@ -276,6 +276,7 @@ def run_scenario(opts: RunOptions) -> dict[str, Any]:
             remote_workers=opts.remote_workers,
             master_bind_host=opts.master_bind_host,
             master_port=opts.master_port,
+            progress=lambda line: _say(opts, f"{spec.name}: {line}"),
         )
         before: dict[str, Any] = {}
         if spec.name == "deadline":
