@@ -318,9 +318,15 @@ class QemuBoard:
     def _wait_migration(self, timeout: float, incoming: bool) -> None:
         deadline = time.monotonic() + timeout
         while True:
+            try:
+                info = self.qmp.cmd("query-migrate")
+            except BoardError:
+                info = None
             if self.process.poll() is not None:
-                self._fail_boot("QEMU exited during the snapshot transfer")
-            info = self.qmp.cmd("query-migrate")
+                self.process.wait()
+                self._fail_boot("QEMU exited during the snapshot transfer (a bad or truncated snapshot file?)")
+            if info is None:
+                raise BoardError(f"{self.name}: QMP stopped answering during the snapshot transfer")
             status = info.get("status")
             if status == "completed" or (incoming and status is None and self._vm_status() == "prelaunch"
                                          and self._incoming_done()):

@@ -8,15 +8,24 @@ test can ask afterwards what QEMU reported (RESET, STOP, RESUME, SHUTDOWN...).
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qemu.qmp import ConnectError, QMPClient
+from qemu.qmp import ConnectError, QMPClient, QMPError
 
 from testbed.board.errors import BoardError
+
+# Every QMP failure surfaces as an exception from Qmp.cmd(); the library's own
+# error logging (e.g. "Connection reset by peer" when QEMU quits) only adds noise.
+logging.getLogger("qemu.qmp").setLevel(logging.CRITICAL)
+
+
+class QmpCommandError(BoardError):
+    """A QMP command failed: QEMU refused it or went away while it ran."""
 
 
 @dataclass(frozen=True)
@@ -40,13 +49,17 @@ class Qmp:
         self._client = QMPClient(name)
         self._listener: asyncio.Future | None = None
 
-    def _call(self, coro, timeout: float):
+    def _call(self, coro, timeout: float, what: str = "QMP"):
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)
         try:
             return future.result(timeout)
         except TimeoutError:
             future.cancel()
-            raise BoardError(f"{self.name}: QMP did not answer in {timeout} s") from None
+            raise BoardError(f"{self.name}: {what} did not answer in {timeout} s") from None
+        except (ConnectError, OSError):
+            raise  # connect() retries these
+        except QMPError as exc:  # QEMU went away mid-command, or refused it
+            raise QmpCommandError(f"{self.name}: {what} failed: {exc}") from exc
 
     def connect(self, timeout: float = 10, alive=lambda: True) -> None:
         """Connect to QEMU's QMP socket, retrying until ``timeout``.
@@ -91,7 +104,8 @@ class Qmp:
             pass
 
     def cmd(self, command: str, timeout: float = 30, **arguments: Any) -> Any:
-        return self._call(self._client.execute(command, arguments or None), timeout)
+        """Run a QMP command; QMP failures (QEMU gone, command refused) raise QmpCommandError."""
+        return self._call(self._client.execute(command, arguments or None), timeout, what=f"QMP {command}")
 
     def wait_event(self, name: str, timeout: float = 30, since: float | None = None,
                    where=None) -> QmpEvent:

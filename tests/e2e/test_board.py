@@ -215,3 +215,20 @@ def test_a_port_taken_meanwhile_is_retried(board_image, board_snapshot, monkeypa
             assert b.console.run("echo ok") == ("ok", 0)
     finally:
         taken.close()
+
+
+def test_a_corrupt_snapshot_fails_clearly(board_image, board_snapshot, tmp_path):
+    import json
+
+    from testbed.board.errors import BoardError
+    from testbed.board.snapshot import Snapshot
+
+    bad = tmp_path / "bad-snapshot"
+    bad.mkdir()
+    (bad / "state.bin").write_bytes(board_snapshot.state_file.read_bytes()[:4096])  # truncated
+    (bad / "snapshot.json").write_text(json.dumps(board_snapshot.meta))
+    b = QemuBoard(board_image, name="bad-snapshot", log_dir=tmp_path)
+    with pytest.raises(BoardError) as info:
+        b.restore(Snapshot.from_dir(bad))
+    assert "snapshot" in str(info.value) and "QEMU said" in str(info.value)
+    assert not b.alive
