@@ -101,6 +101,13 @@ def _figures(result: LocustResult, warmup: float) -> dict[str, Any]:
     }
 
 
+def _cpu_seconds(pid: int) -> float:
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
 def _series(result: LocustResult) -> dict[str, list[tuple[float, float | None]]]:
     """Per second: all upload buckets' requests/s summed, and the worst bucket's p50/p99."""
     history = report.read_history(result.history_csv)
@@ -142,14 +149,20 @@ def run_bench(out: Path, users: int, duration: float, rounds: int, workers: int,
             if target.startswith("sink"):
                 with Sink(run_dir) as sink:
                     devices = [[f"{i:0128x}", "sink"] for i in range(n_devices)]
+                    cpu0 = _cpu_seconds(sink.pid)
                     result = _run(run_dir, sink.url, {"service_url": sink.url, "devices": devices}, run_params,
                                   users, duration, workers)
+                    cpu = _cpu_seconds(sink.pid) - cpu0
             else:
                 with ServiceProcess(run_dir / "service-data", rate_limit=0, log_path=run_dir / "service.log") as svc:
                     fleet = provision(svc.url, svc.control_token or "", n_devices, name="bench",
                                       progress=lambda m: None)
+                    cpu0 = _cpu_seconds(svc.pid)
                     result = _run(run_dir, svc.url, fleet.to_config(), run_params, users, duration, workers)
+                    cpu = _cpu_seconds(svc.pid) - cpu0
             figures = _figures(result, 0.0)
+            # server CPU per upload (all its threads, user + system): a cost that machine load does not distort
+            figures["server_cpu_ms_per_upload"] = round(1000 * cpu / max(figures["uploads"], 1), 3)
             if "pace" in run_params:
                 figures["offered_per_s"] = round(run_params["pace"] * users, 1)
             runs[target].append(figures)
@@ -161,6 +174,7 @@ def run_bench(out: Path, users: int, duration: float, rounds: int, workers: int,
             "p50_ms": statistics.median(x["p50_ms"] for x in rs),
             "p99_ms": statistics.median(x["p99_ms"] for x in rs),
             "failures": sum(x["failures"] for x in rs),
+            "server_cpu_ms_per_upload": statistics.median(x["server_cpu_ms_per_upload"] for x in rs),
             "rounds": rs,
         }
     for target in ("sink_paced", "durable_paced"):
@@ -236,4 +250,6 @@ def bench_ingest(users: int, duration: float, rounds: int, workers: int, out_dir
         click.echo(f"durable at half the sink's rate ({p['offered_per_s']:.0f}/s offered): "
                    f"{p['uploads_per_s']:.0f} uploads/s, p50 {p['p50_ms']} ms, p99 {p['p99_ms']} ms")
         click.echo(f"ratio:   {summary['ratio_uploads_per_s']:.2f} (target >= {TARGET_RATIO})")
+        click.echo(f"server CPU per upload: sink {s['server_cpu_ms_per_upload']} ms, "
+                   f"durable {d['server_cpu_ms_per_upload']} ms")
     click.echo(f"HTML summary: {summary['html']}", err=True)
