@@ -169,7 +169,21 @@ def wait_connections_drained(pid: int, port: int, timeout: float) -> tuple[int, 
 
 
 # ----------------------------------------------------------------------------- params
+_DEVICE_PARAMS = {"crash_interval", "pace", "intent", "sync_every"}
+PARAMS: dict[str, set[str]] = {
+    "sizes": _DEVICE_PARAMS | {"stages", "spawn_rate"},
+    "throttling": _DEVICE_PARAMS | {"signatures", "rotate_seconds", "run_id"},
+    "deadline": {"deadline", "crash_interval", "phases"},
+    "fleet": {"sync_period"},
+    "durability": _DEVICE_PARAMS | {"kills"},
+}
+
+
 def default_params(spec: ScenarioSpec, users: int, duration: float, extra: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(extra) - PARAMS[spec.name])
+    if unknown:
+        raise ScenarioError(f"unknown parameter(s) for {spec.name}: {', '.join(unknown)}; "
+                            f"known: {', '.join(sorted(PARAMS[spec.name]))}")
     cores = load_cores()
     p: dict[str, Any] = {"users": users, "duration": duration}
     if spec.name == "sizes":

@@ -159,3 +159,11 @@ def test_board_http_gives_up_at_the_total_deadline(mode):
         assert 0.95 <= took <= 1.2
     finally:
         server.close()
+
+
+def test_unknown_scenario_parameters_are_refused(tmp_path):
+    from testbed.load.cli import load
+
+    result = CliRunner().invoke(load, ["run", "fleet", "--param", "sync_perod=30", "--out", str(tmp_path / "o")])
+    assert result.exit_code != 0
+    assert "sync_perod" in result.output and "sync_period" in result.output
