@@ -78,7 +78,7 @@ class ServiceConfig:
     max_inflated_bytes: int = 4 * 1024 * 1024
     rate_limit_per_minute: int = 120
     rate_limit_burst: int = 30
-    sweep_interval: float = 60.0
+    sweep_interval: float = 10.0
     retention_seconds: int = RETENTION_SECONDS
 
 

@@ -41,7 +41,7 @@ def service() -> None:
 @click.option("--max-inflated-bytes", type=click.IntRange(1), default=4 * 1024 * 1024, show_default=True, help="Cap on an upload's inflated size.")
 @click.option("--rate-limit", type=click.IntRange(0), default=120, show_default=True, help="Crash requests (intent + upload) per device per minute; 0 disables.")
 @click.option("--rate-burst", type=click.IntRange(1), default=30, show_default=True, help="Burst allowance of the per-device rate limit.")
-@click.option("--sweep-interval", type=click.FloatRange(0.1), default=60.0, show_default=True, help="Seconds between retention sweeps.")
+@click.option("--sweep-interval", type=click.FloatRange(0.1), default=10.0, show_default=True, help="Seconds between retention sweeps.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="warning", show_default=True)
 def run(
     data_dir: Path,

@@ -16,10 +16,12 @@ pending at the moment it wakes up (a batch), and for the batch:
 
 A materializer thread then writes each blob as its own file,
 ``blobs/<Region>/<id>.gz`` (temporary name, then rename), a few milliseconds
-after the 201. A flusher thread, ``flush_delay`` seconds later, makes those
-files durable (one ``syncfs``, or an fsync per file where syncfs is missing)
-and deletes the journal files they came from; it also runs the WAL
-checkpoints, off the writer's path.
+after the 201. A flusher thread, ``flush_delay`` seconds later (35 s: by then
+the kernel has written the data back and ext4 has committed the metadata, so
+each fsync is cheap), fsyncs those files and their directories and deletes
+the journal files they came from; it also runs the WAL checkpoints, off the
+writer's path. (``syncfs`` would be one call, but it flushes everybody's
+dirty data on the filesystem and stalls the writer's own fsyncs behind it.)
 
 At start, before anything is served, ``recover`` replays every journal left
 by a crash: each record whose row was committed is written out as its blob
@@ -34,8 +36,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import ctypes
-import ctypes.util
 import hashlib
 import itertools
 import logging
@@ -137,26 +137,6 @@ def read_journal(raw: bytes) -> Iterator[tuple[str, bytes]]:
         pos = start + length
 
 
-_libc: ctypes.CDLL | None = None
-
-
-def _syncfs(path: Path) -> bool:
-    """syncfs(2) on the filesystem holding ``path``: one call makes every file written so far
-    durable (instead of one fsync, one journal commit, per file). False if unavailable."""
-    global _libc
-    try:
-        if _libc is None:
-            _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        syncfs = _libc.syncfs
-    except (OSError, AttributeError):
-        return False
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        return syncfs(fd) == 0
-    finally:
-        os.close(fd)
-
-
 def _fsync_file(path: Path) -> bool:
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -201,7 +181,7 @@ class Ingest:
         clock: Clock,
         throttle_limit: int,
         retention: int = RETENTION_SECONDS,
-        flush_delay: float = 2.0,
+        flush_delay: float = 35.0,
     ) -> None:
         self.data_dir = data_dir
         self.blob_root = data_dir / "blobs"
@@ -604,9 +584,8 @@ class Ingest:
         if not journals:
             return 0
         directories = {p.parent for p in journals}
-        if not _syncfs(self.blob_root):
-            for path in files:
-                _fsync_file(path)  # a missing one was swept meanwhile
+        for path in files:
+            _fsync_file(path)  # a missing one was swept meanwhile
         for directory in directories:
             fsync_dir(directory)
         for path in journals:
