@@ -281,3 +281,24 @@ def test_no_dump_before_the_first_sync(board, tap, claimed_device, device_group)
     board.wait_for_event("sync-ok", since=t0, timeout=15)
     t1 = crash(board, "--mode segv")
     assert board.wait_for_event("upload-ok", since=t1, timeout=10)["region"] == "EU"
+
+
+def test_same_crash_same_signature_on_two_boards(board_pool):
+    """Each board's kernel writes a core of the same crash into tmpfs (a file core_pattern set for
+    this test, with syncd stopped so it does not put its own back) and the board's own parser
+    (tb-tool, the reporter's code) computes the signature: equal on both boards, other with --id."""
+    boards = board_pool(2)
+    sigs = []
+    for b in boards:
+        b.console.run_check("kill $(cat /run/testbed/syncd.pid)")
+        b.console.run_check("echo '/tmp/core.%e' > /proc/sys/kernel/core_pattern")
+        b.console.run_check("cd /tmp && (ulimit -c unlimited; crashapp --direct --mode segv --heap-kib 8; true)",
+                            timeout=20)
+        out = b.console.run_check("tb-tool core /tmp/core.crashapp")
+        fields = dict(line.split("=", 1) for line in out.splitlines() if "=" in line and not line.startswith("map="))
+        assert fields["signal"] == "11" and fields["machine"] == "40"
+        sigs.append(fields["signature"])
+        b.console.run_check("(ulimit -c unlimited; cd /tmp && crashapp --direct --mode segv --id two; true)", timeout=20)
+        other = b.console.run_check("tb-tool core /tmp/core.crashapp-two")
+        assert f"signature={fields['signature']}" not in other
+    assert sigs[0] == sigs[1]
