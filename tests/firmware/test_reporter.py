@@ -263,3 +263,40 @@ def test_provision_from_cmdline_and_new_identity_resets_consent(fw, api, tmp_pat
     assert proc.returncode == 0
     assert not (fw.state / "sync.state").exists()
     assert fw.core_pattern.read_text().startswith("/nonexistent")
+
+
+def test_missing_gzip_is_an_upload_fail_and_sends_nothing(fw, api, board_core):
+    provisioned(fw, api)
+    proc = fw.run("crash-reporter", "77", "crashapp", "11", "0", input=board_core, TB_GZIP="/nonexistent/gzip")
+    assert proc.returncode == 1
+    fw.wait_event("upload-fail", reason="gzip")
+    assert api.requests == []
+
+
+def test_a_core_it_cannot_read_is_skipped(fw, api):
+    provisioned(fw, api)
+    proc = fw.run("crash-reporter", "78", "crashapp", "11", "0", input=b"\x7fELF" + b"\0" * 100)
+    assert proc.returncode == 1
+    crash = fw.wait_event("crash")
+    assert crash["sig"] == "-" and crash["signal"] == "11"
+    fw.wait_event("dump-skipped", reason="bad-core")
+    assert api.requests == []
+
+
+def test_tells_appmgr_crash_first_and_done_after_the_upload(fw, api, board_core):
+    """The seam to appmgr: datagrams "crash PID MONO_MS" at start and "done PID" after the outcome."""
+    provisioned(fw, api)
+    fw.run_dir.mkdir(parents=True, exist_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(fw.run_dir / "appmgr.sock"))
+    sock.settimeout(10)
+    try:
+        before = int(time.clock_gettime(time.CLOCK_MONOTONIC) * 1000)
+        report(fw, board_core, pid=4343)
+        first = sock.recv(128).decode().split()
+        second = sock.recv(128).decode().split()
+    finally:
+        sock.close()
+    assert first[:2] == ["crash", "4343"] and before <= int(first[2]) <= before + 5000
+    assert second == ["done", "4343"]
+    assert fw.wait_event("upload-ok")
