@@ -43,6 +43,7 @@ def service() -> None:
 @click.option("--rate-burst", type=click.IntRange(1), default=30, show_default=True, help="Burst allowance of the per-device rate limit.")
 @click.option("--sweep-interval", type=click.FloatRange(0.1), default=10.0, show_default=True, help="Seconds between retention sweeps.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="warning", show_default=True)
+@click.option("--exit-with-parent", "parent_pid", type=int, default=None, hidden=True, help="Stop when this parent process is gone (ServiceProcess sets it).")
 def run(
     data_dir: Path,
     host: str,
@@ -58,6 +59,7 @@ def run(
     rate_burst: int,
     sweep_interval: float,
     log_level: str,
+    parent_pid: int | None,
 ) -> None:
     """Run the service in the foreground until interrupted."""
     from testbed.service.app import ServiceConfig
@@ -82,6 +84,7 @@ def run(
             control_token_file=control_token_file,
             force_host=allow_non_loopback,
             log_level=log_level,
+            parent_pid=parent_pid,
         )
     except HostError as exc:
         raise click.ClickException(str(exc)) from None

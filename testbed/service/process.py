@@ -80,6 +80,8 @@ class ServiceProcess:
             str(self.requested_port),
             "--ready-file",
             str(ready_file),
+            "--exit-with-parent",
+            str(os.getpid()),
         ]
         if self.enable_control:
             cmd += ["--enable-control", "--control-token-file", str(self.data_dir / "control.token")]

@@ -81,6 +81,7 @@ def serve(
     control_token_file: Path | None = None,
     force_host: bool = False,
     log_level: str = "warning",
+    parent_pid: int | None = None,
 ) -> None:
     check_host(host, force_host)
     # The ingest writer thread makes many short blocking calls (SQLite, file I/O); with the
@@ -130,4 +131,23 @@ def serve(
     )
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     server = _Server(uv_config, announce)
+    if parent_pid:
+        _exit_with_parent(server, parent_pid)
     server.run(sockets=[sock])
+
+
+def _exit_with_parent(server: uvicorn.Server, parent_pid: int) -> None:
+    """Stop (cleanly) when the process that started us is gone, so that a test runner
+    killed with SIGKILL leaves no service behind."""
+    import threading
+    import time
+
+    def watch() -> None:
+        while not server.should_exit:
+            if os.getppid() != parent_pid:
+                print(f"parent process {parent_pid} is gone; stopping", file=sys.stderr, flush=True)
+                server.should_exit = True
+                return
+            time.sleep(0.5)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()

@@ -196,3 +196,31 @@ def test_second_service_on_same_data_dir_is_refused(service) -> None:
         ServiceProcess(service.data_dir, startup_timeout=10).start()
     assert "already running" in str(err.value)
     assert httpx.get(service.url + "/healthz").status_code == 200
+
+
+def test_service_stops_when_its_parent_dies(tmp_path) -> None:
+    """A test runner killed with SIGKILL must not leave a service behind."""
+    code = (
+        "import sys, time\n"
+        "from testbed.service.process import ServiceProcess\n"
+        "s = ServiceProcess(sys.argv[1]).start()\n"
+        "print(s.pid, flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "svc")], stdout=subprocess.PIPE, text=True)
+    pid = int(parent.stdout.readline())
+    parent.kill()
+    parent.wait(10)
+    deadline = time.monotonic() + 15
+    import os
+
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(pid, 9)
+        pytest.fail("the service outlived its parent by 15 s")
+    assert "parent process" in (tmp_path / "svc" / "service.log").read_text()
