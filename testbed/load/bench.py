@@ -109,15 +109,16 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _series(result: LocustResult) -> dict[str, list[tuple[float, float | None]]]:
-    """Per second: all upload buckets' requests/s summed, and the worst bucket's p50/p99."""
+    """Per second: all upload buckets' uploads/s summed (from count deltas), and the worst bucket's p50/p99."""
     history = report.read_history(result.history_csv)
     by_t: dict[float, dict[str, float]] = {}
     for name, rows in history.items():
         if not name.startswith("upload "):
             continue
+        for t, rate in report.interval_rates(rows):
+            by_t.setdefault(round(t), {"rps": 0.0, "p50": 0.0, "p99": 0.0})["rps"] += rate
         for r in rows:
             slot = by_t.setdefault(round(r["t"]), {"rps": 0.0, "p50": 0.0, "p99": 0.0})
-            slot["rps"] += r["rps"]
             slot["p50"] = max(slot["p50"], r["p50"] or 0.0)
             slot["p99"] = max(slot["p99"], r["p99"] or 0.0)
     ts = sorted(by_t)

@@ -78,6 +78,16 @@ def merged_summary(stats: list[dict[str, Any]], prefix: str) -> dict[str, Any] |
     return entry_summary(merged)
 
 
+def interval_rates(rows: list[dict[str, float]]) -> list[tuple[float, float]]:
+    """Requests per second between consecutive history rows (exact, unlike Locust's rolling Requests/s)."""
+    out = []
+    for prev, cur in zip(rows, rows[1:], strict=False):
+        dt = cur["t"] - prev["t"]
+        if dt > 0:
+            out.append((cur["t"], max(0.0, (cur["count"] - prev["count"]) / dt)))
+    return out
+
+
 def _num(row: dict[str, str], key: str) -> float | None:
     try:
         return float(row.get(key, "N/A"))
@@ -102,6 +112,7 @@ def read_history(path: Path, names: tuple[str, ...] | None = None) -> dict[str, 
             series.setdefault(name, []).append({
                 "t": t - t0, "users": _num(row, "User Count") or 0.0, "rps": _num(row, "Requests/s") or 0.0,
                 "p50": _num(row, "50%"), "p99": _num(row, "99%"),
+                "count": _num(row, "Total Request Count") or 0.0,
             })
     return series
 
@@ -147,7 +158,7 @@ def svg_chart(title: str, unit: str, lines: dict[str, list[tuple[float, float]]]
         if good:
             path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in good)
             out.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{path}"/>')
-        out.append(f'<text x="{pad_l + 8 + 150 * i}" y="{pad_t + 12}" font-size="11" fill="{color}" '
+        out.append(f'<text x="{pad_l + 8 + 150 * (i % 4)}" y="{pad_t + 12 + 13 * (i // 4)}" font-size="11" fill="{color}" '
                    f'font-family="sans-serif">{html.escape(label)}</text>')
     out.append("</svg>")
     return "".join(out)

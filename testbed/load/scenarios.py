@@ -327,10 +327,10 @@ def write_summary_html(out: Path, summary: dict[str, Any]) -> None:
     history = report.read_history(out / "locust_stats_history.csv")
     named = {k: v for k, v in history.items() if k != "Aggregated"}
     # many names (the deadline scenario's phases) make an unreadable chart: keep the busiest six
-    busiest = sorted(named, key=lambda k: -sum(r["rps"] for r in named[k]))[:6]
+    busiest = sorted(named, key=lambda k: -(named[k][-1]["count"] if named[k] else 0))[:6]
     charts = [
         report.svg_chart("Users", "users", {"users": [(r["t"], r["users"]) for r in history.get("Aggregated", [])]}),
-        report.svg_chart("Requests per second", "req/s", {k: [(r["t"], r["rps"]) for r in named[k]] for k in busiest}),
+        report.svg_chart("Requests per second", "req/s", {k: report.interval_rates(named[k]) for k in busiest}),
         report.svg_chart("p99 latency (Locust's 10 s window)", "ms",
                          {k: [(r["t"], r["p99"]) for r in named[k]] for k in busiest}),
     ]
