@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import secrets
 import sys
 import threading
@@ -276,8 +277,10 @@ def run_scenario(opts: RunOptions) -> dict[str, Any]:
             "params": params,
         }
         config_path = out / "config.json"
-        config_path.write_text(json.dumps(config))
-        config_path.chmod(0o600)
+        config_path.unlink(missing_ok=True)
+        # it holds the run's tokens and device secrets: private from the first byte
+        with os.fdopen(os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as fh:
+            fh.write(json.dumps(config))
         plan = LocustPlan(
             locustfile=SCENARIO_DIR / spec.locustfile,
             host=service.url,
