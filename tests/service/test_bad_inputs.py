@@ -171,7 +171,7 @@ HEADER_VALUES = st.one_of(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=60, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 @given(
     body=st.one_of(
         st.binary(max_size=2048),
@@ -221,7 +221,7 @@ GROUP_BODIES = st.one_of(
 )
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=80, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 @given(
     route=st.sampled_from(["patch-group", "create-group", "create-product", "claim", "move", "list", "intent", "sync"]),
     body=GROUP_BODIES,
