@@ -32,7 +32,13 @@ import click
 from testbed.load import report
 from testbed.load.cores import load_cores
 from testbed.load.provision import provision
-from testbed.load.runner import SCENARIO_DIR, LocustPlan, LocustResult, run_locust
+from testbed.load.runner import (
+    SCENARIO_DIR,
+    LocustPlan,
+    LocustResult,
+    run_locust,
+    write_private_json,
+)
 
 TARGET_RATIO = 0.5
 TARGET_P99_MS = 100.0
@@ -222,7 +228,7 @@ def _run(run_dir: Path, url: str, base: dict[str, Any], params: dict[str, Any], 
          workers: int) -> LocustResult:
     config = {**base, "scenario": "bench", "output_dir": str(run_dir), "params": params}
     path = run_dir / "config.json"
-    path.write_text(json.dumps(config))
+    write_private_json(path, config)
     result = run_locust(LocustPlan(SCENARIO_DIR / "mix.py", url, run_dir, path, users=users, run_time=duration,
                                    workers=workers, hard_limit=duration + 90))
     if result.exit_code != 0:

@@ -29,6 +29,13 @@ HTML_REPORT = "locust.html"
 CSV_PREFIX = "locust"
 
 
+def write_private_json(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON to a new file readable by its owner only (run configs hold secrets)."""
+    path.unlink(missing_ok=True)
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as fh:
+        fh.write(json.dumps(data))
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import secrets
 import sys
 import threading
@@ -30,7 +29,13 @@ import httpx
 from testbed.load import report
 from testbed.load.cores import check_core_gzip, load_cores
 from testbed.load.provision import Fleet, check_loopback_url, provision
-from testbed.load.runner import SCENARIO_DIR, LocustPlan, LocustResult, run_locust
+from testbed.load.runner import (
+    SCENARIO_DIR,
+    LocustPlan,
+    LocustResult,
+    run_locust,
+    write_private_json,
+)
 
 SUMMARY_FILE = "summary.json"
 
@@ -277,10 +282,7 @@ def run_scenario(opts: RunOptions) -> dict[str, Any]:
             "params": params,
         }
         config_path = out / "config.json"
-        config_path.unlink(missing_ok=True)
-        # it holds the run's tokens and device secrets: private from the first byte
-        with os.fdopen(os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as fh:
-            fh.write(json.dumps(config))
+        write_private_json(config_path, config)  # it holds the run's tokens and device secrets
         plan = LocustPlan(
             locustfile=SCENARIO_DIR / spec.locustfile,
             host=service.url,
