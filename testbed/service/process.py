@@ -157,7 +157,9 @@ class ServiceProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self, timeout: float = 15.0) -> int | None:
-        """SIGTERM and wait (the writer finishes its batch); SIGKILL after ``timeout``."""
+        """SIGTERM and wait: the service finishes its batch, fsyncs every blob file and removes
+        its journals. SIGKILL after ``timeout``. Returns the exit status (-15 after a clean
+        stop: uvicorn re-raises the SIGTERM it handled)."""
         if self.proc is None:
             return None
         if self.proc.poll() is None:

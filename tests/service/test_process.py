@@ -89,7 +89,10 @@ def test_restart_keeps_everything(tmp_path, core_gz) -> None:
         with ControlClient(svc.url, svc.control_token) as control:
             control.advance_clock(3600)
             t_before = control.clock()["serverTime"]
-        svc.restart()
+        svc.stop()
+        assert list(svc.data_dir.rglob(".batch-*")) == []  # a clean stop leaves no journals
+        assert len(list(svc.data_dir.rglob("*.gz"))) == len(ids)
+        svc.start()
         with ControlClient(svc.url, svc.control_token) as control:  # a new control token each start
             assert control.clock()["serverTime"] >= t_before  # the warped clock persists
         d = devices[0]
