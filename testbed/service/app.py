@@ -313,6 +313,8 @@ class Service:
         if row is None:
             row = self.store.device_with_group(device_id)
             if row is not None:
+                if len(self._devices) >= 200_000:  # bound the memory of a huge fleet
+                    self._devices.clear()
                 self._devices[device_id] = row
         if row is None or not hmac.compare_digest(row["secret_hash"], hash_secret(secret)):
             raise unauthorized("Unknown device or wrong secret.")
