@@ -308,11 +308,15 @@ class QemuBoard:
         self.qmp.cmd("cont")
         self._prepare_console()
         self.ready_seconds = time.monotonic() - self.started_monotonic
-        # Every board restored from one snapshot starts with the same kernel RNG state.
-        # The kernel mixes timer jitter in, so outputs already differ (measured), but
-        # fresh host randomness costs nothing here: same round trip as the clock.
+        # Every board restored from one snapshot starts with the same kernel RNG state,
+        # and Linux 6.1 reseeds its CRNG only about once a minute: without this, two
+        # restored boards draw the same "random" bytes (measured). tb-reseed (images/src)
+        # mixes a host seed in and forces the reseed; same round trip as the clock.
         clock = f"date -s @{int(time.time())} >/dev/null; " if set_clock else ""
-        self.console.run_check(f"{clock}echo {secrets.token_hex(32)} > /dev/urandom")
+        seed = secrets.token_hex(32)
+        self.console.run_check(
+            f"{clock}if command -v tb-reseed >/dev/null; then tb-reseed {seed}; else echo {seed} > /dev/urandom; fi"
+        )
         return self
 
     def _wait_migration(self, timeout: float, incoming: bool) -> None:

@@ -237,6 +237,30 @@ def _build_firmware(staging: Path, progress: Progress) -> dict:
     return {"included": True, "files": files}
 
 
+CROSS_CC = "arm-linux-gnueabihf-gcc"
+
+
+def _build_helpers(out_dir: Path, dynamic: bool, progress: Progress) -> list[Path]:
+    """Compile the image's own small C helpers (images/src/*.c) for armhf."""
+    sources = sorted((IMAGES_DIR / "src").glob("*.c"))
+    if not sources:
+        return []
+    if shutil.which(CROSS_CC) is None:
+        raise ImageError(f"{CROSS_CC} not found (needed for images/src): apt-get install gcc-arm-linux-gnueabihf")
+    built = []
+    for src in sources:
+        target = out_dir / src.stem
+        cmd = [CROSS_CC, "-std=c11", "-Wall", "-Wextra", "-Werror", "-Os", "-s", "-o", str(target), str(src)]
+        if not dynamic:
+            cmd.insert(1, "-static")
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise ImageError(f"building {src.relative_to(REPO_ROOT)} failed:\n{result.stdout}{result.stderr}")
+        built.append(target)
+    progress("built " + ", ".join(p.name for p in built) + (" (dynamic)" if dynamic else " (static)"))
+    return built
+
+
 def _add_libraries(cpio: CpioWriter, root: Path) -> list[str]:
     added = []
     for top in ("lib", "usr/lib"):
@@ -321,6 +345,12 @@ def _build(digest: str, target: Path, progress: Progress) -> Image:
                     libs += _add_libraries(cpio, unpacked[name])
             dropbear_included = True
             progress(f"dropbear with {len(libs)} library files")
+
+        helpers_dir = work / "helpers"
+        helpers_dir.mkdir()
+        # Dynamically linked against the glibc that dropbear brings (a few KB each), else static.
+        for helper in _build_helpers(helpers_dir, dynamic=dropbear_included, progress=progress):
+            cpio.add_file(f"usr/sbin/{helper.name}", helper.read_bytes(), 0o755)
 
         fw_stage = work / "firmware-root"
         fw_stage.mkdir()

@@ -90,7 +90,8 @@ def test_restore_gives_a_clean_board_with_the_host_clock(board_pool):
     assert abs(guest_now - time.time()) < 5
     assert second.ready_seconds is not None
     assert first.console_port != second.console_port and first.ssh_port != second.ssh_port
-    # Same snapshot, but not the same random numbers (host keys, ports, firmware ids).
+    # Same snapshot, but not the same random numbers (host keys, ports, firmware ids):
+    # the restore forces a CRNG reseed with a host seed (tb-reseed).
     draw = "head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n'"
     assert first.console.run_check(draw) != second.console.run_check(draw)
 
