@@ -34,7 +34,7 @@ import pexpect
 import serial
 from pexpect.spawnbase import SpawnBase
 
-from testbed.board.errors import BoardCrashed, ConsoleClosed, ConsoleTimeout
+from testbed.board.errors import BoardCrashed, BoardError, ConsoleClosed, ConsoleTimeout
 
 _DEATH_MESSAGES = (
     r"Internal error: Oops",
@@ -303,8 +303,6 @@ class Console(SpawnBase):
         """Like run(), but a non-zero exit code raises."""
         output, code = self.run(cmd, timeout=timeout)
         if code != 0:
-            from testbed.board.errors import BoardError
-
             raise BoardError(f"{self.name}: {cmd!r} exited {code}:\n{output}")
         return output
 

@@ -295,9 +295,8 @@ class QemuBoard:
 
     def restore(self, snapshot, *, set_clock: bool = True, timeout: float = 30) -> QemuBoard:
         """Start from a saved snapshot (see testbed.board.snapshot); the shell answers on return."""
-        from testbed.board.snapshot import Snapshot
-
-        if not isinstance(snapshot, Snapshot):
+        # Duck-typed (no import here: restore() runs in worker threads, see board_pool).
+        if not hasattr(snapshot, "state_file") or not hasattr(snapshot, "image_hash"):
             raise TypeError("restore() takes a testbed.board.snapshot.Snapshot")
         if snapshot.image_hash != self.image.hash:
             raise BoardError(
