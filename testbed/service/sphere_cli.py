@@ -237,6 +237,16 @@ def device_move(service_url: str | None, token: str | None, tenant: str | None, 
     _echo_json(client.move_device(tenant_id, device_id, target["Id"]))
 
 
+@device_cmd.command("show")
+@_connection_options
+@click.option("--device", "device_id", required=True)
+@_handle_errors
+def device_show(service_url: str | None, token: str | None, tenant: str | None, device_id: str) -> None:
+    """Show a device (its group and product) as JSON."""
+    client, tenant_id = _connect(service_url, token, tenant)
+    _echo_json(client.device(tenant_id, device_id))
+
+
 # --------------------------------------------------------------------------- crashdumps
 
 

@@ -48,6 +48,8 @@ def test_must_show_flow_eu_group_via_cli(cli, service) -> None:
     shown = json.loads(cli(["sphere", "device-group", "show", "--product", "DW100", "--device-group", "Marketing"], token).stdout)
     assert shown == updated
     device = json.loads(cli(["sphere", "device", "claim", "--product", "DW100", "--device-group", "Marketing"], token).stdout)
+    shown_device = json.loads(cli(["sphere", "device", "show", "--device", device["DeviceId"]], token).stdout)
+    assert shown_device["DeviceGroupId"] == updated["Id"] and "DeviceSecret" not in shown_device
     core = min(core_files(), key=lambda p: p.stat().st_size)
     res = cli(["service", "upload", "--service-url", service.url, "--device-id", device["DeviceId"],
                "--secret", device["DeviceSecret"], "--core", str(core)])  # fmt: skip
