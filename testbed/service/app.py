@@ -257,6 +257,7 @@ class Service:
         # groups change only through this process's API, which drops the entries it
         # changes; the ingest writer re-checks consent in the database anyway.
         self._devices: dict[str, sqlite3.Row] = {}
+        self._throttled_cache: dict[str, tuple[int, list[str]]] = {}
         self._sweeper: asyncio.Task[None] | None = None
 
     # lifecycle -----------------------------------------------------------------
@@ -490,7 +491,7 @@ class Service:
     async def sync(self, request: Request) -> Response:
         device = self.device(request)
         await read_json(request, required=False)
-        throttled = self.store.throttled_signatures(device["tenant_id"], self.config.throttle_limit)
+        throttled = self._throttled(device["tenant_id"])
         return JSONResponse(
             {
                 "optIn": bool(device["allow_crash_dumps"]),
@@ -503,6 +504,18 @@ class Service:
                 "deviceGroupId": device["group_id"],
             }
         )
+
+    def _throttled(self, tenant_id: str) -> list[str]:
+        """The tenant's throttled signatures, recomputed only after dump rows changed."""
+        version = self.ingest.version
+        cached = self._throttled_cache.get(tenant_id)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        signatures = self.store.throttled_signatures(tenant_id, self.config.throttle_limit)
+        if len(self._throttled_cache) > 10_000:
+            self._throttled_cache.clear()
+        self._throttled_cache[tenant_id] = (version, signatures)
+        return signatures
 
     async def intent(self, request: Request) -> Response:
         device = self.device(request)

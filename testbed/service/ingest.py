@@ -206,6 +206,8 @@ class Ingest:
         self.stored = 0
         self.max_batch_seen = 0
         self.busy_seconds = 0.0
+        #: Bumped after every change to dump rows (commit or sweep): readers cache by it.
+        self.version = 0
         self.flushed = 0
         self.lock_wait_seconds = 0.0
         self.commit_seconds = 0.0
@@ -497,9 +499,11 @@ class Ingest:
             for u in kept:
                 outcomes[u.dump_id] = Outcome("stored", u.dump_id, u.region)
                 self.stored += 1
+            self.version += 1
             self._mqueue.put(("write", (kept, journals)))
         except Exception as exc:  # disk full, I/O error: nothing of this batch is kept
             log.exception("ingest batch failed")
+            self.version += 1
             for path in journals:
                 path.unlink(missing_ok=True)
             for u in batch:
@@ -521,6 +525,7 @@ class Ingest:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        self.version += 1
         # The materializer deletes the files, after any write of them still queued.
         done = threading.Event()
         self._mqueue.put(("delete", ([self.blob_root / r["blob"] for r in rows], done)))
