@@ -294,7 +294,11 @@ class QemuBoard:
         )
 
     def restore(self, snapshot, *, set_clock: bool = True, timeout: float = 30) -> QemuBoard:
-        """Start from a saved snapshot (see testbed.board.snapshot); the shell answers on return."""
+        """Start from a saved snapshot (see testbed.board.snapshot); the shell answers on return.
+
+        The guest clock is set to the host's, its RNG reseeded, and when the board
+        was made with an ``identity`` it is provisioned with it (tb-provision).
+        """
         # Duck-typed (no import here: restore() runs in worker threads, see board_pool).
         if not hasattr(snapshot, "state_file") or not hasattr(snapshot, "image_hash"):
             raise TypeError("restore() takes a testbed.board.snapshot.Snapshot")
@@ -316,6 +320,8 @@ class QemuBoard:
         self.console.run_check(
             f"{clock}if command -v tb-reseed >/dev/null; then tb-reseed {seed}; else echo {seed} > /dev/urandom; fi"
         )
+        if self.identity is not None:  # given at construction: provision now, as a cold boot would
+            self.provision(self.identity)
         return self
 
     def _wait_migration(self, timeout: float, incoming: bool) -> None:

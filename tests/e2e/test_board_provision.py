@@ -41,3 +41,14 @@ def test_identity_refuses_addresses_a_board_must_not_dial():
     assert Identity(device, "s", "127.0.0.1:8080").service == "127.0.0.1:8080"
     assert "tb.service=10.0.2.2:9" in Identity.for_port(device, "s", 9).kernel_args()
     assert issubclass(BoardError, Exception)
+
+
+def test_an_identity_given_at_construction_is_provisioned_after_restore(board_image, board_snapshot):
+    from testbed.board.qemu import QemuBoard
+
+    identity = Identity(Identity.random_device_id(), "Secret_abc", f"10.0.2.2:{_closed_port()}")
+    with QemuBoard(board_image, name="restore-identity", identity=identity) as b:
+        if b.image.meta.get("firmware", {}).get("included") is not True:
+            pytest.skip("this image has no firmware")
+        b.restore(board_snapshot)
+        assert b.wait_for_event("provisioned", timeout=10)["device"] == identity.device_id
