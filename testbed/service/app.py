@@ -772,6 +772,15 @@ class Service:
         removed = await asyncio.to_thread(self.ingest.request_sweep, True)
         return JSONResponse({"expired": removed})
 
+    async def control_settle(self, request: Request) -> Response:
+        """Wait until every acknowledged dump exists as its blob file (they are written just
+        after the 201); for tools that read ``blobs/`` directly."""
+        self.control(request)
+        done = await asyncio.to_thread(self.ingest.wait_materialized, 10.0)
+        if not done:
+            return error_response(503, "NotSettled", "Blob files are still being written.", "retry")
+        return JSONResponse({"settled": True})
+
     async def control_reset(self, request: Request) -> Response:
         """Clear faults and the clock offset (data stays: tests isolate by tenant)."""
         self.control(request)
@@ -842,6 +851,7 @@ def create_app(config: ServiceConfig) -> Starlette:
             ("/testbed/v1/faults", svc.control_faults, ["GET", "POST", "DELETE"]),
             ("/testbed/v1/sweep", svc.control_sweep, ["POST"]),
             ("/testbed/v1/reset", svc.control_reset, ["POST"]),
+            ("/testbed/v1/settle", svc.control_settle, ["POST"]),
             ("/testbed/v1/stats", svc.control_stats, ["GET"]),
         ]
     # Merge methods per path so a wrong method is a 405, not a 404.

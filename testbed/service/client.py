@@ -321,6 +321,10 @@ class ControlClient(_Base):
     def sweep(self) -> int:
         return self._json("POST", "/testbed/v1/sweep")["expired"]
 
+    def settle(self) -> None:
+        """Wait until every acknowledged dump's blob file exists (written just after the 201)."""
+        self._request("POST", "/testbed/v1/settle")
+
     def reset(self) -> dict[str, Any]:
         """Clear faults, the clock offset and rate-limit buckets (data stays)."""
         return self._json("POST", "/testbed/v1/reset")

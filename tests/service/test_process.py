@@ -227,3 +227,12 @@ def test_service_stops_when_its_parent_dies(tmp_path) -> None:
         os.kill(pid, 9)
         pytest.fail("the service outlived its parent by 15 s")
     assert "parent process" in (tmp_path / "svc" / "service.log").read_text()
+
+
+def test_settle_waits_for_blob_files(service, control, claimed_device, core_gz) -> None:
+    dev = claimed_device()
+    with dev.client() as c:
+        ids = [c.upload(core_gz, new_signature())["id"] for _ in range(3)]
+    control.settle()
+    for dump_id in ids:
+        assert len(list((service.data_dir / "blobs").rglob(f"{dump_id}.gz"))) == 1
