@@ -56,7 +56,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--ready-file", type=Path, required=True)
     args = parser.parse_args(argv)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # proto=IPPROTO_TCP, as the service does (testbed.service.server): asyncio sets TCP_NODELAY on
+    # accepted sockets only when the listening socket says TCP. Without it every response (headers
+    # and body are two writes) waits ~40 ms for the client's delayed ACK (Nagle), which capped the
+    # sink at users / 44 ms (~700 uploads/s for 32 users) while both sides sat mostly idle.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", args.port))
     sock.listen(2048)
