@@ -20,6 +20,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from testbed.service.uvicorn_choice import UVICORN_HTTP, UVICORN_LOOP
+
 
 async def upload(request: Request) -> Response:
     n = 0
@@ -73,8 +75,10 @@ def main(argv: list[str] | None = None) -> None:
             tmp.write_text(json.dumps({"url": f"http://127.0.0.1:{port}", "port": port, "pid": os.getpid()}))
             tmp.replace(args.ready_file)
 
+    # the same event loop, HTTP parser and proxy-header setting as the service (testbed.service.server)
     config = uvicorn.Config(create_app(), log_level="warning", access_log=False, lifespan="off",
-                            timeout_keep_alive=5, backlog=2048)
+                            timeout_keep_alive=5, backlog=2048, loop=UVICORN_LOOP, http=UVICORN_HTTP,
+                            proxy_headers=False)
     Server(config).run(sockets=[sock])
 
 

@@ -32,7 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from testbed.service.checks import check_core
+from testbed.service.checks import CappedInflater
 from testbed.service.clock import Clock
 from testbed.service.errors import (
     ApiError,
@@ -534,7 +534,7 @@ class Service:
             return JSONResponse({"action": "skip", "reason": "optout"})
         if size > self.config.max_upload_bytes:
             return JSONResponse({"action": "skip", "reason": "too-large"})
-        if self.store.signature_count(device["tenant_id"], signature) >= self.config.throttle_limit:
+        if self.ingest.is_throttled(device["tenant_id"], signature):
             return JSONResponse({"action": "skip", "reason": "throttled"})
         return JSONResponse({"action": "upload"})
 
@@ -573,7 +573,7 @@ class Service:
             crash_time = int(crash_time_raw)
         if not device["allow_crash_dumps"]:
             raise forbidden("The device's group does not allow crash dump collection.")
-        if self.store.signature_count(device["tenant_id"], signature) >= self.config.throttle_limit:
+        if self.ingest.is_throttled(device["tenant_id"], signature):
             return JSONResponse({"skipped": "throttled"})
         body, inflated = await self._read_core(request, length)
         outcome = await self.ingest.submit(
@@ -597,22 +597,28 @@ class Service:
         return error_response(503, "StorageUnavailable", "The dump could not be stored durably.", outcome.detail)
 
     async def _read_core(self, request: Request, length: int) -> tuple[bytes, int]:
-        """Read the body (exactly ``length`` bytes, at most the cap), then check it off the loop.
+        """Read the body (exactly ``length`` bytes, at most the cap), inflating it as it arrives.
 
-        Inflating a real core (~300 KiB) costs about half a millisecond of CPU; zlib
-        releases the GIL, so it runs in a worker thread while the event loop serves
-        other requests. The inflater stops at the inflated-size cap (gzip bombs).
+        Each chunk is fed to a ``CappedInflater`` on the event loop as it arrives: with
+        zlib-ng a real core (~320 KiB inflated) costs about 0.12 ms of CPU, less than the
+        hand-off to a worker thread and back cost, and a gzip bomb is stopped at the
+        inflated-size cap (4 MiB: ~2 ms of inflating) before the rest of it is even read.
         """
-        body = bytearray()
+        inflater = CappedInflater(self.config.max_inflated_bytes)
+        chunks: list[bytes] = []
+        received = 0
         async for chunk in request.stream():
-            body += chunk
-            if len(body) > length:
+            if not chunk:
+                continue
+            received += len(chunk)
+            if received > length:
                 raise bad_request("The body is longer than its Content-Length.")
-        if len(body) < length:
+            inflater.feed(chunk)
+            chunks.append(chunk)
+        if received < length:
             raise bad_request("The body is shorter than its Content-Length.")
-        data = bytes(body)
-        inflated = await asyncio.to_thread(check_core, data, self.config.max_inflated_bytes)
-        return data, inflated
+        inflated = inflater.finish()
+        return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), inflated
 
     # support API ------------------------------------------------------------------------
     def support_principal(self, request: Request) -> Principal:

@@ -211,11 +211,17 @@ class Ingest:
         self.flushed = 0
         self.lock_wait_seconds = 0.0
         self.commit_seconds = 0.0
+        #: (tenant, signature) pairs with at least ``throttle_limit`` stored dumps. Only the
+        #: writer changes it (after each commit and sweep); the event loop reads it to skip a
+        #: throttled upload before reading its body, instead of a SQLite count per request.
+        #: The writer's own per-batch count stays the authority (exactly N per signature).
+        self.throttled: frozenset[tuple[str, str]] = frozenset()
 
     # lifecycle ----------------------------------------------------------------
     def start(self) -> None:
         self.recover()
         self.remove_orphans()
+        self._load_throttled()
         self._thread.start()
         self._materializer.start()
         self._flusher.start()
@@ -303,7 +309,18 @@ class Ingest:
             log.warning("removed %d orphaned blob files", removed)
         return removed
 
+    def _load_throttled(self) -> None:
+        rows = self._store.conn.execute(
+            "SELECT tenant_id, signature FROM dumps GROUP BY tenant_id, signature HAVING COUNT(*) >= ?",
+            (self.throttle_limit,),
+        ).fetchall()
+        self.throttled = frozenset((r["tenant_id"], r["signature"]) for r in rows)
+
     # API for the event loop ------------------------------------------------------
+    def is_throttled(self, tenant_id: str, signature: str) -> bool:
+        """Whether the signature has its N dumps stored (as of the last commit); no I/O."""
+        return (tenant_id, signature) in self.throttled
+
     async def submit(self, upload: Upload) -> Outcome:
         loop = asyncio.get_running_loop()
         upload.loop = loop
@@ -415,6 +432,7 @@ class Ingest:
         try:
             consent = self._consent({u.device_id for u in batch})
             counts = self._counts({(u.tenant_id, u.signature) for u in batch})
+            stored_before = dict(counts)
             for u in batch:
                 row = consent.get(u.device_id)
                 if row is None or not row["allow_crash_dumps"] or row["tenant_id"] != u.tenant_id:
@@ -496,9 +514,17 @@ class Ingest:
                 store.conn.executemany("DELETE FROM dumps WHERE id = ?", [(u.dump_id,) for u in kept])
                 store.conn.execute("COMMIT")
                 raise
+            full: set[tuple[str, str]] = set()
             for u in kept:
                 outcomes[u.dump_id] = Outcome("stored", u.dump_id, u.region)
                 self.stored += 1
+                key = (u.tenant_id, u.signature)
+                stored_before[key] += 1
+                if stored_before[key] >= self.throttle_limit:
+                    full.add(key)
+            if full - self.throttled:
+                # a new set object, swapped in one assignment: readers never see it half-built
+                self.throttled = self.throttled | full
             self.version += 1
             self._mqueue.put(("write", (kept, journals)))
         except Exception as exc:  # disk full, I/O error: nothing of this batch is kept
@@ -526,6 +552,7 @@ class Ingest:
             conn.execute("ROLLBACK")
             raise
         self.version += 1
+        self._load_throttled()
         # The materializer deletes the files, after any write of them still queued.
         done = threading.Event()
         self._mqueue.put(("delete", ([self.blob_root / r["blob"] for r in rows], done)))

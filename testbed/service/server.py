@@ -14,6 +14,7 @@ from pathlib import Path
 import uvicorn
 
 from testbed.service.app import ServiceConfig, create_app
+from testbed.service.uvicorn_choice import UVICORN_HTTP, UVICORN_LOOP
 
 
 class HostError(ValueError):
@@ -125,6 +126,12 @@ def serve(
         access_log=False,
         lifespan="on",
         timeout_keep_alive=5,
+        # uvloop and httptools (both dependencies) when installed: less CPU per request than
+        # asyncio's loop and h11. The bench's sink (testbed.load.sink) uses the same choice.
+        loop=UVICORN_LOOP,
+        http=UVICORN_HTTP,
+        # Only loopback clients, no proxy in front: no X-Forwarded-* rewriting per request.
+        proxy_headers=False,
         # Requests held by a "hang" fault never end by themselves: give up on them at shutdown.
         timeout_graceful_shutdown=3,
         backlog=2048,
