@@ -114,6 +114,32 @@ def _cpu_seconds(pid: int) -> float:
     return float(times.user + times.system)
 
 
+def _children_cpu_seconds() -> float:
+    """CPU of this process's waited-for children: the Locust processes of a run once it has ended."""
+    t = os.times()
+    return t.children_user + t.children_system
+
+
+#: a CPU counts as saturated from this share of its capacity on
+SATURATED = 0.85
+
+
+def bottleneck(client_cores: float, server_cores: float, locust_processes: int, cpu_count: int) -> str:
+    """Which side limited a run, from the CPU each used (in cores, averaged over the run).
+
+    A Locust process runs its users on one core (gevent, one thread), so the
+    client is saturated near one core per process; client and server share
+    this machine's cores.
+    """
+    if client_cores >= SATURATED * locust_processes:
+        return "client CPU"
+    if client_cores + server_cores >= SATURATED * cpu_count:
+        return "machine CPU (client and server together)"
+    if server_cores >= SATURATED:
+        return "server CPU"
+    return "no CPU saturated (latency-bound or paced)"
+
+
 def _series(result: LocustResult) -> dict[str, list[tuple[float, float | None]]]:
     """Per second: all upload buckets' uploads/s summed (from count deltas), and the worst bucket's p50/p99."""
     history = report.read_history(result.history_csv)
@@ -156,20 +182,27 @@ def run_bench(out: Path, users: int, duration: float, rounds: int, workers: int,
             if target.startswith("sink"):
                 with Sink(run_dir) as sink:
                     devices = [[f"{i:0128x}", "sink"] for i in range(n_devices)]
-                    cpu0 = _cpu_seconds(sink.pid)
+                    cpu0, client0 = _cpu_seconds(sink.pid), _children_cpu_seconds()
                     result = _run(run_dir, sink.url, {"service_url": sink.url, "devices": devices}, run_params,
                                   users, duration, workers)
-                    cpu = _cpu_seconds(sink.pid) - cpu0
+                    cpu, client = _cpu_seconds(sink.pid) - cpu0, _children_cpu_seconds() - client0
             else:
                 with ServiceProcess(run_dir / "service-data", rate_limit=0, log_path=run_dir / "service.log") as svc:
                     fleet = provision(svc.url, svc.control_token or "", n_devices, name="bench",
                                       progress=lambda m: None)
-                    cpu0 = _cpu_seconds(svc.pid)
+                    cpu0, client0 = _cpu_seconds(svc.pid), _children_cpu_seconds()
                     result = _run(run_dir, svc.url, fleet.to_config(), run_params, users, duration, workers)
-                    cpu = _cpu_seconds(svc.pid) - cpu0
+                    cpu, client = _cpu_seconds(svc.pid) - cpu0, _children_cpu_seconds() - client0
             figures = _figures(result, 0.0)
             # server CPU per upload (all its threads, user + system): a cost that machine load does not distort
             figures["server_cpu_ms_per_upload"] = round(1000 * cpu / max(figures["uploads"], 1), 3)
+            # the Locust processes' CPU (all of it: start-up, users, stats, reports), per upload and in
+            # cores over the run's length; with the server's, which side was the bottleneck
+            figures["client_cpu_ms_per_upload"] = round(1000 * client / max(figures["uploads"], 1), 3)
+            figures["server_cpu_cores"] = round(cpu / duration, 2)
+            figures["client_cpu_cores"] = round(client / duration, 2)
+            figures["bottleneck"] = bottleneck(client / duration, cpu / duration, max(workers, 1),
+                                               os.cpu_count() or 1)
             if "pace" in run_params:
                 figures["offered_per_s"] = round(run_params["pace"] * users, 1)
             runs[target].append(figures)
@@ -182,6 +215,11 @@ def run_bench(out: Path, users: int, duration: float, rounds: int, workers: int,
             "p99_ms": statistics.median(x["p99_ms"] for x in rs),
             "failures": sum(x["failures"] for x in rs),
             "server_cpu_ms_per_upload": statistics.median(x["server_cpu_ms_per_upload"] for x in rs),
+            "client_cpu_ms_per_upload": statistics.median(x["client_cpu_ms_per_upload"] for x in rs),
+            "server_cpu_cores": statistics.median(x["server_cpu_cores"] for x in rs),
+            "client_cpu_cores": statistics.median(x["client_cpu_cores"] for x in rs),
+            # the most frequent verdict over the rounds
+            "bottleneck": statistics.mode(x["bottleneck"] for x in rs),
             "rounds": rs,
         }
     for target in ("sink_paced", "durable_paced"):
@@ -259,4 +297,9 @@ def bench_ingest(users: int, duration: float, rounds: int, workers: int, out_dir
         click.echo(f"ratio:   {summary['ratio_uploads_per_s']:.2f} (target >= {TARGET_RATIO})")
         click.echo(f"server CPU per upload: sink {s['server_cpu_ms_per_upload']} ms, "
                    f"durable {d['server_cpu_ms_per_upload']} ms")
+        click.echo(f"client (Locust) CPU per upload: sink run {s['client_cpu_ms_per_upload']} ms, "
+                   f"durable run {d['client_cpu_ms_per_upload']} ms")
+        click.echo(f"bottleneck: sink run {s['bottleneck']} (client {s['client_cpu_cores']} cores, "
+                   f"server {s['server_cpu_cores']}); durable run {d['bottleneck']} "
+                   f"(client {d['client_cpu_cores']} cores, server {d['server_cpu_cores']})")
     click.echo(f"HTML summary: {summary['html']}", err=True)

@@ -167,3 +167,14 @@ def test_unknown_scenario_parameters_are_refused(tmp_path):
     result = CliRunner().invoke(load, ["run", "fleet", "--param", "sync_perod=30", "--out", str(tmp_path / "o")])
     assert result.exit_code != 0
     assert "sync_perod" in result.output and "sync_period" in result.output
+
+
+def test_bench_bottleneck_verdicts():
+    from testbed.load.bench import bottleneck
+
+    # one Locust process near one core: the client limits, whatever the server does
+    assert bottleneck(0.95, 0.5, locust_processes=1, cpu_count=2) == "client CPU"
+    # two Locust workers at 0.95 cores together are not saturated; with the server they fill 2 cores
+    assert bottleneck(0.95, 0.9, locust_processes=2, cpu_count=2) == "machine CPU (client and server together)"
+    assert bottleneck(0.3, 0.95, locust_processes=1, cpu_count=4) == "server CPU"
+    assert bottleneck(0.2, 0.2, locust_processes=1, cpu_count=2).startswith("no CPU saturated")
