@@ -52,7 +52,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from testbed.service.checks import check_core
 from testbed.service.clock import Clock
+from testbed.service.errors import ApiError
 from testbed.service.store import REGIONS, Store
 
 log = logging.getLogger("testbed.service.ingest")
@@ -76,7 +78,7 @@ class Upload:
     device_id: str
     signature: str
     body: bytes
-    inflated_size: int
+    inflated_size: int  # filled by the writer's check when it has ``max_inflated``
     component_class: str
     component_name: str
     crash_time: int | None
@@ -94,10 +96,12 @@ class Upload:
 class Outcome:
     """What the writer answers for an upload."""
 
-    kind: str  # "stored" | "throttled" | "optout" | "error"
+    kind: str  # "stored" | "throttled" | "optout" | "invalid" | "error"
     dump_id: str = ""
     region: str = ""
     detail: str = ""
+    #: for "invalid": the 400/413 to answer (not a gzip'd ELF core, or inflates past the cap)
+    error: ApiError | None = None
 
 
 class _Sweep:
@@ -182,11 +186,16 @@ class Ingest:
         throttle_limit: int,
         retention: int = RETENTION_SECONDS,
         flush_delay: float = 35.0,
+        max_inflated: int | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.blob_root = data_dir / "blobs"
         self.clock = clock
         self.throttle_limit = throttle_limit
+        #: when set, the writer checks each body (capped gzip inflate, ELF core) before
+        #: deciding on it: zlib(-ng) releases the GIL while it inflates, so the event loop
+        #: keeps serving meanwhile, and the hand-off to the writer is one the upload makes anyway
+        self.max_inflated = max_inflated
         self.retention = retention
         for region in REGIONS:
             (self.blob_root / region).mkdir(parents=True, exist_ok=True)
@@ -429,11 +438,22 @@ class Ingest:
         outcomes: dict[str, Outcome] = {}
         accepted: list[Upload] = []
         journals: list[Path] = []
-        try:
-            consent = self._consent({u.device_id for u in batch})
-            counts = self._counts({(u.tenant_id, u.signature) for u in batch})
-            stored_before = dict(counts)
+        if self.max_inflated is not None:
+            valid: list[Upload] = []
             for u in batch:
+                try:
+                    u.inflated_size = check_core(u.body, self.max_inflated)
+                except ApiError as exc:
+                    outcomes[u.dump_id] = Outcome("invalid", error=exc)
+                    continue
+                valid.append(u)
+        else:
+            valid = batch
+        try:
+            consent = self._consent({u.device_id for u in valid})
+            counts = self._counts({(u.tenant_id, u.signature) for u in valid})
+            stored_before = dict(counts)
+            for u in valid:
                 row = consent.get(u.device_id)
                 if row is None or not row["allow_crash_dumps"] or row["tenant_id"] != u.tenant_id:
                     outcomes[u.dump_id] = Outcome("optout")
