@@ -1,0 +1,104 @@
+"""The ingest writer's in-memory throttle set and its body check (real SQLite and files, no service process)."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import secrets
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from testbed.service.clock import Clock
+from testbed.service.ingest import Ingest, Outcome, Upload
+from testbed.service.store import Store
+
+DEVICE = "ab" * 64
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    store = Store(tmp_path / "service.db")
+    now = int(time.time())
+    t = store.create_tenant("t", now)
+    p = store.create_product(t["Id"], "P", None, now)
+    g = store.create_group(t["Id"], p["id"], {"Name": "G", "AllowCrashDumpsCollection": True, "RegionalDataBoundary": "EU"}, now)
+    store.claim_device(DEVICE, t["Id"], g["id"], now)
+    store.set_meta("tenant", t["Id"])
+    store.set_meta("group", g["id"])
+    store.close()
+    for region in ("EU", "EastUS", "WestUS"):
+        (tmp_path / "blobs" / region).mkdir(parents=True)
+    return tmp_path
+
+
+def _insert_rows(data_dir: Path, signature: str, n: int) -> str:
+    store = Store(data_dir / "service.db")
+    tenant = store.get_meta("tenant")
+    for _ in range(n):
+        dump_id = uuid.uuid4().hex
+        store.conn.execute(
+            "INSERT INTO dumps (id, tenant_id, device_id, group_id, signature, region, blob, size, "
+            "inflated_size, component_class, component_name, crash_time, created_at) "
+            "VALUES (?, ?, ?, ?, ?, 'EU', ?, 1, 1, 'App', 'a', NULL, ?)",
+            (dump_id, tenant, DEVICE, store.get_meta("group"), signature, f"EU/{dump_id}.gz", int(time.time()) - 10),
+        )
+        (data_dir / "blobs" / "EU" / f"{dump_id}.gz").write_bytes(b"x")
+    store.close()
+    return tenant or ""
+
+
+def _upload(tenant: str, signature: str, body: bytes = b"blob") -> Upload:
+    return Upload(tenant_id=tenant, device_id=DEVICE, signature=signature, body=body, inflated_size=len(body),
+                  component_class="App", component_name="crashapp", crash_time=None)
+
+
+async def _submit_all(ingest: Ingest, uploads: list[Upload]) -> list[Outcome]:
+    return list(await asyncio.gather(*(ingest.submit(u) for u in uploads)))
+
+
+def test_throttle_set_loaded_at_start_updated_by_commits_and_sweeps(data_dir: Path) -> None:
+    full, partial = secrets.token_hex(16), secrets.token_hex(16)
+    tenant = _insert_rows(data_dir, full, 3)
+    _insert_rows(data_dir, partial, 1)
+    ingest = Ingest(data_dir, Clock(), throttle_limit=3, retention=5)
+    ingest.start()
+    try:
+        assert ingest.is_throttled(tenant, full)
+        assert not ingest.is_throttled(tenant, partial)
+        # 4 concurrent uploads of the partial signature: exactly 2 stored, then it is throttled
+        outcomes = asyncio.run(_submit_all(ingest, [_upload(tenant, partial) for _ in range(4)]))
+        assert sorted(o.kind for o in outcomes) == ["stored", "stored", "throttled", "throttled"]
+        assert ingest.is_throttled(tenant, partial)
+        assert not ingest.is_throttled(tenant, secrets.token_hex(16))
+        # the sweep removes the 10 s old rows (retention 5 s): the full signature is free again
+        assert ingest.request_sweep(wait=True) == 4
+        assert not ingest.is_throttled(tenant, full)
+        assert not ingest.is_throttled(tenant, partial)  # 2 rows left, limit 3
+    finally:
+        ingest.stop()
+
+
+def test_writer_checks_bodies_when_given_a_cap(data_dir: Path, core_gz: bytes) -> None:
+    tenant = _insert_rows(data_dir, secrets.token_hex(16), 0)
+    ingest = Ingest(data_dir, Clock(), throttle_limit=5, max_inflated=4 << 20)
+    ingest.start()
+    try:
+        good, bad, bomb = (_upload(tenant, secrets.token_hex(16), body)
+                           for body in (core_gz, b"not gzip at all",
+                                        gzip.compress(gzip.decompress(core_gz) + bytes(8 << 20))))
+        outcomes = asyncio.run(_submit_all(ingest, [good, bad, bomb]))
+        assert outcomes[0].kind == "stored"
+        assert good.inflated_size == len(gzip.decompress(core_gz))
+        assert outcomes[1].kind == "invalid" and outcomes[1].error is not None
+        assert (outcomes[1].error.status, outcomes[1].error.code) == (400, "BadGzip")
+        assert outcomes[2].kind == "invalid" and outcomes[2].error is not None and outcomes[2].error.status == 413
+    finally:
+        ingest.stop()
+    store = Store(data_dir / "service.db")
+    try:
+        assert [r["id"] for r in store.conn.execute("SELECT id FROM dumps")] == [outcomes[0].dump_id]
+    finally:
+        store.close()
