@@ -494,9 +494,13 @@ def _throttling_checks(params, sums, service, fleet, summary) -> dict[str, Any]:
         for sig, n_sent in sorted(sent.items()):
             stored = len(client.support_dumps(reason="load throttling check", tenantId=fleet.tenant_id,
                                               signature=sig, limit=10000))
-            # N+1 must never get through; with at least N bodies sent, exactly N are stored.
+            # N+1 must never get through; with at least N bodies sent, exactly N are stored;
+            # every 201 a client saw is a stored dump. The client-side counts are lower
+            # bounds: a request in flight when the run stops can be stored after its user
+            # is gone, and a worker's last counters can miss the master's final report, so
+            # a stored dump without a counted 201 is not an error (the reverse is).
             expect_exact = n_sent >= limit and sums.get("upload_failed", 0) == 0
-            if stored > limit or (expect_exact and stored != limit) or stored != acked.get(sig, 0):
+            if stored > limit or (expect_exact and stored != limit) or acked.get(sig, 0) > stored:
                 wrong.append({"signature": sig, "stored": stored, "acknowledged": acked.get(sig, 0),
                               "bodies_sent": n_sent})
             elif stored == limit:
