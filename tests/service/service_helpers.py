@@ -53,3 +53,29 @@ def blob_regions(data_dir: Path, dump_id: str, timeout: float = 5.0) -> list[str
         if found or time.monotonic() > deadline:
             return found
         time.sleep(0.01)
+
+
+#: The device of :func:`seed_data_dir`.
+SEEDED_DEVICE = "ab" * 64
+
+
+def seed_data_dir(data_dir: Path) -> Path:
+    """A data dir with one tenant, product, EU group (collection on) and claimed device; blob dirs made.
+
+    For tests that drive ``Ingest`` directly; the tenant and group ids are in
+    the store's meta (``tenant``, ``group``).
+    """
+    from testbed.service.store import Store
+
+    store = Store(data_dir / "service.db")
+    now = int(time.time())
+    t = store.create_tenant("t", now)
+    p = store.create_product(t["Id"], "P", None, now)
+    g = store.create_group(t["Id"], p["id"], {"Name": "G", "AllowCrashDumpsCollection": True, "RegionalDataBoundary": "EU"}, now)
+    store.claim_device(SEEDED_DEVICE, t["Id"], g["id"], now)
+    store.set_meta("tenant", t["Id"])
+    store.set_meta("group", g["id"])
+    store.close()
+    for region in ("EU", "EastUS", "WestUS"):
+        (data_dir / "blobs" / region).mkdir(parents=True)
+    return data_dir

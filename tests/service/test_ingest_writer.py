@@ -10,28 +10,18 @@ import uuid
 from pathlib import Path
 
 import pytest
+from service_helpers import SEEDED_DEVICE, seed_data_dir
 
 from testbed.service.clock import Clock
 from testbed.service.ingest import Ingest, Outcome, Upload
 from testbed.service.store import Store
 
-DEVICE = "ab" * 64
+DEVICE = SEEDED_DEVICE
 
 
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
-    store = Store(tmp_path / "service.db")
-    now = int(time.time())
-    t = store.create_tenant("t", now)
-    p = store.create_product(t["Id"], "P", None, now)
-    g = store.create_group(t["Id"], p["id"], {"Name": "G", "AllowCrashDumpsCollection": True, "RegionalDataBoundary": "EU"}, now)
-    store.claim_device(DEVICE, t["Id"], g["id"], now)
-    store.set_meta("tenant", t["Id"])
-    store.set_meta("group", g["id"])
-    store.close()
-    for region in ("EU", "EastUS", "WestUS"):
-        (tmp_path / "blobs" / region).mkdir(parents=True)
-    return tmp_path
+    return seed_data_dir(tmp_path)
 
 
 def _insert_rows(data_dir: Path, signature: str, n: int) -> str:
