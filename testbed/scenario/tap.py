@@ -92,7 +92,8 @@ class WireTap:
             for task in tasks:
                 task.cancel()
             # let every cancelled connection run its cleanup before the loop closes
-            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            if tasks:
+                loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
             loop.close()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
