@@ -53,6 +53,11 @@ class Image:
     kernel_version: str
     meta: dict = field(default_factory=dict, compare=False, hash=False)
 
+    @property
+    def symbols_dir(self) -> Path:
+        """The unstripped firmware programs of this image (empty or missing for an image without firmware)."""
+        return self.path / SYMBOLS_DIR
+
     @classmethod
     def from_dir(cls, path: Path) -> Image:
         path = Path(path)
@@ -239,6 +244,18 @@ def _build_firmware(staging: Path, progress: Progress) -> dict:
 
 CROSS_CC = "arm-linux-gnueabihf-gcc"
 
+#: Folder of an image holding the unstripped firmware programs it was built with
+#: (same build ids as in the initramfs), for function names in crash analyses.
+SYMBOLS_DIR = "symbols"
+
+
+def _keep_symbols(dest: Path) -> None:
+    """Copy the unstripped armhf firmware programs beside the image, so its symbols outlive the source tree's build folder."""
+    dest.mkdir()
+    for program in sorted((FIRMWARE_DIR / "build" / "armhf").glob("*")):
+        if program.is_file() and program.read_bytes()[:4] == b"\x7fELF":
+            shutil.copy2(program, dest / program.name)
+
 
 def _build_helpers(out_dir: Path, dynamic: bool, progress: Progress) -> list[Path]:
     """Compile the image's own small C helpers (images/src/*.c) for armhf."""
@@ -360,6 +377,8 @@ def _build(digest: str, target: Path, progress: Progress) -> Image:
 
         out = work / "out"
         out.mkdir()
+        if firmware["included"]:
+            _keep_symbols(out / SYMBOLS_DIR)
         progress("writing initramfs.cpio.gz")
         cpio.write_gz(out / "initramfs.cpio.gz")
         shutil.copyfile(vmlinuz, out / "vmlinuz")

@@ -188,9 +188,12 @@ class RunOptions:
 
 def default_symbol_dirs() -> list[Path]:
     """Where the firmware's unstripped app binaries are (for function names in the crash analysis)."""
+    from testbed.image.build import SYMBOLS_DIR, images_dir
     from testbed.paths import REPO_ROOT, cache_dir
 
     dirs = [Path(p) for p in os.environ.get("TESTBED_SYMBOLS", "").split(os.pathsep) if p]
+    # each built image keeps its programs' symbols; the build id picks the right one
+    dirs += sorted(images_dir().glob(f"*/{SYMBOLS_DIR}"))
     dirs += [REPO_ROOT / "firmware_stubs" / "build", cache_dir() / "firmware"]
     return dirs
 

@@ -18,12 +18,10 @@ from testbed.board.identity import Identity
 from testbed.board.qemu import QemuBoard
 from testbed.crash.elfcore import read_core
 from testbed.crash.signature import core_signature
-from testbed.paths import REPO_ROOT
 from testbed.scenario.tap import WireTap
 
 pytestmark = pytest.mark.e2e
 
-ARMHF_CRASHAPP = REPO_ROOT / "firmware_stubs" / "build" / "armhf" / "crashapp"
 RESTART_LIMIT_S = 5.5  # the seed's 5 s, plus margin for the console and QEMU
 
 
@@ -74,7 +72,7 @@ def test_opted_out_crash_sends_nothing(board, tap, claimed_device, device_group,
 
 @pytest.mark.parametrize("boundary,regions", [("EU", {"EU"}), ("None", {"EastUS", "WestUS"})])
 def test_opted_in_crash_is_stored_in_its_region_and_the_app_restarts(
-    board, tap, claimed_device, device_group, support_client, boundary, regions
+    board, board_image, tap, claimed_device, device_group, support_client, boundary, regions
 ):
     device = claimed_device(device_group(enabled=True, boundary=boundary))
     provision(board, tap, device)
@@ -97,7 +95,7 @@ def test_opted_in_crash_is_stored_in_its_region_and_the_app_restarts(
     assert hex(info.pc) == crash_ev["pc"]
     assert core_signature(info) == crash_ev["sig"] == ok["sig"]
     # the PC is the faulting store inside crash_segv of the binary in the image
-    with ARMHF_CRASHAPP.open("rb") as fh:
+    with (board_image.symbols_dir / "crashapp").open("rb") as fh:
         sym = ELFFile(fh).get_section_by_name(".symtab").get_symbol_by_name("crash_segv")[0]
     assert sym["st_value"] & ~1 <= info.pc < (sym["st_value"] & ~1) + sym["st_size"]
 
