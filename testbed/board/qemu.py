@@ -335,7 +335,13 @@ class QemuBoard:
                 self.process.wait()
                 self._fail_boot("QEMU exited during the snapshot transfer (a bad or truncated snapshot file?)")
             if info is None:
-                raise BoardError(f"{self.name}: QMP stopped answering during the snapshot transfer")
+                # QMP goes quiet first when QEMU is exiting on a bad snapshot: let it finish
+                # exiting, so the error carries what QEMU said
+                try:
+                    self.process.wait(timeout=3)
+                except subprocess.TimeoutExpired:
+                    raise BoardError(f"{self.name}: QMP stopped answering during the snapshot transfer") from None
+                self._fail_boot("QEMU exited during the snapshot transfer (a bad or truncated snapshot file?)")
             status = info.get("status")
             if status == "completed" or (incoming and status is None and self._vm_status() == "prelaunch"
                                          and self._incoming_done()):
