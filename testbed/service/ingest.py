@@ -153,27 +153,22 @@ def _fsync_file(path: Path) -> bool:
     return True
 
 
-def _write_file(path: Path, data: bytes) -> None:
+def _write_file(path: Path, data: bytes, *, durable: bool = False) -> None:
+    """Create ``path`` (it must not exist) holding ``data``; fsync it before returning when ``durable``."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
     try:
         view = memoryview(data)
         while view:
             n = os.write(fd, view)
             view = view[n:]
+        if durable:
+            os.fsync(fd)
     finally:
         os.close(fd)
 
 
 def _write_durable(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
-    try:
-        view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    _write_file(path, data, durable=True)
 
 
 class Ingest:
