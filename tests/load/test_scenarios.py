@@ -49,7 +49,10 @@ def test_throttling_stores_exactly_n_per_signature_across_two_workers(tmp_path):
     t = s["throttling"]
     assert t["throttle_limit"] == 3
     assert t["signatures"] >= 6 and t["signatures_at_exactly_n"] == t["signatures"]
-    assert s["counters"]["stored"] == 3 * t["signatures"]  # acknowledged == stored == N per signature
+    # exactly N stored per signature is checked on the service above; the 201s the clients
+    # counted are a lower bound (a worker's last counters can miss the master's final report,
+    # a request in flight at the stop can be stored after its user is gone), never more
+    assert 0 < s["counters"]["stored"] <= 3 * t["signatures"]
     assert t["share_skipped_at_intent"] + t["share_skipped_on_device"] > 0.5
     assert t["bytes_saved"] > 0
 
