@@ -1,8 +1,10 @@
 """Helpers for the host-built firmware tests: build, isolated dirs, events, a stand-in device API.
 
-The stand-in server is a test double for the firmware's HTTP peer only (the
-real service is used by the e2e tests on boards); it records every request so
-tests can assert that nothing was sent.
+The stand-in server is the firmware tier's HTTP peer: it records every request (so a
+test can assert that nothing was sent) and misbehaves on demand (hang, drip, garbage
+answers), which the real service does not do. Every path, header and field it speaks
+comes from testbed.contract, and tests/contract/test_fake_device_api.py checks its
+answers against the real service's: the real service meets the firmware in tests/contract.
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from testbed.contract import device_api as api_c
+from testbed.contract.device_api import IntentAction, IntentResponse, SyncResponse, UploadResponse
+from testbed.contract.errors import error_body
+from testbed.contract.events import EVENT_PREFIX
 from testbed.paths import REPO_ROOT
 
 FW_DIR = REPO_ROOT / "firmware_stubs"
@@ -111,7 +117,7 @@ class FwEnv:
         out = []
         for line in self.console.read_text(errors="replace").splitlines():
             line = line.strip()
-            if line.startswith("@tb event="):
+            if line.startswith(EVENT_PREFIX):
                 fields = dict(re.findall(r"(\S+?)=(\S*)", line[4:]))
                 out.append(fields)
         return out
@@ -201,12 +207,12 @@ class FakeDeviceApi:
     """A device-API stand-in on 127.0.0.1 that records requests; behaviour set per test."""
 
     opt_in: bool = True
-    validity: int = 172800
+    validity: int = api_c.VALIDITY_SECONDS
     throttled: list[str] = field(default_factory=list)
-    intent_action: dict = field(default_factory=lambda: {"action": "upload"})
+    intent_action: dict = field(default_factory=lambda: {IntentResponse.ACTION: IntentAction.UPLOAD})
     upload_status: int = 201
     sync_status: int = 200
-    max_upload: int = 262144
+    max_upload: int = api_c.MAX_UPLOAD_BYTES
     mode: str = "ok"  # ok | hang | drip | hang-upload | drip-upload
     requests: list[Request] = field(default_factory=list)
     on_request: Callable[[Request], None] | None = None
@@ -226,7 +232,7 @@ class FakeDeviceApi:
                 body = self.rfile.read(length) if length else b""
                 req = Request("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body)
                 api.requests.append(req)
-                upload = self.path == "/device/v1/crashdumps"
+                upload = self.path == api_c.UPLOAD_PATH
                 if api.mode == "hang" or (api.mode == "hang-upload" and upload):
                     api._stop.wait(30)
                     return
@@ -239,32 +245,34 @@ class FakeDeviceApi:
                         except OSError:
                             return
                     return
-                if self.path == "/device/v1/sync" and api.sync_status != 200:
-                    self._json(api.sync_status, [{"ErrorCode": "X", "Title": "t", "Detail": "d"}])
-                elif self.path == "/device/v1/sync":
+                if self.path == api_c.SYNC_PATH and api.sync_status != 200:
+                    self._json(api.sync_status, error_body("X", "t", "d"))
+                elif self.path == api_c.SYNC_PATH:
                     self._json(200, {
-                        "optIn": api.opt_in, "regionalDataBoundary": "EU",
-                        "validitySeconds": api.validity, "serverTime": int(time.time()),
-                        "throttledSignatures": api.throttled, "maxUploadBytes": api.max_upload,
-                        "maxInflatedBytes": 4194304, "deviceGroupId": "g1",
+                        SyncResponse.OPT_IN: api.opt_in, SyncResponse.BOUNDARY: "EU",
+                        SyncResponse.VALIDITY_SECONDS: api.validity, SyncResponse.SERVER_TIME: int(time.time()),
+                        SyncResponse.THROTTLED_SIGNATURES: api.throttled,
+                        SyncResponse.MAX_UPLOAD_BYTES: api.max_upload,
+                        SyncResponse.MAX_INFLATED_BYTES: api_c.MAX_INFLATED_BYTES,
+                        SyncResponse.DEVICE_GROUP_ID: "g1",
                     })
-                elif self.path == "/device/v1/crashdumps/intent":
+                elif self.path == api_c.INTENT_PATH:
                     self._json(200, api.intent_action)
                 elif upload:
                     if api.upload_status == 201:
                         gzip.decompress(body)
-                        self._json(201, {"id": f"d{len(api.requests)}", "region": "EU"})
+                        self._json(201, {UploadResponse.ID: f"d{len(api.requests)}", UploadResponse.REGION: "EU"})
                     elif api.upload_status == 200:
-                        self._json(200, {"skipped": "throttled"})
+                        self._json(200, {UploadResponse.SKIPPED: api_c.SkipReason.THROTTLED})
                     else:
-                        self._json(api.upload_status, [{"ErrorCode": "X", "Title": "t", "Detail": "d"}])
+                        self._json(api.upload_status, error_body("X", "t", "d"))
                 else:
-                    self._json(404, [])
+                    self._json(404, error_body("NotFound", "no such path"))
 
             def _json(self, status: int, obj: object) -> None:
                 data = json.dumps(obj).encode()
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header(api_c.CONTENT_TYPE, api_c.JSON_CONTENT_TYPE)
                 self.send_header("Content-Length", str(len(data)))
                 self.send_header("Connection", "close")
                 self.end_headers()
