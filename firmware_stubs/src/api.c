@@ -20,6 +20,19 @@ static int auth_header(const tb_identity *id, char *out, size_t n)
     return snprintf(out, n, HDR(TB_HDR_AUTHORIZATION, TB_AUTH_FORMAT), id->device_id, id->secret);
 }
 
+int tb_dump_new_upload_id(tb_dump *d) { return tb_random_hex(d->upload_id, TB_UPLOAD_ID_HEX / 2); }
+
+int tb_valid_upload_id(const char *text)
+{
+    size_t n = strlen(text);
+    if (n != TB_UPLOAD_ID_HEX)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((text[i] >= '0' && text[i] <= '9') || (text[i] >= 'a' && text[i] <= 'f')))
+            return 0;
+    return 1;
+}
+
 static void add_sig(const char *s, void *ctx) { tb_sync_add_throttled((tb_sync_state *)ctx, s); }
 
 static void sync_fail(const char *reason, int quiet)
@@ -130,6 +143,8 @@ static void upload_fail(const char *reason, const char *stage, const tb_dump *d,
     tb_ev_int(&e, TB_K_MS, ms);
     if (spooled)
         tb_ev_int(&e, TB_K_SPOOLED, 1);
+    if (d->upload_id[0])
+        tb_ev_str(&e, TB_K_UPLOAD_ID, d->upload_id);
     tb_ev_emit(&e);
 }
 
@@ -216,16 +231,25 @@ int tb_api_upload(const tb_identity *id, tb_sync_state *st, const tb_dump *d, co
     for (char *p = comp_h; *p; p++)
         if (*p == '\r' || *p == '\n')
             *p = '_';
-    snprintf(headers, sizeof headers,
-             "%s" HDR(TB_HDR_CONTENT_TYPE, TB_GZIP_CONTENT_TYPE) HDR(TB_HDR_SIGNATURE, "%s")
-                 HDR(TB_HDR_COMPONENT_CLASS, "%s") HDR(TB_HDR_COMPONENT_NAME, "%s") HDR(TB_HDR_CRASH_TIME, "%lld"),
-             auth, d->sig, d->klass, comp_h, d->crash_time);
+    int hl = snprintf(headers, sizeof headers,
+                      "%s" HDR(TB_HDR_CONTENT_TYPE, TB_GZIP_CONTENT_TYPE) HDR(TB_HDR_SIGNATURE, "%s")
+                          HDR(TB_HDR_COMPONENT_CLASS, "%s") HDR(TB_HDR_COMPONENT_NAME, "%s")
+                              HDR(TB_HDR_CRASH_TIME, "%lld"),
+                      auth, d->sig, d->klass, comp_h, d->crash_time);
+    if (tb_valid_upload_id(d->upload_id) && hl > 0 && (size_t)hl < sizeof headers)
+        snprintf(headers + hl, sizeof headers - (size_t)hl, HDR(TB_HDR_UPLOAD_ID, "%s"), d->upload_id);
     tb_http_result res;
     r = tb_http_request(id->host, id->port, "POST", TB_PATH_UPLOAD, headers, gz, gzlen, deadline_ms, &res);
     long long ms = (long long)(tb_mono_ms() - t0_ms);
+    char dump_id[80] = "", region[32] = "";
+    if (r == 0 && res.status == 201 &&
+        (!res.complete || tb_json_str(res.body, TB_UPRESP_ID, dump_id, sizeof dump_id) != 0 || dump_id[0] == '\0')) {
+        /* Stored or not, this answer does not say: the dump stays; its retry carries the same id. */
+        tb_http_free(&res);
+        upload_fail(TB_FAIL_BAD_RESPONSE, TB_STAGE_BODY, d, ms, spooled);
+        return TB_UP_RETRY;
+    }
     if (r == 0 && res.status == 201) {
-        char dump_id[80] = "", region[32] = "";
-        tb_json_str(res.body, TB_UPRESP_ID, dump_id, sizeof dump_id);
         tb_json_str(res.body, TB_UPRESP_REGION, region, sizeof region);
         tb_http_free(&res);
         tb_ev e;
@@ -237,6 +261,8 @@ int tb_api_upload(const tb_identity *id, tb_sync_state *st, const tb_dump *d, co
         tb_ev_str(&e, TB_K_SIG, d->sig);
         if (spooled)
             tb_ev_int(&e, TB_K_SPOOLED, 1);
+        if (d->upload_id[0])
+            tb_ev_str(&e, TB_K_UPLOAD_ID, d->upload_id);
         tb_ev_emit(&e);
         return TB_UP_OK;
     }

@@ -4,7 +4,7 @@
  *
  * Reads the whole ELF core from stdin (the kernel holds the crashed process
  * until stdin is closed), closes it at once so the app can be reaped, then:
- * signature -> consent / freshness / throttling -> gzip -> intent -> upload,
+ * signature -> consent / freshness / throttling -> gzip -> upload id -> intent -> upload,
  * all within one deadline of TB_DEADLINE_MS from its start (= the crash). Prints
  * one console event per outcome and tells appmgr when it is done.
  */
@@ -165,6 +165,8 @@ int main(int argc, char **argv)
         tb_event_dump_skipped(tb_action_reason(a), d.component, d.sig, (long long)gzlen, 0);
         return finish((int)pid, 0);
     }
+    if (tb_dump_new_upload_id(&d) != 0)
+        tb_log("no upload id (/dev/urandom unreadable): this dump goes without one");
     int r = tb_api_upload(&id, &st, &d, gz, gzlen, t0, deadline, 0);
     /* appmgr restarts the app now; spooling happens after that */
     finish((int)pid, 0);

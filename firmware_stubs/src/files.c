@@ -150,6 +150,35 @@ char *tb_read_file(const char *path, size_t *len)
     return (char *)buf;
 }
 
+int tb_random_hex(char *out, size_t nbytes)
+{
+    static const char digits[] = "0123456789abcdef";
+    unsigned char buf[64];
+    if (nbytes > sizeof buf)
+        return -1;
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    size_t got = 0;
+    while (got < nbytes) {
+        ssize_t r = read(fd, buf + got, nbytes - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            close(fd);
+            return -1;
+        }
+        got += (size_t)r;
+    }
+    close(fd);
+    for (size_t i = 0; i < nbytes; i++) {
+        out[2 * i] = digits[buf[i] >> 4];
+        out[2 * i + 1] = digits[buf[i] & 15];
+    }
+    out[2 * nbytes] = '\0';
+    return 0;
+}
+
 const char *tb_kv_get(const char *text, const char *key, char *out, size_t n)
 {
     size_t kl = strlen(key);

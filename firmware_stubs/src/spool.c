@@ -1,4 +1,5 @@
-/* The spool (tb_spool.h): <state>/spool/<time>-<pid>.gz with a .meta ("key=value" lines) beside it. */
+/* The spool (tb_spool.h): <state>/spool/<time>-<pid>.gz with a .meta beside it ("key=value" lines:
+ * sig, class, component, time, upload_id; an entry without an upload id gets one when read). */
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,8 +84,8 @@ void tb_spool_clear(void)
 static int write_meta(const char *path, const tb_dump *d)
 {
     char text[512];
-    int tl = snprintf(text, sizeof text, "sig=%s\nclass=%s\ncomponent=%s\ntime=%lld\n", d->sig, d->klass,
-                      d->component, d->crash_time);
+    int tl = snprintf(text, sizeof text, "sig=%s\nclass=%s\ncomponent=%s\ntime=%lld\nupload_id=%s\n", d->sig,
+                      d->klass, d->component, d->crash_time, d->upload_id);
     return tb_write_file_atomic(path, text, (size_t)tl);
 }
 
@@ -133,7 +134,13 @@ static int read_meta(const char *path, tb_dump *d)
         snprintf(d->component, sizeof d->component, "-");
     tb_kv_get(m, "time", t, sizeof t);
     d->crash_time = strtoll(t, NULL, 10);
+    tb_kv_get(m, "upload_id", d->upload_id, sizeof d->upload_id);
     free(m);
+    if (!tb_valid_upload_id(d->upload_id)) {
+        /* an entry from before upload ids (or a damaged one): give it one now, and keep it */
+        if (tb_dump_new_upload_id(d) != 0 || write_meta(path, d) != 0)
+            tb_log("spool: could not give %s an upload id", path);
+    }
     return 0;
 }
 

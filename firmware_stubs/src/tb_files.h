@@ -31,6 +31,8 @@ char *tb_read_file(const char *path, size_t *len); /* malloc'd, NUL-terminated; 
 /* Reads fd to its end into a malloc'd buffer of at most cap bytes (one spare byte for a NUL);
  * past cap it drains and sets *truncated. */
 int tb_read_all_fd(int fd, size_t cap, unsigned char **out, size_t *len, int *truncated);
+/* n random bytes from /dev/urandom as 2n lowercase hex into out (2n + 1 bytes); 0 or -1. */
+int tb_random_hex(char *out, size_t nbytes);
 /* "key=value" lines: the value of key, or NULL. */
 const char *tb_kv_get(const char *text, const char *key, char *out, size_t n);
 

@@ -15,6 +15,7 @@ import os
 import re
 import resource
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -213,7 +214,9 @@ class FakeDeviceApi:
     upload_status: int = 201
     sync_status: int = 200
     max_upload: int = api_c.MAX_UPLOAD_BYTES
-    mode: str = "ok"  # ok | hang | drip | hang-upload | drip-upload
+    # ok | hang | drip | hang-upload | drip-upload, and for the body's answer (the dump is taken):
+    # garbage-201 (201, not JSON) | reset-201 (201 cut off by a reset) | huge-201 (201 over the read cap)
+    mode: str = "ok"
     requests: list[Request] = field(default_factory=list)
     on_request: Callable[[Request], None] | None = None
 
@@ -245,6 +248,9 @@ class FakeDeviceApi:
                         except OSError:
                             return
                     return
+                if upload and api.mode in ("garbage-201", "reset-201", "huge-201"):
+                    self._broken_201(api.mode)
+                    return
                 if self.path == api_c.SYNC_PATH and api.sync_status != 200:
                     self._json(api.sync_status, error_body("X", "t", "d"))
                 elif self.path == api_c.SYNC_PATH:
@@ -268,6 +274,30 @@ class FakeDeviceApi:
                         self._json(api.upload_status, error_body("X", "t", "d"))
                 else:
                     self._json(404, error_body("NotFound", "no such path"))
+
+            def _broken_201(self, mode: str) -> None:
+                if mode == "garbage-201":
+                    data = b"<html>stored?</html>"
+                    head = f"HTTP/1.1 201 Created\r\nContent-Length: {len(data)}\r\nConnection: close\r\n\r\n"
+                    self.wfile.write(head.encode() + data)
+                elif mode == "reset-201":
+                    data = b'{"id": "d1", "reg'
+                    head = "HTTP/1.1 201 Created\r\nContent-Length: 64\r\nConnection: close\r\n\r\n"
+                    self.wfile.write(head.encode() + data)
+                    self.wfile.flush()
+                    # an abortive close: RST instead of FIN
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.connection.close()
+                else:  # huge-201: a valid answer padded past the reporter's read cap
+                    pad = " " * (300 * 1024)
+                    data = json.dumps({UploadResponse.ID: "d1", UploadResponse.REGION: "EU"}).encode()[:-1]
+                    data += f', "pad": "{pad}"}}'.encode()
+                    head = f"HTTP/1.1 201 Created\r\nContent-Length: {len(data)}\r\nConnection: close\r\n\r\n"
+                    try:
+                        self.wfile.write(head.encode() + data)
+                    except OSError:
+                        pass  # the reporter stops reading at its cap
+                self.close_connection = True
 
             def _json(self, status: int, obj: object) -> None:
                 data = json.dumps(obj).encode()
