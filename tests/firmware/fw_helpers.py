@@ -216,6 +216,7 @@ class FakeDeviceApi:
     max_upload: int = api_c.MAX_UPLOAD_BYTES
     # ok | hang | drip | hang-upload | drip-upload, and for the body's answer (the dump is taken):
     # garbage-201 (201, not JSON) | reset-201 (201 cut off by a reset) | huge-201 (201 over the read cap)
+    # | drop-upload (no answer: the connection is closed)
     mode: str = "ok"
     requests: list[Request] = field(default_factory=list)
     on_request: Callable[[Request], None] | None = None
@@ -247,6 +248,9 @@ class FakeDeviceApi:
                             self.wfile.flush()
                         except OSError:
                             return
+                    return
+                if upload and api.mode == "drop-upload":
+                    self.close_connection = True  # taken, then no answer at all (the service's drop fault)
                     return
                 if upload and api.mode in ("garbage-201", "reset-201", "huge-201"):
                     self._broken_201(api.mode)

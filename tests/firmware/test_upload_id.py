@@ -57,7 +57,7 @@ def test_every_upload_sends_a_fresh_upload_id(fw, api, core):
     assert [e["upload_id"] for e in oks] == ids
 
 
-@pytest.mark.parametrize("mode", ["garbage-201", "reset-201", "huge-201"])
+@pytest.mark.parametrize("mode", ["garbage-201", "reset-201", "huge-201", "drop-upload"])
 def test_a_201_without_the_dump_id_is_a_failure_and_the_retry_resends_the_same_id(fw, api, core, mode):
     provisioned(fw, api)
     api.mode = mode
