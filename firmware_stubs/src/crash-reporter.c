@@ -2,11 +2,14 @@
  *
  *   core_pattern = |/usr/sbin/crash-reporter %P %e %s %t   (tb_corepattern.h names the arguments)
  *
- * Reads the whole ELF core from stdin (the kernel holds the crashed process
- * until stdin is closed), closes it at once so the app can be reaped, then:
- * signature -> consent / freshness / throttling -> gzip -> upload id -> intent -> upload,
- * all within one deadline of TB_DEADLINE_MS from its start (= the crash). Prints
- * one console event per outcome and tells appmgr when it is done.
+ * Reads the start of the ELF core from stdin, only as far as the signature needs (the
+ * notes and the executable's first page, which the kernel writes first), and decides:
+ * consent / freshness / throttling on the device. A skip closes stdin at once, so the
+ * kernel stops writing the rest and the app can be reaped. Otherwise it reads the rest,
+ * closes stdin (the kernel holds the crashed process until then), and goes on: gzip ->
+ * size check -> upload id -> intent -> upload, all within one deadline of TB_DEADLINE_MS
+ * from its start (= the crash). Prints one console event per outcome and tells appmgr
+ * when it is done.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -28,6 +31,90 @@
 #include "tb_spool.h"
 
 #define MAX_CORE (8 * 1024 * 1024)
+/* The first read: ELF header, program headers, notes and the executable's first page of a
+ * board app's core fit (about 12 KiB); more is read only when the signature needs it. */
+#define FIRST_READ (16 * 1024)
+
+/* The core as read from stdin so far. */
+typedef struct {
+    unsigned char *buf;
+    size_t len, size;
+    int eof;       /* the kernel finished writing */
+    int truncated; /* more than MAX_CORE: the rest was drained */
+} core_in;
+
+/* Read until at least `want` bytes are in (or EOF, or MAX_CORE); 0, or -1 on a read error. */
+static int read_to(core_in *in, int fd, size_t want)
+{
+    if (want > MAX_CORE)
+        want = MAX_CORE;
+    while (!in->eof && in->len < want) {
+        if (in->len == in->size) {
+            size_t nsize = in->size ? in->size * 2 : FIRST_READ;
+            if (nsize < want)
+                nsize = want;
+            if (nsize > MAX_CORE)
+                nsize = MAX_CORE;
+            unsigned char *nb = realloc(in->buf, nsize + 1);
+            if (nb == NULL)
+                return -1;
+            in->buf = nb;
+            in->size = nsize;
+        }
+        ssize_t r = read(fd, in->buf + in->len, in->size - in->len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            in->eof = 1;
+        in->len += (size_t)r;
+    }
+    return 0;
+}
+
+/* Read the rest; past MAX_CORE keep draining (so the kernel is not held) and mark it truncated. */
+static int read_rest(core_in *in, int fd)
+{
+    if (read_to(in, fd, MAX_CORE) != 0)
+        return -1;
+    unsigned char sink[4096];
+    ssize_t r;
+    while (!in->eof && (r = read(fd, sink, sizeof sink)) != 0) {
+        if (r < 0 && errno != EINTR)
+            break;
+        if (r > 0)
+            in->truncated = 1;
+    }
+    in->eof = 1;
+    return 0;
+}
+
+/* Parse the core as far as it has been read, reading more until the signature is certain: the
+ * notes are in and the build id is the executable's own, or the whole core is read. 0 when it
+ * parsed; -1 with err when it cannot be parsed; -2 on a read error. */
+static int read_signature(core_in *in, int fd, tb_core *core, char *err, size_t errlen)
+{
+    size_t want = FIRST_READ;
+    for (;;) {
+        if (read_to(in, fd, want) != 0)
+            return -2;
+        int parsed = tb_core_parse(in->buf, in->len, core, err, errlen) == 0;
+        if (parsed && (core->build_id_from_exe || in->eof || in->len >= MAX_CORE))
+            return 0;
+        if (in->eof || in->len >= MAX_CORE)
+            return parsed ? 0 : -1;
+        want = in->len * 4;
+    }
+}
+
+/* Done with stdin: lets the kernel finish (or abandon) the crashed process's dump; appmgr can reap it now. */
+static void close_stdin(void)
+{
+    close(0);
+    if (open("/dev/null", O_RDONLY) != 0) /* keep fd 0 taken (gzip's pipes must not land there) */
+        tb_log("cannot reopen stdin on /dev/null");
+}
 
 /* The argument named `which`, or "" when the kernel (or a caller) gave fewer. */
 static const char *arg(int argc, char **argv, tb_core_argv which) { return (int)which < argc ? argv[which] : ""; }
@@ -110,21 +197,17 @@ int main(int argc, char **argv)
     /* classify before the app can be reaped (and its registration removed) */
     classify((int)pid, exe_arg, &d);
 
-    unsigned char *core_buf = NULL;
-    size_t core_len = 0;
-    int truncated = 0;
-    int rr = tb_read_all_fd(0, MAX_CORE, &core_buf, &core_len, &truncated);
-    close(0); /* lets the kernel finish the crashed process: appmgr can reap it now */
-    if (open("/dev/null", O_RDONLY) != 0) /* keep fd 0 taken (gzip's pipes must not land there) */
-        tb_log("cannot reopen stdin on /dev/null");
-    if (rr != 0) {
+    core_in in = {0};
+    static tb_core core;
+    char err[128];
+    int rs = read_signature(&in, 0, &core, err, sizeof err);
+    if (rs == -2) {
+        close_stdin();
         crash_event(&d, pid, signal_arg, "-", 0, 0);
         tb_event_dump_skipped(TB_SKIP_READ_ERROR, d.component, NULL, -1, 0);
         return finish((int)pid, 1);
     }
-    static tb_core core;
-    char err[128];
-    int parsed = tb_core_parse(core_buf, core_len, &core, err, sizeof err) == 0;
+    int parsed = rs == 0;
     if (parsed)
         tb_core_signature(&core, d.sig);
     if (!parsed || d.component[0] == '\0')
@@ -132,6 +215,7 @@ int main(int argc, char **argv)
                  parsed && core.exe[0] ? core.exe : (exe_arg[0] ? exe_arg : "unknown"));
     crash_event(&d, pid, parsed ? core.signal : signal_arg, d.sig, parsed ? core.pc : 0, 1);
     if (!parsed) {
+        close_stdin();
         tb_log("core not readable: %s", err);
         tb_event_dump_skipped(TB_SKIP_BAD_CORE, d.component, NULL, -1, 0);
         return finish((int)pid, 1);
@@ -142,15 +226,24 @@ int main(int argc, char **argv)
     static tb_sync_state st;
     tb_sync_load(&st);
     tb_action a = tb_decide(provisioned, &st, tb_wall_s(), d.sig, -1);
-    if (a == TB_DECIDE_UPLOAD && truncated)
-        a = TB_DECIDE_TOO_LARGE;
     if (a != TB_DECIDE_UPLOAD) {
+        close_stdin(); /* the kernel stops writing the rest */
         tb_event_dump_skipped(tb_action_reason(a), d.component, d.sig, -1, 0);
+        return finish((int)pid, 0);
+    }
+    int rr = read_rest(&in, 0);
+    close_stdin();
+    if (rr != 0) {
+        tb_event_dump_skipped(TB_SKIP_READ_ERROR, d.component, d.sig, -1, 0);
+        return finish((int)pid, 1);
+    }
+    if (in.truncated) {
+        tb_event_dump_skipped(TB_SKIP_TOO_LARGE, d.component, d.sig, -1, 0);
         return finish((int)pid, 0);
     }
     unsigned char *gz = NULL;
     size_t gzlen = 0;
-    if (tb_gzip(core_buf, core_len, &gz, &gzlen, deadline) != 0) {
+    if (tb_gzip(in.buf, in.len, &gz, &gzlen, deadline) != 0) {
         tb_ev e;
         tb_ev_begin(&e, TB_EV_UPLOAD_FAIL);
         tb_ev_str(&e, TB_K_REASON, tb_mono_ms() >= deadline ? TB_FAIL_TIMEOUT : TB_FAIL_GZIP);
@@ -159,7 +252,7 @@ int main(int argc, char **argv)
         tb_ev_emit(&e);
         return finish((int)pid, 1);
     }
-    free(core_buf);
+    free(in.buf);
     a = tb_decide(provisioned, &st, tb_wall_s(), d.sig, (long long)gzlen);
     if (a != TB_DECIDE_UPLOAD) {
         tb_event_dump_skipped(tb_action_reason(a), d.component, d.sig, (long long)gzlen, 0);

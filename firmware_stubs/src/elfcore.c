@@ -400,8 +400,10 @@ int tb_core_parse(const unsigned char *data, size_t len, tb_core *core, char *er
             const tb_mapping *m = &core->maps[i];
             if (m->file_offset != 0 || path_is_exe(m->path, core->exe) != (pass == 0))
                 continue;
-            if (build_id_at(&c, m->start, core->build_id))
+            if (build_id_at(&c, m->start, core->build_id)) {
+                core->build_id_from_exe = pass == 0;
                 break;
+            }
         }
     }
     free(cp);

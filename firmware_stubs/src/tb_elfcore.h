@@ -21,11 +21,13 @@ typedef struct {
     int has_lr;
     char exe[17];       /* NT_PRPSINFO pr_fname */
     char build_id[129]; /* hex, "" if none */
+    int build_id_from_exe; /* the build id is the executable's own (its first page was in the data) */
     int nmaps;
     tb_mapping maps[TB_MAX_MAPS];
     int nsegs;
 } tb_core;
-/* Returns 0 on success, else -1 with a reason in err. */
+/* Returns 0 on success, else -1 with a reason in err. A prefix of a core parses as far as it
+ * goes: segments are clipped to it; the notes must be inside it. */
 int tb_core_parse(const unsigned char *data, size_t len, tb_core *core, char *err, size_t errlen);
 uint64_t tb_core_pc_offset(const tb_core *core);
 /* The crash signature: first 16 bytes of SHA-256 of "exe|buildid|signal|pcoffsethex", as 32 hex. */
