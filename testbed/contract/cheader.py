@@ -90,6 +90,7 @@ def render() -> str:
         *_enum_strings("TB_SYNCFAIL", events.SyncFailReason),
         "/* the reason of an unexpected HTTP status: printf(TB_HTTP_REASON_FORMAT, status) */",
         _str("TB_HTTP_REASON_FORMAT", events.http_status_reason("%d")),  # type: ignore[arg-type]
+        *_enum_strings("TB_BOOT_ERROR", events.BootErrorReason),
         *_enum_strings("TB_RESTART", events.RestartReason),
         *_enum_strings("TB_RESTART_UPLOAD", events.RestartUpload),
         "",

@@ -101,6 +101,18 @@ class EventKey(StrEnum):
     DATA_KIB = "data_kib"
     COMPONENT = "component"
     STATUS = "status"
+    MODULE = "module"
+    SCRIPT = "script"
+
+
+class BootErrorReason(StrEnum):
+    """``boot-error reason=``: what the image's init could not do (images/ init, firmware rc.d)."""
+
+    INSMOD = "insmod"
+    DHCP = "dhcp"
+    NO_ETH0 = "no-eth0"
+    DROPBEAR = "dropbear"
+    RC_D = "rc.d"
 
 
 class RestartReason(StrEnum):
@@ -133,6 +145,7 @@ REASONS: dict[EventName, tuple[str, ...]] = {
     EventName.UPLOAD_FAIL: tuple(UploadFailReason),
     EventName.SYNC_FAIL: tuple(SyncFailReason),
     EventName.APP_RESTART: tuple(RestartReason),
+    EventName.BOOT_ERROR: tuple(BootErrorReason),
 }
 HTTP_REASON_EVENTS: frozenset[EventName] = frozenset({EventName.UPLOAD_FAIL, EventName.SYNC_FAIL})
 
