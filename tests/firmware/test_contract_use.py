@@ -1,7 +1,8 @@
 """The firmware spells no protocol name itself: every one comes from the generated tb_contract.h.
 
 Scans the C sources (comments dropped) for string literals that are a device API path, header,
-body field, event name, event key or reason of testbed.contract, and for its defaults as numbers.
+body field, event name or reason of testbed.contract (the event prefix included), and for its
+defaults as numbers. Event keys are short words (app, pid, ms) and are not scanned for.
 """
 
 from __future__ import annotations
