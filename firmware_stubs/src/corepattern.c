@@ -74,9 +74,7 @@ int tb_core_pattern_refresh(void)
         int prov = tb_identity_load(&id) == 0;
         tb_sync_load(st);
         consent = tb_consent_valid(prov, st, tb_wall_s());
-    } else {
-        tb_log("no state lock: crash dumps off");
-    }
+    } /* else: no state lock (logged once): crash dumps off */
     tb_core_pattern_apply(consent);
     tb_state_unlock(fd);
     free(st);

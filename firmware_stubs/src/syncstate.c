@@ -117,26 +117,35 @@ void tb_sync_add_throttled(tb_sync_state *st, const char *sig)
     memcpy(st->throttled[st->nthrottled++], sig, TB_SIG_HEX + 1);
 }
 
+/* A daemon retries every second: say a lock failure once, until the lock works again. */
+static int lock_failed;
+
+static int lock_fail(const char *what, const char *path)
+{
+    if (!lock_failed)
+        tb_log("state lock: %s %s: %s", what, path, strerror(errno));
+    lock_failed = 1;
+    return -1;
+}
+
 int tb_state_lock(void)
 {
     char path[512];
-    if (tb_mkdirs(tb_state_dir()) != 0) {
-        tb_log("state lock: cannot create %s: %s", tb_state_dir(), strerror(errno));
-        return -1;
-    }
+    if (tb_mkdirs(tb_state_dir()) != 0)
+        return lock_fail("cannot create", tb_state_dir());
     tb_path(path, sizeof path, tb_state_dir(), LOCK_FILE);
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        tb_log("state lock: cannot open %s: %s", path, strerror(errno));
-        return -1;
-    }
+    if (fd < 0)
+        return lock_fail("cannot open", path);
     while (flock(fd, LOCK_EX) != 0) {
         if (errno != EINTR) {
-            tb_log("state lock: flock %s: %s", path, strerror(errno));
+            int e = errno;
             close(fd);
-            return -1;
+            errno = e;
+            return lock_fail("cannot flock", path);
         }
     }
+    lock_failed = 0;
     return fd;
 }
 
