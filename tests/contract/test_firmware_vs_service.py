@@ -232,3 +232,28 @@ def test_sync_against_a_hanging_service_gives_up_at_the_deadline(device, control
     n = [e for e in d.fw.events() if e["event"] == EventName.SYNC_FAIL]
     assert n and n[-1]["reason"] == SyncFailReason.TIMEOUT
     assert elapsed <= DEADLINE_S + PROCESS_MARGIN_S
+
+
+def test_a_lost_answer_is_resent_with_its_upload_id_and_stored_once(device, control, support_client, core):
+    """The service's drop fault stores the upload and closes without an answer; the firmware keeps
+    the dump and, after the next sync, sends it again with the same X-Upload-Id: one copy stored."""
+    d = device()
+    assert d.provision().returncode == 0
+    r = control.http.post("/testbed/v1/faults", json={"mode": "drop", "count": 1})
+    if r.status_code == 400:
+        pytest.skip(f"this service has no drop fault yet: {r.text}")
+    assert r.status_code == 200, r.text
+    _, proc = d.crash(core)
+    assert proc.returncode == 1
+    fail = d.outcome()
+    assert fail["event"] == EventName.UPLOAD_FAIL and fail["stage"] == "body"
+    assert device_api.is_upload_id(fail["upload_id"])
+    assert len(d.fw.spool_files()) == 2
+    first = stored(support_client, d.claimed.device_id)
+    assert len(first) == 1  # stored: only the answer was lost
+    n = d.event_count()
+    assert d.sync().returncode == 0
+    ok = d.fw.wait_event(EventName.UPLOAD_OK, after=n)
+    assert ok["spooled"] == "1" and ok["upload_id"] == fail["upload_id"]
+    assert dump_ids(stored(support_client, d.claimed.device_id)) == dump_ids(first) == [ok["id"]]
+    assert d.fw.spool_files() == []
