@@ -79,3 +79,17 @@ def test_an_upload_still_reads_the_whole_core(fw, api: FakeDeviceApi, core):
     assert taken == len(core)
     fw.wait_event(EventName.UPLOAD_OK)
     assert gzip.decompress(api.requests[-1].body) == core
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in BOARD_CORE.parent.glob("*.core.gz")))
+def test_the_signature_from_the_start_is_the_whole_cores(fw, api: FakeDeviceApi, name):
+    """Every recorded board core: the signature decided from its start is that of the whole core
+    (the device skips it as throttled, which it can only do with the same signature)."""
+    whole = gzip.decompress((BOARD_CORE.parent / name).read_bytes())
+    api.throttled = [signature_of_core(whole)]
+    assert fw.provision(api.port).returncode == 0
+    api.requests.clear()
+    taken, proc = feed(fw, whole)
+    assert proc.returncode == 0
+    assert fw.wait_event(EventName.DUMP_SKIPPED)["reason"] == DumpSkipReason.THROTTLED
+    assert api.requests == []
