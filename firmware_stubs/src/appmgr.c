@@ -29,6 +29,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tb_apps.h"
 #include "tb_contract.h"
 #include "tb_events.h"
 #include "tb_files.h"
@@ -36,23 +37,7 @@
 #include "tb_policy.h"
 #include "tb_state.h"
 
-#define MAX_APPS 16
-#define MAX_ARGS 32
 #define MAX_PENDING 32
-
-enum { ST_RUNNING, ST_WAIT_UPLOAD, ST_WAIT_BACKOFF };
-
-typedef struct {
-    char name[32];
-    long data_kib;
-    char *argv[MAX_ARGS + 1];
-    pid_t pid;
-    int state;
-    int64_t started_ms;
-    int64_t crash_ms;   /* when the crash happened (reporter's clock, or the reap) */
-    int64_t restart_at; /* absolute mono ms */
-    const char *reason;
-} app_t;
 
 typedef struct {
     pid_t pid;
@@ -248,52 +233,6 @@ static void on_message(char *msg)
     }
 }
 
-static int load_apps(const char *file)
-{
-    char *text = tb_read_file(file, NULL);
-    if (text == NULL) {
-        tb_log("no apps file %s: running the default app crashapp", file);
-        text = strdup("crashapp /usr/bin/crashapp --mode idle\n");
-    }
-    char *save = NULL;
-    int lineno = 0;
-    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        lineno++;
-        char *hash = strchr(line, '#');
-        if (hash)
-            *hash = '\0';
-        char *tok[MAX_ARGS + 3];
-        int nt = 0;
-        char *s2 = NULL;
-        for (char *t = strtok_r(line, " \t", &s2); t && nt < MAX_ARGS + 2; t = strtok_r(NULL, " \t", &s2))
-            tok[nt++] = t;
-        if (nt == 0)
-            continue;
-        if (napps == MAX_APPS) {
-            tb_log("%s:%d: more than %d apps; ignoring the rest", file, lineno, MAX_APPS);
-            break;
-        }
-        app_t *a = &apps[napps];
-        memset(a, 0, sizeof *a);
-        snprintf(a->name, sizeof a->name, "%s", tok[0]);
-        a->data_kib = TB_APP_DATA_LIMIT_BYTES / 1024;
-        int k = 1;
-        if (k < nt && strncmp(tok[k], "data_kib=", 9) == 0)
-            a->data_kib = strtol(tok[k++] + 9, NULL, 10);
-        if (k >= nt || tok[k][0] != '/') {
-            tb_log("%s:%d: app %s needs an absolute command path", file, lineno, a->name);
-            continue;
-        }
-        int na = 0;
-        for (; k < nt && na < MAX_ARGS; k++)
-            a->argv[na++] = strdup(tok[k]);
-        a->argv[na] = NULL;
-        napps++;
-    }
-    free(text);
-    return napps;
-}
-
 int main(int argc, char **argv)
 {
     tb_set_prog("appmgr");
@@ -317,7 +256,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "appmgr: cannot create %s\n", dir);
         return 1;
     }
-    if (load_apps(file) == 0) {
+    if ((napps = tb_apps_load(file, apps, MAX_APPS)) == 0) {
         fprintf(stderr, "appmgr: no apps to run in %s\n", file);
         return 1;
     }
