@@ -10,7 +10,7 @@
  *
  * Restart rules: a crashed app is restarted as soon as the crash reporter says
  * its upload is done (datagram "done PID" on <run>/appmgr.sock), and at the
- * latest 5 s after the crash (the reporter's "crash PID MONO_MS" datagram marks
+ * latest TB_DEADLINE_MS after the crash (the reporter's "crash PID MONO_MS" datagram marks
  * it); an app that crashed without a reporter (no consent) or exited cleanly is
  * restarted at once (after 1 s if it lived less than 1 s). Event per restart:
  *   @tb event=app-restart app=NAME after_ms=MS reason=crash|exit|killed upload=done|deadline|none
@@ -29,25 +29,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "tb.h"
+#include "tb_apps.h"
+#include "tb_contract.h"
+#include "tb_events.h"
+#include "tb_files.h"
+#include "tb_notify.h"
+#include "tb_policy.h"
+#include "tb_state.h"
 
-#define MAX_APPS 16
-#define MAX_ARGS 32
 #define MAX_PENDING 32
-
-enum { ST_RUNNING, ST_WAIT_UPLOAD, ST_WAIT_BACKOFF };
-
-typedef struct {
-    char name[32];
-    long data_kib;
-    char *argv[MAX_ARGS + 1];
-    pid_t pid;
-    int state;
-    int64_t started_ms;
-    int64_t crash_ms;   /* when the crash happened (reporter's clock, or the reap) */
-    int64_t restart_at; /* absolute mono ms */
-    const char *reason;
-} app_t;
 
 typedef struct {
     pid_t pid;
@@ -124,7 +114,7 @@ static void spawn(app_t *a)
         struct rlimit none = {0, 0};
         setrlimit(RLIMIT_CORE, &none);
         setenv("TB_COMPONENT", a->name, 1);
-        setenv("TB_COMPONENT_CLASS", "App", 1);
+        setenv("TB_COMPONENT_CLASS", TB_CLASS_APP, 1);
         sigset_t all;
         sigemptyset(&all);
         sigprocmask(SIG_SETMASK, &all, NULL);
@@ -150,8 +140,14 @@ static void restart(app_t *a, const char *upload)
         p->pid = 0;
     long long after = (long long)(tb_mono_ms() - a->crash_ms);
     spawn(a);
-    tb_event("app-restart app=%s after_ms=%lld reason=%s upload=%s pid=%d", a->name, after, a->reason, upload,
-             (int)a->pid);
+    tb_ev e;
+    tb_ev_begin(&e, TB_EV_APP_RESTART);
+    tb_ev_str(&e, TB_K_APP, a->name);
+    tb_ev_int(&e, TB_K_AFTER_MS, after);
+    tb_ev_str(&e, TB_K_REASON, a->reason);
+    tb_ev_str(&e, TB_K_UPLOAD, upload);
+    tb_ev_int(&e, TB_K_PID, (int)a->pid);
+    tb_ev_emit(&e);
 }
 
 static int core_signal(int s)
@@ -164,17 +160,17 @@ static void reaped(app_t *a, int status)
 {
     int64_t now = tb_mono_ms();
     if (WIFEXITED(status) || !core_signal(WTERMSIG(status))) {
-        a->reason = WIFEXITED(status) ? "exit" : "killed";
+        a->reason = WIFEXITED(status) ? TB_RESTART_EXIT : TB_RESTART_KILLED;
         a->crash_ms = now;
         if (now - a->started_ms < 1000) {
             a->state = ST_WAIT_BACKOFF; /* do not spin on an app that cannot start */
             a->restart_at = now + 1000;
         } else {
-            restart(a, "none");
+            restart(a, TB_RESTART_UPLOAD_NONE);
         }
         return;
     }
-    a->reason = "crash";
+    a->reason = TB_RESTART_CRASH;
     pending_t *p = pending_for(a->pid, 0);
     if (p != NULL && now - p->seen_ms > 60000) {
         p->pid = 0; /* left over from an earlier process with the same pid (an OS component) */
@@ -183,26 +179,33 @@ static void reaped(app_t *a, int status)
     if (p == NULL) {
         /* No reporter ran: core_pattern points nowhere because consent is not valid. */
         tb_identity id;
-        tb_sync_state st;
+        static tb_sync_state st;
         int prov = tb_identity_load(&id) == 0;
         tb_sync_load(&st);
         tb_action why = tb_decide(prov, &st, tb_wall_s(), NULL, -1);
-        tb_event("crash app=%s class=App pid=%d signal=%d sig=-", a->name, (int)a->pid, WTERMSIG(status));
-        tb_event("dump-skipped reason=%s app=%s", why == TB_UPLOAD ? "no-reporter" : tb_action_reason(why),
-                 a->name);
+        tb_ev e;
+        tb_ev_begin(&e, TB_EV_CRASH);
+        tb_ev_str(&e, TB_K_APP, a->name);
+        tb_ev_str(&e, TB_K_CLASS, TB_CLASS_APP);
+        tb_ev_int(&e, TB_K_PID, (int)a->pid);
+        tb_ev_int(&e, TB_K_SIGNAL, WTERMSIG(status));
+        tb_ev_str(&e, TB_K_SIG, "-");
+        tb_ev_emit(&e);
+        tb_event_dump_skipped(why == TB_DECIDE_UPLOAD ? TB_SKIP_NO_REPORTER : tb_action_reason(why), a->name, NULL,
+                              -1, 0);
         a->crash_ms = now;
-        restart(a, "none");
+        restart(a, TB_RESTART_UPLOAD_NONE);
         return;
     }
     a->crash_ms = p->crash_ms < now ? p->crash_ms : now;
     if (p->done) {
-        restart(a, "done");
+        restart(a, TB_RESTART_UPLOAD_DONE);
         return;
     }
     a->state = ST_WAIT_UPLOAD;
     a->restart_at = a->crash_ms + TB_DEADLINE_MS;
     if (a->restart_at <= now)
-        restart(a, "deadline");
+        restart(a, TB_RESTART_UPLOAD_DEADLINE);
 }
 
 static void on_message(char *msg)
@@ -213,67 +216,21 @@ static void on_message(char *msg)
     int n = sscanf(msg, "%15s %d %lld", kind, &pid, &ms);
     if (n < 2 || pid <= 0)
         return;
-    if (strcmp(kind, "crash") == 0) {
+    if (strcmp(kind, TB_NOTIFY_CRASH) == 0) {
         pending_t *p = pending_for(pid, 1);
         p->crash_ms = n == 3 ? ms : tb_mono_ms();
         p->seen_ms = tb_mono_ms();
         p->done = 0;
         return;
     }
-    if (strcmp(kind, "done") == 0) {
+    if (strcmp(kind, TB_NOTIFY_DONE) == 0) {
         pending_t *p = pending_for(pid, 1);
         p->done = 1;
         p->seen_ms = tb_mono_ms();
         for (int i = 0; i < napps; i++)
             if (apps[i].pid == pid && apps[i].state == ST_WAIT_UPLOAD)
-                restart(&apps[i], "done");
+                restart(&apps[i], TB_RESTART_UPLOAD_DONE);
     }
-}
-
-static int load_apps(const char *file)
-{
-    char *text = tb_read_file(file, NULL);
-    if (text == NULL) {
-        tb_log("no apps file %s: running the default app crashapp", file);
-        text = strdup("crashapp /usr/bin/crashapp --mode idle\n");
-    }
-    char *save = NULL;
-    int lineno = 0;
-    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        lineno++;
-        char *hash = strchr(line, '#');
-        if (hash)
-            *hash = '\0';
-        char *tok[MAX_ARGS + 3];
-        int nt = 0;
-        char *s2 = NULL;
-        for (char *t = strtok_r(line, " \t", &s2); t && nt < MAX_ARGS + 2; t = strtok_r(NULL, " \t", &s2))
-            tok[nt++] = t;
-        if (nt == 0)
-            continue;
-        if (napps == MAX_APPS) {
-            tb_log("%s:%d: more than %d apps; ignoring the rest", file, lineno, MAX_APPS);
-            break;
-        }
-        app_t *a = &apps[napps];
-        memset(a, 0, sizeof *a);
-        snprintf(a->name, sizeof a->name, "%s", tok[0]);
-        a->data_kib = 256;
-        int k = 1;
-        if (k < nt && strncmp(tok[k], "data_kib=", 9) == 0)
-            a->data_kib = strtol(tok[k++] + 9, NULL, 10);
-        if (k >= nt || tok[k][0] != '/') {
-            tb_log("%s:%d: app %s needs an absolute command path", file, lineno, a->name);
-            continue;
-        }
-        int na = 0;
-        for (; k < nt && na < MAX_ARGS; k++)
-            a->argv[na++] = strdup(tok[k]);
-        a->argv[na] = NULL;
-        napps++;
-    }
-    free(text);
-    return napps;
 }
 
 int main(int argc, char **argv)
@@ -299,13 +256,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "appmgr: cannot create %s\n", dir);
         return 1;
     }
-    if (load_apps(file) == 0) {
+    if ((napps = tb_apps_load(file, apps, MAX_APPS)) == 0) {
         fprintf(stderr, "appmgr: no apps to run in %s\n", file);
         return 1;
     }
     if (pipe2(sigpipe_fds, O_CLOEXEC | O_NONBLOCK) != 0)
         return 1;
-    tb_path(sockpath, sizeof sockpath, tb_run_dir(), "appmgr.sock");
+    tb_path(sockpath, sizeof sockpath, tb_run_dir(), TB_NOTIFY_SOCKET);
     unlink(sockpath);
     int sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     struct sockaddr_un sa;
@@ -338,7 +295,12 @@ int main(int argc, char **argv)
 
     for (int i = 0; i < napps; i++) {
         spawn(&apps[i]);
-        tb_event("app-start app=%s pid=%d data_kib=%ld", apps[i].name, (int)apps[i].pid, apps[i].data_kib);
+        tb_ev e;
+        tb_ev_begin(&e, TB_EV_APP_START);
+        tb_ev_str(&e, TB_K_APP, apps[i].name);
+        tb_ev_int(&e, TB_K_PID, (int)apps[i].pid);
+        tb_ev_int(&e, TB_K_DATA_KIB, apps[i].data_kib);
+        tb_ev_emit(&e);
     }
     while (!stop) {
         int64_t now = tb_mono_ms(), wake = -1;
@@ -375,7 +337,7 @@ int main(int argc, char **argv)
         now = tb_mono_ms();
         for (int i = 0; i < napps; i++)
             if (apps[i].state != ST_RUNNING && apps[i].restart_at <= now)
-                restart(&apps[i], apps[i].state == ST_WAIT_UPLOAD ? "deadline" : "none");
+                restart(&apps[i], apps[i].state == ST_WAIT_UPLOAD ? TB_RESTART_UPLOAD_DEADLINE : TB_RESTART_UPLOAD_NONE);
     }
     for (int i = 0; i < napps; i++)
         if (apps[i].pid > 0 && apps[i].state == ST_RUNNING)

@@ -1,14 +1,15 @@
 /* crash-reporter: the kernel's core_pattern pipe handler.
  *
- *   core_pattern = |/usr/sbin/crash-reporter %P %e %s %t
+ *   core_pattern = |/usr/sbin/crash-reporter %P %e %s %t   (tb_corepattern.h names the arguments)
  *
- * Reads the whole ELF core from stdin (the kernel holds the crashed process
- * until stdin is closed), closes it at once so the app can be reaped, then:
- * signature -> consent / freshness / throttling -> gzip -> intent -> upload,
- * all within one deadline of 5 s from its start (= the crash). Prints one
- * console event per outcome and tells appmgr when it is done.
- *
- * Also: crash-reporter --check-core FILE (parse a core file, print what it says).
+ * Reads the start of the ELF core from stdin, only as far as the signature needs (the
+ * notes and the executable's first page, which the kernel writes first), and decides:
+ * consent / freshness / throttling on the device. A skip closes stdin at once, so the
+ * kernel stops writing the rest and the app can be reaped. Otherwise it reads the rest,
+ * closes stdin (the kernel holds the crashed process until then), and goes on: gzip ->
+ * size check -> upload id -> intent -> upload, all within one deadline of TB_DEADLINE_MS
+ * from its start (= the crash). Prints one console event per outcome and tells appmgr
+ * when it is done.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -18,12 +19,108 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "tb.h"
+#include "tb_api.h"
+#include "tb_contract.h"
+#include "tb_corepattern.h"
+#include "tb_elfcore.h"
+#include "tb_events.h"
+#include "tb_files.h"
+#include "tb_gzip.h"
+#include "tb_notify.h"
+#include "tb_policy.h"
+#include "tb_spool.h"
 
 #define MAX_CORE (8 * 1024 * 1024)
+/* The first read: ELF header, program headers, notes and the executable's first page of a
+ * board app's core fit (about 12 KiB); more is read only when the signature needs it. */
+#define FIRST_READ (16 * 1024)
+
+/* The core as read from stdin so far. */
+typedef struct {
+    unsigned char *buf;
+    size_t len, size;
+    int eof;       /* the kernel finished writing */
+    int truncated; /* more than MAX_CORE: the rest was drained */
+} core_in;
+
+/* Read until at least `want` bytes are in (or EOF, or MAX_CORE); 0, or -1 on a read error. */
+static int read_to(core_in *in, int fd, size_t want)
+{
+    if (want > MAX_CORE)
+        want = MAX_CORE;
+    while (!in->eof && in->len < want) {
+        if (in->len == in->size) {
+            size_t nsize = in->size ? in->size * 2 : FIRST_READ;
+            if (nsize < want)
+                nsize = want;
+            if (nsize > MAX_CORE)
+                nsize = MAX_CORE;
+            unsigned char *nb = realloc(in->buf, nsize + 1);
+            if (nb == NULL)
+                return -1;
+            in->buf = nb;
+            in->size = nsize;
+        }
+        ssize_t r = read(fd, in->buf + in->len, in->size - in->len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            in->eof = 1;
+        in->len += (size_t)r;
+    }
+    return 0;
+}
+
+/* Read the rest; past MAX_CORE keep draining (so the kernel is not held) and mark it truncated. */
+static int read_rest(core_in *in, int fd)
+{
+    if (read_to(in, fd, MAX_CORE) != 0)
+        return -1;
+    unsigned char sink[4096];
+    ssize_t r;
+    while (!in->eof && (r = read(fd, sink, sizeof sink)) != 0) {
+        if (r < 0 && errno != EINTR)
+            break;
+        if (r > 0)
+            in->truncated = 1;
+    }
+    in->eof = 1;
+    return 0;
+}
+
+/* Parse the core as far as it has been read, reading more until the signature is certain: the
+ * notes are in and the build id is the executable's own, or the whole core is read. 0 when it
+ * parsed; -1 with err when it cannot be parsed; -2 on a read error. */
+static int read_signature(core_in *in, int fd, tb_core *core, char *err, size_t errlen)
+{
+    size_t want = FIRST_READ;
+    for (;;) {
+        if (read_to(in, fd, want) != 0)
+            return -2;
+        int parsed = tb_core_parse(in->buf, in->len, core, err, errlen) == 0;
+        if (parsed && (core->build_id_from_exe || in->eof || in->len >= MAX_CORE))
+            return 0;
+        if (in->eof || in->len >= MAX_CORE)
+            return parsed ? 0 : -1;
+        want = in->len * 4;
+    }
+}
+
+/* Done with stdin: lets the kernel finish (or abandon) the crashed process's dump; appmgr can reap it now. */
+static void close_stdin(void)
+{
+    close(0);
+    if (open("/dev/null", O_RDONLY) != 0) /* keep fd 0 taken (gzip's pipes must not land there) */
+        tb_log("cannot reopen stdin on /dev/null");
+}
+
+/* The argument named `which`, or "" when the kernel (or a caller) gave fewer. */
+static const char *arg(int argc, char **argv, tb_core_argv which) { return (int)which < argc ? argv[which] : ""; }
 
 /* App or OS: appmgr registers its apps' pids in <run>/apps/<pid>. */
-static void classify(int pid, const char *exe, char *klass, size_t kn, char *name, size_t nn)
+static void classify(int pid, const char *exe, tb_dump *d)
 {
     char dir[512], path[600];
     tb_path(dir, sizeof dir, tb_run_dir(), "apps");
@@ -31,21 +128,33 @@ static void classify(int pid, const char *exe, char *klass, size_t kn, char *nam
     char *app = tb_read_file(path, NULL);
     if (app != NULL) {
         app[strcspn(app, "\n")] = '\0';
-        snprintf(klass, kn, "App");
-        snprintf(name, nn, "%s", app[0] ? app : exe);
+        snprintf(d->klass, sizeof d->klass, "%s", TB_CLASS_APP);
+        snprintf(d->component, sizeof d->component, "%s", app[0] ? app : exe);
         free(app);
         return;
     }
-    snprintf(klass, kn, "OS");
-    snprintf(name, nn, "%s", exe);
+    snprintf(d->klass, sizeof d->klass, "%s", TB_CLASS_OS);
+    snprintf(d->component, sizeof d->component, "%s", exe);
 }
 
 static int finish(int pid, int code)
 {
-    char msg[64];
-    snprintf(msg, sizeof msg, "done %d", pid);
-    tb_notify_appmgr(msg);
+    tb_notify_done(pid);
     return code;
+}
+
+static void crash_event(const tb_dump *d, long pid, int signal, const char *sig, unsigned long long pc, int with_pc)
+{
+    tb_ev e;
+    tb_ev_begin(&e, TB_EV_CRASH);
+    tb_ev_str(&e, TB_K_APP, d->component);
+    tb_ev_str(&e, TB_K_CLASS, d->klass);
+    tb_ev_int(&e, TB_K_PID, pid);
+    tb_ev_int(&e, TB_K_SIGNAL, signal);
+    tb_ev_str(&e, TB_K_SIG, sig);
+    if (with_pc)
+        tb_ev_hex(&e, TB_K_PC, pc);
+    tb_ev_emit(&e);
 }
 
 int main(int argc, char **argv)
@@ -65,84 +174,97 @@ int main(int argc, char **argv)
         printf("usage: crash-reporter PID EXE SIGNAL TIME   (core on stdin; the kernel's core_pattern pipe handler)\n");
         return 0;
     }
-    if (argc < 2) {
+    if (argc <= TB_ARGV_PID) {
         fprintf(stderr, "usage: crash-reporter PID [EXE SIGNAL TIME] < core\n");
         return 2;
     }
     char *end;
-    long pid = strtol(argv[1], &end, 10);
+    long pid = strtol(argv[TB_ARGV_PID], &end, 10);
     if (*end != '\0' || pid <= 0) {
-        fprintf(stderr, "crash-reporter: PID '%s' is not a positive number\n", argv[1]);
+        fprintf(stderr, "crash-reporter: PID '%s' is not a positive number\n", argv[TB_ARGV_PID]);
         return 2;
     }
-    const char *exe_arg = argc > 2 ? argv[2] : "";
-    long long crash_time = argc > 4 ? strtoll(argv[4], NULL, 10) : tb_wall_s();
-    if (crash_time <= 0)
-        crash_time = tb_wall_s();
+    const char *exe_arg = arg(argc, argv, TB_ARGV_EXE);
+    int signal_arg = atoi(arg(argc, argv, TB_ARGV_SIGNAL));
+    tb_dump d;
+    memset(&d, 0, sizeof d);
+    snprintf(d.sig, sizeof d.sig, "-");
+    d.crash_time = strtoll(arg(argc, argv, TB_ARGV_TIME), NULL, 10);
+    if (d.crash_time <= 0)
+        d.crash_time = tb_wall_s();
 
-    char msg[64];
-    snprintf(msg, sizeof msg, "crash %ld %lld", pid, (long long)t0);
-    tb_notify_appmgr(msg);
-
+    tb_notify_crash((int)pid, t0);
     /* classify before the app can be reaped (and its registration removed) */
-    char klass[8], comp[64];
-    classify((int)pid, exe_arg, klass, sizeof klass, comp, sizeof comp);
+    classify((int)pid, exe_arg, &d);
 
-    unsigned char *core_buf = NULL;
-    size_t core_len = 0;
-    int truncated = 0;
-    int rr = tb_read_all_fd(0, MAX_CORE, &core_buf, &core_len, &truncated);
-    close(0); /* lets the kernel finish the crashed process: appmgr can reap it now */
-    if (open("/dev/null", O_RDONLY) != 0) /* keep fd 0 taken (gzip's pipes must not land there) */
-        tb_log("cannot reopen stdin on /dev/null");
-    if (rr != 0) {
-        tb_event("crash app=%s class=%s pid=%ld signal=%s sig=-", comp, klass, pid, argc > 3 ? argv[3] : "-");
-        tb_event("dump-skipped reason=read-error app=%s", comp);
+    core_in in = {0};
+    static tb_core core;
+    char err[128];
+    int rs = read_signature(&in, 0, &core, err, sizeof err);
+    if (rs == -2) {
+        close_stdin();
+        crash_event(&d, pid, signal_arg, "-", 0, 0);
+        tb_event_dump_skipped(TB_SKIP_READ_ERROR, d.component, NULL, -1, 0);
         return finish((int)pid, 1);
     }
-    static tb_core core;
-    char err[128], sig[TB_SIG_HEX + 1] = "-";
-    int parsed = tb_core_parse(core_buf, core_len, &core, err, sizeof err) == 0;
+    int parsed = rs == 0;
     if (parsed)
-        tb_core_signature(&core, sig);
-    if (!parsed || comp[0] == '\0')
-        snprintf(comp, sizeof comp, "%s", parsed && core.exe[0] ? core.exe : (exe_arg[0] ? exe_arg : "unknown"));
-    tb_event("crash app=%s class=%s pid=%ld signal=%d sig=%s pc=0x%llx", comp, klass, pid,
-             parsed ? core.signal : (argc > 3 ? atoi(argv[3]) : 0), sig, parsed ? (unsigned long long)core.pc : 0ULL);
+        tb_core_signature(&core, d.sig);
+    if (!parsed || d.component[0] == '\0')
+        snprintf(d.component, sizeof d.component, "%s",
+                 parsed && core.exe[0] ? core.exe : (exe_arg[0] ? exe_arg : "unknown"));
+    crash_event(&d, pid, parsed ? core.signal : signal_arg, d.sig, parsed ? core.pc : 0, 1);
     if (!parsed) {
+        close_stdin();
         tb_log("core not readable: %s", err);
-        tb_event("dump-skipped reason=bad-core app=%s", comp);
+        tb_event_dump_skipped(TB_SKIP_BAD_CORE, d.component, NULL, -1, 0);
         return finish((int)pid, 1);
     }
 
     tb_identity id;
     int provisioned = tb_identity_load(&id) == 0;
-    tb_sync_state st;
+    static tb_sync_state st;
     tb_sync_load(&st);
-    tb_action a = tb_decide(provisioned, &st, tb_wall_s(), sig, -1);
-    if (a == TB_UPLOAD && truncated)
-        a = TB_SKIP_TOO_LARGE;
-    if (a != TB_UPLOAD) {
-        tb_event("dump-skipped reason=%s app=%s sig=%s", tb_action_reason(a), comp, sig);
+    tb_action a = tb_decide(provisioned, &st, tb_wall_s(), d.sig, -1);
+    if (a != TB_DECIDE_UPLOAD) {
+        close_stdin(); /* the kernel stops writing the rest */
+        tb_event_dump_skipped(tb_action_reason(a), d.component, d.sig, -1, 0);
+        return finish((int)pid, 0);
+    }
+    int rr = read_rest(&in, 0);
+    close_stdin();
+    if (rr != 0) {
+        tb_event_dump_skipped(TB_SKIP_READ_ERROR, d.component, d.sig, -1, 0);
+        return finish((int)pid, 1);
+    }
+    if (in.truncated) {
+        tb_event_dump_skipped(TB_SKIP_TOO_LARGE, d.component, d.sig, -1, 0);
         return finish((int)pid, 0);
     }
     unsigned char *gz = NULL;
     size_t gzlen = 0;
-    if (tb_gzip(core_buf, core_len, &gz, &gzlen, deadline) != 0) {
-        tb_event("upload-fail reason=%s app=%s sig=%s", tb_mono_ms() >= deadline ? "timeout" : "gzip", comp, sig);
+    if (tb_gzip(in.buf, in.len, &gz, &gzlen, deadline) != 0) {
+        tb_ev e;
+        tb_ev_begin(&e, TB_EV_UPLOAD_FAIL);
+        tb_ev_str(&e, TB_K_REASON, tb_mono_ms() >= deadline ? TB_FAIL_TIMEOUT : TB_FAIL_GZIP);
+        tb_ev_str(&e, TB_K_APP, d.component);
+        tb_ev_str(&e, TB_K_SIG, d.sig);
+        tb_ev_emit(&e);
         return finish((int)pid, 1);
     }
-    free(core_buf);
-    a = tb_decide(provisioned, &st, tb_wall_s(), sig, (long long)gzlen);
-    if (a != TB_UPLOAD) {
-        tb_event("dump-skipped reason=%s app=%s sig=%s bytes=%zu", tb_action_reason(a), comp, sig, gzlen);
+    free(in.buf);
+    a = tb_decide(provisioned, &st, tb_wall_s(), d.sig, (long long)gzlen);
+    if (a != TB_DECIDE_UPLOAD) {
+        tb_event_dump_skipped(tb_action_reason(a), d.component, d.sig, (long long)gzlen, 0);
         return finish((int)pid, 0);
     }
-    int r = tb_api_upload(&id, &st, sig, klass, comp, crash_time, gz, gzlen, t0, deadline, 0);
+    if (tb_dump_new_upload_id(&d) != 0)
+        tb_log("no upload id (/dev/urandom unreadable): this dump goes without one");
+    int r = tb_api_upload(&id, &st, &d, gz, gzlen, t0, deadline, 0);
     /* appmgr restarts the app now; spooling happens after that */
     finish((int)pid, 0);
     if (r == TB_UP_RETRY) {
-        if (tb_spool_put(sig, klass, comp, crash_time, gz, gzlen) == 0)
+        if (tb_spool_put(&d, gz, gzlen) == 0)
             tb_log("dump kept in the spool for the next sync");
     }
     free(gz);

@@ -29,7 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "tb.h"
+#include "tb_files.h"
 
 typedef struct {
     char mode[8];

@@ -1,7 +1,6 @@
-/* Reading an ELF core: the crashing thread's signal and registers, the
- * executable's name, its file mappings (NT_FILE) and GNU build id, and the
- * crash signature. Bounds-checked everywhere: the input is whatever the
- * kernel (or a test) pipes in.
+/* Reading an ELF core: the crashing thread's signal and registers, the executable's
+ * name, its file mappings (NT_FILE) and GNU build id. Bounds-checked everywhere: the
+ * input is whatever the kernel (or a test) pipes in.
  *
  * Layouts (Linux struct elf_prstatus / elf_prpsinfo):
  *   ARM 32-bit:  prstatus 148 bytes, pr_cursig @12, pr_pid @24, pr_reg[18] @72
@@ -14,33 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tb.h"
+#include "elfread.h"
+#include "tb_elfcore.h"
+#include "tb_sha256.h"
 
-#define PT_LOAD 1
-#define PT_NOTE 4
-#define NT_PRSTATUS 1
-#define NT_PRPSINFO 3
-#define NT_FILE 0x46494c45u
-#define NT_GNU_BUILD_ID 3
-#define EM_ARM 40
-#define EM_X86_64 62
-#define EM_AARCH64 183
-
-typedef struct {
-    const unsigned char *d;
-    size_t n;
-} buf_t;
-
-static int rd(buf_t b, size_t off, size_t size, uint64_t *v)
-{
-    if (off > b.n || size > b.n - off)
-        return -1;
-    uint64_t x = 0;
-    for (size_t i = 0; i < size; i++)
-        x |= (uint64_t)b.d[off + i] << (8 * i);
-    *v = x;
-    return 0;
-}
 
 typedef struct {
     uint64_t vaddr, offset, filesz;
@@ -64,154 +40,6 @@ static const unsigned char *mem_at(const ctx_t *c, uint64_t vaddr, uint64_t size
             return c->all.d + s->offset + (vaddr - s->vaddr);
     }
     return NULL;
-}
-
-typedef int (*note_cb)(const char *name, size_t namesz, uint32_t type, buf_t desc, void *arg);
-
-/* Walk the notes in b; -1 on a truncated note. */
-static int walk_notes(buf_t b, note_cb cb, void *arg)
-{
-    size_t pos = 0;
-    while (pos + 12 <= b.n) {
-        uint64_t namesz = 0, descsz = 0, type = 0;
-        rd(b, pos, 4, &namesz);
-        rd(b, pos + 4, 4, &descsz);
-        rd(b, pos + 8, 4, &type);
-        size_t name_at = pos + 12;
-        uint64_t desc_at = name_at + ((namesz + 3) & ~(uint64_t)3);
-        if (desc_at > b.n || descsz > b.n - desc_at)
-            return -1;
-        size_t nlen = (size_t)namesz;
-        while (nlen > 0 && b.d[name_at + nlen - 1] == '\0')
-            nlen--;
-        buf_t desc = {b.d + desc_at, (size_t)descsz};
-        int r = cb((const char *)b.d + name_at, nlen, (uint32_t)type, desc, arg);
-        if (r != 0)
-            return r > 0 ? 0 : r;
-        pos = (size_t)(desc_at + ((descsz + 3) & ~(uint64_t)3));
-    }
-    return 0;
-}
-
-typedef struct {
-    tb_core *core;
-    int have_prstatus;
-    const char *err;
-} parse_arg;
-
-static int parse_prstatus(tb_core *core, buf_t d, const char **err)
-{
-    uint64_t v = 0;
-    if (core->machine == EM_ARM) {
-        if (d.n < 148) {
-            *err = "ARM NT_PRSTATUS shorter than 148 bytes";
-            return -1;
-        }
-        rd(d, 12, 2, &v);
-        core->signal = (int)v;
-        rd(d, 24, 4, &v);
-        core->pid = (int)(int32_t)v;
-        rd(d, 124, 4, &core->sp);
-        rd(d, 128, 4, &core->lr);
-        rd(d, 132, 4, &core->pc);
-        core->has_lr = 1;
-        return 0;
-    }
-    if (core->machine == EM_X86_64) {
-        if (d.n < 336) {
-            *err = "x86-64 NT_PRSTATUS shorter than 336 bytes";
-            return -1;
-        }
-        rd(d, 12, 2, &v);
-        core->signal = (int)v;
-        rd(d, 32, 4, &v);
-        core->pid = (int)(int32_t)v;
-        rd(d, 112 + 16 * 8, 8, &core->pc);
-        rd(d, 112 + 19 * 8, 8, &core->sp);
-        core->has_lr = 0;
-        return 0;
-    }
-    if (core->machine == EM_AARCH64) {
-        if (d.n < 392) {
-            *err = "AArch64 NT_PRSTATUS shorter than 392 bytes";
-            return -1;
-        }
-        rd(d, 12, 2, &v);
-        core->signal = (int)v;
-        rd(d, 32, 4, &v);
-        core->pid = (int)(int32_t)v;
-        rd(d, 112 + 30 * 8, 8, &core->lr);
-        rd(d, 112 + 31 * 8, 8, &core->sp);
-        rd(d, 112 + 32 * 8, 8, &core->pc);
-        core->has_lr = 1;
-        return 0;
-    }
-    *err = "unsupported ELF machine (ARM, x86-64 and AArch64 are read)";
-    return -1;
-}
-
-static int parse_nt_file(tb_core *core, int cls, buf_t d, const char **err)
-{
-    size_t w = cls == 1 ? 4 : 8;
-    uint64_t count = 0, page = 0;
-    if (rd(d, 0, w, &count) || rd(d, w, w, &page)) {
-        *err = "truncated NT_FILE note";
-        return -1;
-    }
-    size_t table = 2 * w;
-    if (count > (d.n - table) / (3 * w)) {
-        *err = "truncated NT_FILE note";
-        return -1;
-    }
-    size_t names = table + (size_t)count * 3 * w;
-    size_t pos = names;
-    core->nmaps = 0;
-    for (uint64_t i = 0; i < count; i++) {
-        if (pos >= d.n) {
-            *err = "NT_FILE note names fewer files than it counts";
-            return -1;
-        }
-        const char *name = (const char *)d.d + pos;
-        const void *nul = memchr(name, '\0', d.n - pos);
-        if (nul == NULL) {
-            *err = "NT_FILE file name not terminated";
-            return -1;
-        }
-        if (core->nmaps < TB_MAX_MAPS) {
-            tb_mapping *m = &core->maps[core->nmaps++];
-            rd(d, table + i * 3 * w, w, &m->start);
-            rd(d, table + i * 3 * w + w, w, &m->end);
-            uint64_t pgoff = 0;
-            rd(d, table + i * 3 * w + 2 * w, w, &pgoff);
-            m->file_offset = pgoff * page;
-            m->path = name;
-        }
-        pos = (size_t)((const char *)nul - (const char *)d.d) + 1;
-    }
-    return 0;
-}
-
-static int core_note(const char *name, size_t namesz, uint32_t type, buf_t desc, void *argp)
-{
-    parse_arg *a = argp;
-    if (namesz != 4 || memcmp(name, "CORE", 4) != 0)
-        return 0;
-    tb_core *core = a->core;
-    if (type == NT_PRSTATUS && !a->have_prstatus) {
-        a->have_prstatus = 1; /* the first thread's is the one that crashed */
-        return parse_prstatus(core, desc, &a->err);
-    }
-    if (type == NT_PRPSINFO) {
-        size_t at = core->elf_class == 1 ? 28 : 40;
-        if (desc.n >= at + 16) {
-            memcpy(core->exe, desc.d + at, 16);
-            core->exe[16] = '\0';
-        }
-        return 0;
-    }
-    if (type == NT_FILE)
-        return parse_nt_file(core, core->elf_class, desc, &a->err);
-    return 0;
 }
 
 typedef struct {
@@ -240,13 +68,13 @@ static int build_id_at(const ctx_t *c, uint64_t base, char *out)
     buf_t hb = {h, 64};
     uint64_t phoff = 0, phentsize = 0, phnum = 0;
     if (cls == 1) {
-        rd(hb, 28, 4, &phoff);
-        rd(hb, 42, 2, &phentsize);
-        rd(hb, 44, 2, &phnum);
+        tb_elf_rd(hb, 28, 4, &phoff);
+        tb_elf_rd(hb, 42, 2, &phentsize);
+        tb_elf_rd(hb, 44, 2, &phnum);
     } else if (cls == 2) {
-        rd(hb, 32, 8, &phoff);
-        rd(hb, 54, 2, &phentsize);
-        rd(hb, 56, 2, &phnum);
+        tb_elf_rd(hb, 32, 8, &phoff);
+        tb_elf_rd(hb, 54, 2, &phentsize);
+        tb_elf_rd(hb, 56, 2, &phnum);
     } else {
         return 0;
     }
@@ -259,22 +87,22 @@ static int build_id_at(const ctx_t *c, uint64_t base, char *out)
     for (uint64_t i = 0; i < phnum; i++) {
         size_t at = (size_t)(i * phentsize);
         uint64_t type = 0, off = 0, filesz = 0;
-        rd(tb, at, 4, &type);
+        tb_elf_rd(tb, at, 4, &type);
         if (type != PT_NOTE)
             continue;
         if (cls == 1) {
-            rd(tb, at + 4, 4, &off);
-            rd(tb, at + 16, 4, &filesz);
+            tb_elf_rd(tb, at + 4, 4, &off);
+            tb_elf_rd(tb, at + 16, 4, &filesz);
         } else {
-            rd(tb, at + 8, 8, &off);
-            rd(tb, at + 32, 8, &filesz);
+            tb_elf_rd(tb, at + 8, 8, &off);
+            tb_elf_rd(tb, at + 32, 8, &filesz);
         }
         const unsigned char *n = mem_at(c, base + off, filesz);
         if (n == NULL)
             continue;
         bid_arg a = {out, 0};
         buf_t nb = {n, (size_t)filesz};
-        walk_notes(nb, bid_note, &a);
+        tb_elf_walk_notes(nb, bid_note, &a);
         if (a.found)
             return 1;
     }
@@ -313,8 +141,8 @@ int tb_core_parse(const unsigned char *data, size_t len, tb_core *core, char *er
         goto fail;
     }
     uint64_t etype = 0, machine = 0, phoff = 0, phentsize = 0, phnum = 0;
-    rd(c.all, 16, 2, &etype);
-    rd(c.all, 18, 2, &machine);
+    tb_elf_rd(c.all, 16, 2, &etype);
+    tb_elf_rd(c.all, 18, 2, &machine);
     if (etype != 4) {
         why = "not an ELF core (e_type is not ET_CORE)";
         goto fail;
@@ -322,17 +150,17 @@ int tb_core_parse(const unsigned char *data, size_t len, tb_core *core, char *er
     core->elf_class = c.cls;
     core->machine = (int)machine;
     if (c.cls == 1) {
-        rd(c.all, 28, 4, &phoff);
-        rd(c.all, 42, 2, &phentsize);
-        rd(c.all, 44, 2, &phnum);
+        tb_elf_rd(c.all, 28, 4, &phoff);
+        tb_elf_rd(c.all, 42, 2, &phentsize);
+        tb_elf_rd(c.all, 44, 2, &phnum);
     } else {
         if (len < 64) {
             why = "truncated ELF header";
             goto fail;
         }
-        rd(c.all, 32, 8, &phoff);
-        rd(c.all, 54, 2, &phentsize);
-        rd(c.all, 56, 2, &phnum);
+        tb_elf_rd(c.all, 32, 8, &phoff);
+        tb_elf_rd(c.all, 54, 2, &phentsize);
+        tb_elf_rd(c.all, 56, 2, &phnum);
     }
     if (phnum == 0) {
         why = "core has no program headers";
@@ -347,15 +175,15 @@ int tb_core_parse(const unsigned char *data, size_t len, tb_core *core, char *er
     for (uint64_t i = 0; i < phnum; i++) {
         size_t at = (size_t)(phoff + i * phentsize);
         uint64_t type = 0, off = 0, vaddr = 0, filesz = 0;
-        rd(c.all, at, 4, &type);
+        tb_elf_rd(c.all, at, 4, &type);
         if (c.cls == 1) {
-            rd(c.all, at + 4, 4, &off);
-            rd(c.all, at + 8, 4, &vaddr);
-            rd(c.all, at + 16, 4, &filesz);
+            tb_elf_rd(c.all, at + 4, 4, &off);
+            tb_elf_rd(c.all, at + 8, 4, &vaddr);
+            tb_elf_rd(c.all, at + 16, 4, &filesz);
         } else {
-            rd(c.all, at + 8, 8, &off);
-            rd(c.all, at + 16, 8, &vaddr);
-            rd(c.all, at + 32, 8, &filesz);
+            tb_elf_rd(c.all, at + 8, 8, &off);
+            tb_elf_rd(c.all, at + 16, 8, &vaddr);
+            tb_elf_rd(c.all, at + 32, 8, &filesz);
         }
         if (type == PT_NOTE && nnotes < 16) {
             note_off[nnotes] = off;
@@ -373,14 +201,14 @@ int tb_core_parse(const unsigned char *data, size_t len, tb_core *core, char *er
         why = "core has no PT_NOTE segment";
         goto fail;
     }
-    parse_arg a = {core, 0, NULL};
+    tb_core_notes a = {core, 0, NULL};
     for (int i = 0; i < nnotes; i++) {
         if (note_off[i] > len || note_size[i] > len - note_off[i]) {
             why = "truncated note segment";
             goto fail;
         }
         buf_t nb = {data + note_off[i], (size_t)note_size[i]};
-        int r = walk_notes(nb, core_note, &a);
+        int r = tb_elf_walk_notes(nb, tb_core_note, &a);
         if (a.err != NULL) {
             why = a.err;
             goto fail;
@@ -400,8 +228,10 @@ int tb_core_parse(const unsigned char *data, size_t len, tb_core *core, char *er
             const tb_mapping *m = &core->maps[i];
             if (m->file_offset != 0 || path_is_exe(m->path, core->exe) != (pass == 0))
                 continue;
-            if (build_id_at(&c, m->start, core->build_id))
+            if (build_id_at(&c, m->start, core->build_id)) {
+                core->build_id_from_exe = pass == 0;
                 break;
+            }
         }
     }
     free(cp);
@@ -411,43 +241,4 @@ fail:
     snprintf(err, errlen, "%s", why);
     return -1;
 #undef c
-}
-
-uint64_t tb_core_pc_offset(const tb_core *core)
-{
-    const tb_mapping *hit = NULL;
-    for (int i = 0; i < core->nmaps; i++)
-        if (core->maps[i].start <= core->pc && core->pc < core->maps[i].end) {
-            hit = &core->maps[i];
-            break;
-        }
-    if (hit == NULL)
-        return core->pc;
-    uint64_t base = hit->start - hit->file_offset;
-    for (int i = 0; i < core->nmaps; i++) {
-        const tb_mapping *m = &core->maps[i];
-        if (strcmp(m->path, hit->path) == 0 && m->start - m->file_offset < base)
-            base = m->start - m->file_offset;
-    }
-    return core->pc - base;
-}
-
-void tb_signature(const char *exe, const char *build_id, int signal, uint64_t pc_offset, char out[TB_SIG_HEX + 1])
-{
-    char text[256];
-    int n = snprintf(text, sizeof text, "%s|%s|%d|%llx", exe, build_id && build_id[0] ? build_id : "-", signal,
-                     (unsigned long long)pc_offset);
-    if (n < 0 || (size_t)n >= sizeof text)
-        n = (int)sizeof text - 1;
-    tb_sha256 c;
-    unsigned char digest[32];
-    tb_sha256_init(&c);
-    tb_sha256_update(&c, text, (size_t)n);
-    tb_sha256_final(&c, digest);
-    tb_hex(digest, 16, out);
-}
-
-void tb_core_signature(const tb_core *core, char out[TB_SIG_HEX + 1])
-{
-    tb_signature(core->exe, core->build_id, core->signal, tb_core_pc_offset(core), out);
 }

@@ -14,9 +14,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "tb.h"
-
-#define MAX_RESPONSE (256 * 1024)
+#include "tb_contract.h"
+#include "tb_files.h"
+#include "tb_http.h"
+#include "tb_version.h"
 
 static int wait_fd(int fd, short events, int64_t deadline_ms)
 {
@@ -82,9 +83,11 @@ int tb_link_down(void)
     return down;
 }
 
-/* Decode a chunked body in place (the whole response is in memory); returns its length. */
-static size_t dechunk(char *buf, size_t len)
+/* Decode a chunked body in place (the whole response is in memory); returns its length and
+ * sets *last when the last (zero-size) chunk was there. */
+static size_t dechunk(char *buf, size_t len, int *last)
 {
+    *last = 0;
     size_t in = 0, out = 0;
     while (in < len) {
         char *end;
@@ -93,7 +96,11 @@ static size_t dechunk(char *buf, size_t len)
         if (end == buf + in || crlf == NULL)
             break;
         in = (size_t)(crlf - buf) + 2;
-        if (size == 0 || size > len - in)
+        if (size == 0) {
+            *last = 1;
+            break;
+        }
+        if (size > len - in)
             break;
         memmove(buf + out, buf + in, size);
         out += size;
@@ -113,22 +120,22 @@ int tb_http_request(const char *host, int port, const char *method, const char *
     sa.sin_family = AF_INET;
     sa.sin_port = htons((uint16_t)port);
     if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
-        return fail(res, -1, "connect");
+        return fail(res, -1, TB_FAIL_CONNECT);
     if (host[0] == '1' && host[1] == '0' && tb_link_down())
-        return fail(res, -1, "connect"); /* no carrier: the connection cannot be made, say so at once */
+        return fail(res, -1, TB_FAIL_CONNECT); /* no carrier: the connection cannot be made, say so at once */
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
-        return fail(res, -1, "connect");
+        return fail(res, -1, TB_FAIL_CONNECT);
     if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
         if (errno != EINPROGRESS)
-            return fail(res, fd, "connect");
+            return fail(res, fd, TB_FAIL_CONNECT);
         int r = wait_fd(fd, POLLOUT, deadline_ms);
         if (r == 0)
-            return fail(res, fd, "timeout");
+            return fail(res, fd, TB_FAIL_TIMEOUT);
         int soerr = 0;
         socklen_t sl = sizeof soerr;
         if (r < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0 || soerr != 0)
-            return fail(res, fd, "connect");
+            return fail(res, fd, TB_FAIL_CONNECT);
     }
     char head[2048];
     int hn = snprintf(head, sizeof head,
@@ -136,35 +143,35 @@ int tb_http_request(const char *host, int port, const char *method, const char *
                       "\r\nConnection: close\r\nContent-Length: %zu\r\n%s\r\n",
                       method, path, host, port, body_len, headers ? headers : "");
     if (hn < 0 || (size_t)hn >= sizeof head)
-        return fail(res, fd, "bad-request");
+        return fail(res, fd, TB_FAIL_BAD_REQUEST);
     int s = send_all(fd, head, (size_t)hn, deadline_ms);
     if (s == 1 && body_len > 0)
         s = send_all(fd, body, body_len, deadline_ms);
     /* A server may answer (413, 401...) and close before taking the whole body: read what it said. */
     int send_failed = s < 0;
     if (s == 0)
-        return fail(res, fd, "timeout");
+        return fail(res, fd, TB_FAIL_TIMEOUT);
 
     size_t cap = 8192, n = 0;
     char *buf = malloc(cap + 1);
     if (buf == NULL)
-        return fail(res, fd, "bad-response");
+        return fail(res, fd, TB_FAIL_BAD_RESPONSE);
     long long content_length = -1;
     size_t header_end = 0;
-    int chunked = 0;
+    int chunked = 0, eof = 0;
     for (;;) {
         if (header_end && content_length >= 0 && n >= header_end + (size_t)content_length)
             break;
         if (n == cap) {
-            if (cap >= MAX_RESPONSE) {
+            if (cap >= TB_HTTP_MAX_RESPONSE) {
                 free(buf);
-                return fail(res, fd, "bad-response");
+                return fail(res, fd, TB_FAIL_BAD_RESPONSE);
             }
             cap *= 2;
             char *nb = realloc(buf, cap + 1);
             if (nb == NULL) {
                 free(buf);
-                return fail(res, fd, "bad-response");
+                return fail(res, fd, TB_FAIL_BAD_RESPONSE);
             }
             buf = nb;
         }
@@ -179,8 +186,8 @@ int tb_http_request(const char *host, int port, const char *method, const char *
                     for (char *line = strstr(buf, "\r\n"); line && line < e; line = strstr(line + 2, "\r\n")) {
                         if (strncasecmp(line + 2, "Content-Length:", 15) == 0)
                             content_length = strtoll(line + 17, NULL, 10);
-                        else if (strncasecmp(line + 2, "Retry-After:", 12) == 0)
-                            res->retry_after = strtoll(line + 14, NULL, 10);
+                        else if (strncasecmp(line + 2, TB_HDR_RETRY_AFTER ":", sizeof TB_HDR_RETRY_AFTER) == 0)
+                            res->retry_after = strtoll(line + 2 + sizeof TB_HDR_RETRY_AFTER, NULL, 10);
                         else if (strncasecmp(line + 2, "Transfer-Encoding:", 18) == 0 &&
                                  strstr(line + 20, "chunked") != NULL && strstr(line + 20, "chunked") < e)
                             chunked = 1;
@@ -189,19 +196,21 @@ int tb_http_request(const char *host, int port, const char *method, const char *
             }
             continue;
         }
-        if (r == 0)
+        if (r == 0) {
+            eof = 1;
             break;
+        }
         if (errno == EINTR)
             continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
             int w = wait_fd(fd, POLLIN, deadline_ms);
             if (w == 0) {
                 free(buf);
-                return fail(res, fd, "timeout");
+                return fail(res, fd, TB_FAIL_TIMEOUT);
             }
             if (w < 0) {
                 free(buf);
-                return fail(res, fd, "connect");
+                return fail(res, fd, TB_FAIL_CONNECT);
             }
             continue;
         }
@@ -212,20 +221,22 @@ int tb_http_request(const char *host, int port, const char *method, const char *
     int major, minor, status;
     if (!header_end || sscanf(buf, "HTTP/%d.%d %d", &major, &minor, &status) != 3 || status < 100 || status > 599) {
         free(buf);
-        return fail(res, -1, send_failed ? "connect" : "bad-response");
+        return fail(res, -1, send_failed ? TB_FAIL_CONNECT : TB_FAIL_BAD_RESPONSE);
     }
     res->status = status;
     size_t blen = n - header_end;
     if (content_length >= 0 && (size_t)content_length < blen)
         blen = (size_t)content_length;
+    /* Whole: as long as Content-Length said, up to the last chunk, or up to a clean close. */
+    res->complete = content_length >= 0 ? blen == (size_t)content_length : eof;
     memmove(buf, buf + header_end, blen);
     buf[blen] = '\0';
     if (chunked && content_length < 0)
-        blen = dechunk(buf, blen);
+        blen = dechunk(buf, blen, &res->complete);
     res->body = buf;
     res->body_len = blen;
     if (status >= 300)
-        snprintf(res->reason, sizeof res->reason, "http-%d", status);
+        snprintf(res->reason, sizeof res->reason, TB_HTTP_REASON_FORMAT, status);
     return 0;
 }
 

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tb.h"
+#include "tb_json.h"
 
 static const char *skip_ws(const char *p)
 {

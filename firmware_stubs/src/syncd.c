@@ -16,9 +16,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
-#include "tb.h"
+#include "tb_api.h"
+#include "tb_corepattern.h"
+#include "tb_events.h"
+#include "tb_files.h"
+#include "tb_policy.h"
+#include "tb_spool.h"
 
 static volatile sig_atomic_t got_usr1, got_usr2, got_term;
 static void on_usr1(int s) { (void)s; got_usr1 = 1; }
@@ -36,7 +42,7 @@ static int usage(int code)
 static int do_status(void)
 {
     tb_identity id;
-    tb_sync_state st;
+    static tb_sync_state st;
     int prov = tb_identity_load(&id) == 0;
     tb_sync_load(&st);
     long long now = tb_wall_s();
@@ -58,7 +64,7 @@ static int sync_once(int quiet)
     }
     int r = tb_api_sync(&id, tb_mono_ms() + TB_DEADLINE_MS, quiet);
     if (r == 0) {
-        tb_sync_state st;
+        static tb_sync_state st;
         tb_sync_load(&st);
         if (tb_consent_valid(1, &st, tb_wall_s()))
             tb_spool_retry(&id, &st);
@@ -116,7 +122,7 @@ int main(int argc, char **argv)
 
     /* First sync: now, unless one succeeded within the interval (e.g. by tb-provision at boot). */
     long retry = interval < 5 ? interval : 5; /* after a failed sync, try again sooner */
-    tb_sync_state st;
+    static tb_sync_state st;
     tb_sync_load(&st);
     long long since = tb_wall_s() - st.last_ok;
     int64_t next = tb_mono_ms();

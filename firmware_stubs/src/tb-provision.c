@@ -14,7 +14,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "tb.h"
+#include "tb_api.h"
+#include "tb_corepattern.h"
+#include "tb_events.h"
+#include "tb_files.h"
+#include "tb_spool.h"
+#include "tb_state.h"
 
 static int usage(int code)
 {
@@ -40,9 +45,8 @@ static void poke_syncd(int sig)
 
 static void reset_state(void)
 {
-    char path[512];
-    tb_path(path, sizeof path, tb_state_dir(), "sync.state");
-    unlink(path);
+    if (tb_sync_remove() != 0)
+        tb_log("cannot remove the old sync state under %s", tb_state_dir());
     tb_spool_clear();
     tb_core_pattern_refresh();
 }
@@ -77,9 +81,7 @@ int main(int argc, char **argv)
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
             return usage(0);
         if (strcmp(a, "--clear") == 0) {
-            char path[512];
-            tb_path(path, sizeof path, tb_state_dir(), "identity");
-            unlink(path);
+            tb_identity_clear();
             reset_state();
             poke_syncd(SIGUSR1);
             printf("identity cleared\n");
@@ -133,11 +135,11 @@ int main(int argc, char **argv)
         if (*p >= 'A' && *p <= 'F')
             *p = (char)(*p - 'A' + 'a');
     if (!tb_valid_device_id(dev)) {
-        fprintf(stderr, "tb-provision: device id must be 128 hex characters (got %zu characters)\n", strlen(dev));
+        fprintf(stderr, "tb-provision: device id must be %d hex characters (got %zu characters)\n", TB_DEVICE_ID_HEX, strlen(dev));
         return 2;
     }
     if (!tb_valid_secret(secret)) {
-        fprintf(stderr, "tb-provision: secret must be 1..128 URL-safe characters\n");
+        fprintf(stderr, "tb-provision: secret must be 1..%d letters, digits or '%s'\n", TB_SECRET_MAX, TB_SECRET_PUNCTUATION);
         return 2;
     }
     tb_identity id;
@@ -147,8 +149,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "tb-provision: %s\n", err);
         return 2;
     }
-    snprintf(id.device_id, sizeof id.device_id, "%.128s", dev);
-    snprintf(id.secret, sizeof id.secret, "%.128s", secret);
+    snprintf(id.device_id, sizeof id.device_id, "%.*s", TB_DEVICE_ID_HEX, dev);
+    snprintf(id.secret, sizeof id.secret, "%.*s", TB_SECRET_MAX, secret);
     tb_identity old;
     int same = tb_identity_load(&old) == 0 && strcmp(old.device_id, id.device_id) == 0 &&
                strcmp(old.secret, id.secret) == 0 && strcmp(old.host, id.host) == 0 && old.port == id.port;
@@ -158,7 +160,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "tb-provision: cannot write the identity under %s\n", tb_state_dir());
         return 1;
     }
-    tb_event("provisioned device=%s service=%s:%d", id.device_id, id.host, id.port);
+    char service_text[96];
+    snprintf(service_text, sizeof service_text, "%s:%d", id.host, id.port);
+    tb_ev e;
+    tb_ev_begin(&e, TB_EV_PROVISIONED);
+    tb_ev_str(&e, TB_K_DEVICE, id.device_id);
+    tb_ev_str(&e, TB_K_SERVICE, service_text);
+    tb_ev_emit(&e);
     if (no_sync) {
         poke_syncd(SIGUSR2);
         return 0;

@@ -15,7 +15,14 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "tb.h"
+#include "tb_contract.h"
+#include "tb_elfcore.h"
+#include "tb_files.h"
+#include "tb_http.h"
+#include "tb_json.h"
+#include "tb_policy.h"
+#include "tb_sha256.h"
+#include "tb_state.h"
 
 static void print_item(const char *s, void *ctx)
 {
@@ -141,7 +148,7 @@ int main(int argc, char **argv)
         char *body = argc == 7 ? tb_read_file(argv[6], &blen) : NULL;
         tb_http_result res;
         int64_t t0 = tb_mono_ms();
-        int r = tb_http_request(argv[2], atoi(argv[3]), "POST", argv[4], "Content-Type: application/octet-stream\r\n",
+        int r = tb_http_request(argv[2], atoi(argv[3]), "POST", argv[4], TB_HDR_CONTENT_TYPE ": application/octet-stream\r\n",
                                 body, blen, t0 + atoll(argv[5]), &res);
         printf("rc=%d\nstatus=%d\nreason=%s\nms=%lld\nbody=%s\n", r, res.status, res.reason,
                (long long)(tb_mono_ms() - t0), res.body ? res.body : "");

@@ -5,6 +5,12 @@
         baseline (crash dumps disabled: no upload), link_up (upload to the
         service), link_down (NIC unplugged), and with --hung service_hung (the
         service accepts and never answers); ratios to the baseline.
+    .venv/bin/python firmware_stubs/tools/measure.py cost [--crashes 10] [--image DIR]
+        QEMU process CPU seconds per crash (utime + stime of the QEMU process from the
+        crash command to the app's restart, idle CPU for the same span subtracted) for a
+        crash with collection off, a crash whose signature the device knows is throttled,
+        and an uploaded crash; --image measures a given built image (e.g. an older one
+        from the cache) instead of the one for the current sources.
     .venv/bin/python firmware_stubs/tools/measure.py sizes [--record DIR]
         raw and gzip'd core sizes per mode and heap size (from the dumps the
         service stored); --record writes each gzip'd core as DIR/<mode>-<heap>k.core.gz
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -28,7 +35,7 @@ from typing import Any
 from testbed.board.identity import Identity
 from testbed.board.qemu import QemuBoard
 from testbed.board.snapshot import ensure_snapshot
-from testbed.image.build import ensure_image
+from testbed.image.build import Image, ensure_image
 from testbed.service.client import Client, ControlClient
 from testbed.service.process import ServiceProcess
 
@@ -49,14 +56,15 @@ def first_event(board: QemuBoard, names: tuple[str, ...], since: float, timeout:
 
 
 class Rig:
-    def __init__(self, throttle_limit: int = 1000) -> None:
+    def __init__(self, throttle_limit: int = 1000, image: Image | None = None) -> None:
+        self.image = image
         self.tmp = tempfile.TemporaryDirectory(prefix="fw-measure-")
         self.service = ServiceProcess(Path(self.tmp.name), enable_control=True, throttle_limit=throttle_limit,
                                       rate_limit=100000, rate_burst=10000)
         self.board: QemuBoard | None = None
 
     def __enter__(self) -> Rig:
-        image = ensure_image()
+        image = self.image or ensure_image()
         snapshot = ensure_snapshot(image)
         self.service.start()
         with ControlClient(self.service.url, self.service.control_token or "") as c:
@@ -135,6 +143,60 @@ def cmd_restart(crashes: int, hung: bool) -> dict[str, Any]:
     return result
 
 
+def qemu_cpu_s(board: QemuBoard) -> float:
+    """utime + stime of the board's QEMU process, seconds."""
+    fields = Path(f"/proc/{board.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def idle_rate(board: QemuBoard, seconds: float = 3.0) -> float:
+    """QEMU CPU seconds per second with nothing happening on the board (its daemons tick)."""
+    c0, t0 = qemu_cpu_s(board), time.monotonic()
+    time.sleep(seconds)
+    return (qemu_cpu_s(board) - c0) / (time.monotonic() - t0)
+
+
+def cmd_cost(crashes: int, image_dir: Path | None) -> dict[str, Any]:
+    image = Image.from_dir(image_dir) if image_dir else None
+    kinds: dict[str, list[dict[str, Any]]] = {"collection_off": [], "throttled": [], "uploaded": []}
+    with Rig(throttle_limit=1, image=image) as rig:
+        assert rig.board
+        board = rig.board
+        idle = idle_rate(board)
+
+        def measure(kind: str, args: str, want: str) -> None:
+            c0, t0 = qemu_cpu_s(board), time.monotonic()
+            r = rig.crash(args)
+            c1, t1 = qemu_cpu_s(board), time.monotonic()
+            got = r["outcome"].name + ":" + r["outcome"].get("reason", "")
+            if not got.startswith(want):
+                raise RuntimeError(f"{kind}: expected {want}, got {r['outcome'].line}")
+            cpu = max(0.0, (c1 - c0) - idle * (t1 - t0))
+            kinds[kind].append({"cpu_s": cpu, "after_ms": r["after_ms"]})
+            log(f"{kind}: {got} cpu={cpu:.3f}s after_ms={r['after_ms']}")
+
+        for _ in range(crashes):
+            measure("collection_off", "--mode segv --heap-kib 64", "dump-skipped:optout")
+        rig.enable(True)
+        # the service's N is 1: one stored, one told "throttled" at the intent; from then on the
+        # device knows the signature and skips it itself
+        rig.crash("--mode segv --heap-kib 64 --id thr")
+        rig.crash("--mode segv --heap-kib 64 --id thr")
+        for _ in range(crashes):
+            measure("throttled", "--mode segv --heap-kib 64 --id thr", "dump-skipped:throttled")
+        for i in range(crashes):
+            measure("uploaded", f"--mode segv --heap-kib 64 --id u{i}", "upload-ok")
+        rss = board.rss_bytes()
+    out: dict[str, Any] = {"crashes_per_kind": crashes, "mode": "segv --heap-kib 64",
+                           "image": (image or ensure_image()).hash, "idle_cpu_s_per_s": round(idle, 4),
+                           "rss_bytes": {"current": rss[0], "peak": rss[1]}, "kinds": {}}
+    for kind, runs in kinds.items():
+        out["kinds"][kind] = {"qemu_cpu_s_median": med([r["cpu_s"] for r in runs]),
+                              "qemu_cpu_s_max": round(max(r["cpu_s"] for r in runs), 4),
+                              "restart_after_ms_median": med([r["after_ms"] for r in runs])}
+    return out
+
+
 SIZES = [("segv", 0), ("segv", 16), ("segv", 64), ("segv", 128), ("segv", 200), ("abort", 64), ("fpe", 64),
          ("stack", 0), ("stack", 64)]
 
@@ -167,6 +229,9 @@ def main() -> int:
     r = sub.add_parser("restart")
     r.add_argument("--crashes", type=int, default=10)
     r.add_argument("--hung", action="store_true", help="add the service_hung phase (about 5 s a crash)")
+    c = sub.add_parser("cost")
+    c.add_argument("--crashes", type=int, default=10)
+    c.add_argument("--image", type=Path, help="a built image directory (default: the current sources' image)")
     s = sub.add_parser("sizes")
     s.add_argument("--record", type=Path)
     args = ap.parse_args()
@@ -174,6 +239,10 @@ def main() -> int:
         if not 1 <= args.crashes <= 200:
             ap.error("--crashes must be 1..200")
         out = cmd_restart(args.crashes, args.hung)
+    elif args.cmd == "cost":
+        if not 1 <= args.crashes <= 200:
+            ap.error("--crashes must be 1..200")
+        out = cmd_cost(args.crashes, args.image)
     else:
         out = cmd_sizes(args.record)
     print(json.dumps(out, indent=2))

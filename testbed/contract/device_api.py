@@ -26,6 +26,7 @@ CRASHDUMPS_PREFIX = UPLOAD_PATH
 AUTHORIZATION = "Authorization"
 CONTENT_TYPE = "Content-Type"
 GZIP_CONTENT_TYPE = "application/gzip"
+JSON_CONTENT_TYPE = "application/json"
 SIGNATURE_HEADER = "X-Crash-Signature"
 COMPONENT_CLASS_HEADER = "X-Component-Class"
 COMPONENT_NAME_HEADER = "X-Component-Name"
@@ -123,7 +124,9 @@ COMPONENT_NAME_MAX = 64
 DEVICE_ID_RE = re.compile(rf"[0-9a-f]{{{DEVICE_ID_HEX}}}\Z")
 SIGNATURE_RE = re.compile(rf"[0-9a-f]{{{SIGNATURE_HEX}}}\Z")
 UPLOAD_ID_RE = re.compile(rf"[0-9a-f]{{{UPLOAD_ID_HEX}}}\Z")
-SECRET_RE = re.compile(rf"[A-Za-z0-9_-]{{1,{SECRET_MAX}}}\Z")
+#: Besides letters and digits, the characters a device secret may hold.
+SECRET_PUNCTUATION = "_-"
+SECRET_RE = re.compile(rf"[A-Za-z0-9{re.escape(SECRET_PUNCTUATION)}]{{1,{SECRET_MAX}}}\Z")
 COMPONENT_NAME_RE = re.compile(rf"[A-Za-z0-9._+-]{{1,{COMPONENT_NAME_MAX}}}\Z")
 
 

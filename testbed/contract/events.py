@@ -52,7 +52,8 @@ class UploadFailReason(StrEnum):
     CONNECT = "connect"
     TIMEOUT = "timeout"
     GZIP = "gzip"
-    BAD_RESPONSE = "bad-response"
+    BAD_RESPONSE = "bad-response"  # not an HTTP answer, cut off, over the read cap, or a 201 without a dump id
+    BAD_REQUEST = "bad-request"  # the request could not be formed (headers too long)
     # Plus "http-NNN" for an unexpected status: see http_status_reason().
 
 
@@ -60,8 +61,58 @@ class SyncFailReason(StrEnum):
     CONNECT = "connect"
     TIMEOUT = "timeout"
     BAD_RESPONSE = "bad-response"
+    BAD_REQUEST = "bad-request"
     STATE = "state"  # the answer was good but the sync state could not be saved
     # Plus "http-NNN" for an unexpected status.
+
+
+class UploadStage(StrEnum):
+    """``upload-fail stage=``: which request of the upload failed."""
+
+    INTENT = "intent"
+    BODY = "body"
+
+
+class EventKey(StrEnum):
+    """The ``key=`` names the firmware prints (docs/device-api.md lists them per event)."""
+
+    APP = "app"
+    CLASS = "class"
+    PID = "pid"
+    SIGNAL = "signal"
+    SIG = "sig"
+    PC = "pc"
+    REASON = "reason"
+    STAGE = "stage"
+    BYTES = "bytes"
+    MS = "ms"
+    ID = "id"
+    REGION = "region"
+    SPOOLED = "spooled"
+    UPLOAD_ID = "upload_id"
+    DEVICE = "device"
+    SERVICE = "service"
+    OPTIN = "optin"
+    BOUNDARY = "boundary"
+    VALIDITY = "validity"
+    THROTTLED = "throttled"
+    AFTER_MS = "after_ms"
+    UPLOAD = "upload"
+    DATA_KIB = "data_kib"
+    COMPONENT = "component"
+    STATUS = "status"
+    MODULE = "module"
+    SCRIPT = "script"
+
+
+class BootErrorReason(StrEnum):
+    """``boot-error reason=``: what the image's init could not do (images/ init, firmware rc.d)."""
+
+    INSMOD = "insmod"
+    DHCP = "dhcp"
+    NO_ETH0 = "no-eth0"
+    DROPBEAR = "dropbear"
+    RC_D = "rc.d"
 
 
 class RestartReason(StrEnum):
@@ -94,6 +145,7 @@ REASONS: dict[EventName, tuple[str, ...]] = {
     EventName.UPLOAD_FAIL: tuple(UploadFailReason),
     EventName.SYNC_FAIL: tuple(SyncFailReason),
     EventName.APP_RESTART: tuple(RestartReason),
+    EventName.BOOT_ERROR: tuple(BootErrorReason),
 }
 HTTP_REASON_EVENTS: frozenset[EventName] = frozenset({EventName.UPLOAD_FAIL, EventName.SYNC_FAIL})
 

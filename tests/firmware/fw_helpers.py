@@ -1,8 +1,10 @@
 """Helpers for the host-built firmware tests: build, isolated dirs, events, a stand-in device API.
 
-The stand-in server is a test double for the firmware's HTTP peer only (the
-real service is used by the e2e tests on boards); it records every request so
-tests can assert that nothing was sent.
+The stand-in server is the firmware tier's HTTP peer: it records every request (so a
+test can assert that nothing was sent) and misbehaves on demand (hang, drip, garbage
+answers), which the real service does not do. Every path, header and field it speaks
+comes from testbed.contract, and tests/contract/test_fake_device_api.py checks its
+answers against the real service's: the real service meets the firmware in tests/contract.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import re
 import resource
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -21,6 +24,10 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from testbed.contract import device_api as api_c
+from testbed.contract.device_api import IntentAction, IntentResponse, SyncResponse, UploadResponse
+from testbed.contract.errors import error_body
+from testbed.contract.events import EVENT_PREFIX
 from testbed.paths import REPO_ROOT
 
 FW_DIR = REPO_ROOT / "firmware_stubs"
@@ -111,7 +118,7 @@ class FwEnv:
         out = []
         for line in self.console.read_text(errors="replace").splitlines():
             line = line.strip()
-            if line.startswith("@tb event="):
+            if line.startswith(EVENT_PREFIX):
                 fields = dict(re.findall(r"(\S+?)=(\S*)", line[4:]))
                 out.append(fields)
         return out
@@ -201,13 +208,16 @@ class FakeDeviceApi:
     """A device-API stand-in on 127.0.0.1 that records requests; behaviour set per test."""
 
     opt_in: bool = True
-    validity: int = 172800
+    validity: int = api_c.VALIDITY_SECONDS
     throttled: list[str] = field(default_factory=list)
-    intent_action: dict = field(default_factory=lambda: {"action": "upload"})
+    intent_action: dict = field(default_factory=lambda: {IntentResponse.ACTION: IntentAction.UPLOAD})
     upload_status: int = 201
     sync_status: int = 200
-    max_upload: int = 262144
-    mode: str = "ok"  # ok | hang | drip | hang-upload | drip-upload
+    max_upload: int = api_c.MAX_UPLOAD_BYTES
+    # ok | hang | drip | hang-upload | drip-upload, and for the body's answer (the dump is taken):
+    # garbage-201 (201, not JSON) | reset-201 (201 cut off by a reset) | huge-201 (201 over the read cap)
+    # | drop-upload (no answer: the connection is closed)
+    mode: str = "ok"
     requests: list[Request] = field(default_factory=list)
     on_request: Callable[[Request], None] | None = None
 
@@ -226,7 +236,7 @@ class FakeDeviceApi:
                 body = self.rfile.read(length) if length else b""
                 req = Request("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body)
                 api.requests.append(req)
-                upload = self.path == "/device/v1/crashdumps"
+                upload = self.path == api_c.UPLOAD_PATH
                 if api.mode == "hang" or (api.mode == "hang-upload" and upload):
                     api._stop.wait(30)
                     return
@@ -239,32 +249,64 @@ class FakeDeviceApi:
                         except OSError:
                             return
                     return
-                if self.path == "/device/v1/sync" and api.sync_status != 200:
-                    self._json(api.sync_status, [{"ErrorCode": "X", "Title": "t", "Detail": "d"}])
-                elif self.path == "/device/v1/sync":
+                if upload and api.mode == "drop-upload":
+                    self.close_connection = True  # taken, then no answer at all (the service's drop fault)
+                    return
+                if upload and api.mode in ("garbage-201", "reset-201", "huge-201"):
+                    self._broken_201(api.mode)
+                    return
+                if self.path == api_c.SYNC_PATH and api.sync_status != 200:
+                    self._json(api.sync_status, error_body("X", "t", "d"))
+                elif self.path == api_c.SYNC_PATH:
                     self._json(200, {
-                        "optIn": api.opt_in, "regionalDataBoundary": "EU",
-                        "validitySeconds": api.validity, "serverTime": int(time.time()),
-                        "throttledSignatures": api.throttled, "maxUploadBytes": api.max_upload,
-                        "maxInflatedBytes": 4194304, "deviceGroupId": "g1",
+                        SyncResponse.OPT_IN: api.opt_in, SyncResponse.BOUNDARY: "EU",
+                        SyncResponse.VALIDITY_SECONDS: api.validity, SyncResponse.SERVER_TIME: int(time.time()),
+                        SyncResponse.THROTTLED_SIGNATURES: api.throttled,
+                        SyncResponse.MAX_UPLOAD_BYTES: api.max_upload,
+                        SyncResponse.MAX_INFLATED_BYTES: api_c.MAX_INFLATED_BYTES,
+                        SyncResponse.DEVICE_GROUP_ID: "g1",
                     })
-                elif self.path == "/device/v1/crashdumps/intent":
+                elif self.path == api_c.INTENT_PATH:
                     self._json(200, api.intent_action)
                 elif upload:
                     if api.upload_status == 201:
                         gzip.decompress(body)
-                        self._json(201, {"id": f"d{len(api.requests)}", "region": "EU"})
+                        self._json(201, {UploadResponse.ID: f"d{len(api.requests)}", UploadResponse.REGION: "EU"})
                     elif api.upload_status == 200:
-                        self._json(200, {"skipped": "throttled"})
+                        self._json(200, {UploadResponse.SKIPPED: api_c.SkipReason.THROTTLED})
                     else:
-                        self._json(api.upload_status, [{"ErrorCode": "X", "Title": "t", "Detail": "d"}])
+                        self._json(api.upload_status, error_body("X", "t", "d"))
                 else:
-                    self._json(404, [])
+                    self._json(404, error_body("NotFound", "no such path"))
+
+            def _broken_201(self, mode: str) -> None:
+                if mode == "garbage-201":
+                    data = b"<html>stored?</html>"
+                    head = f"HTTP/1.1 201 Created\r\nContent-Length: {len(data)}\r\nConnection: close\r\n\r\n"
+                    self.wfile.write(head.encode() + data)
+                elif mode == "reset-201":
+                    data = b'{"id": "d1", "reg'
+                    head = "HTTP/1.1 201 Created\r\nContent-Length: 64\r\nConnection: close\r\n\r\n"
+                    self.wfile.write(head.encode() + data)
+                    self.wfile.flush()
+                    # an abortive close: RST instead of FIN
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.connection.close()
+                else:  # huge-201: a valid answer padded past the reporter's read cap
+                    pad = " " * (300 * 1024)
+                    data = json.dumps({UploadResponse.ID: "d1", UploadResponse.REGION: "EU"}).encode()[:-1]
+                    data += f', "pad": "{pad}"}}'.encode()
+                    head = f"HTTP/1.1 201 Created\r\nContent-Length: {len(data)}\r\nConnection: close\r\n\r\n"
+                    try:
+                        self.wfile.write(head.encode() + data)
+                    except OSError:
+                        pass  # the reporter stops reading at its cap
+                self.close_connection = True
 
             def _json(self, status: int, obj: object) -> None:
                 data = json.dumps(obj).encode()
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header(api_c.CONTENT_TYPE, api_c.JSON_CONTENT_TYPE)
                 self.send_header("Content-Length", str(len(data)))
                 self.send_header("Connection", "close")
                 self.end_headers()

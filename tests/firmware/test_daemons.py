@@ -12,6 +12,8 @@ from collections.abc import Iterator
 import pytest
 from fw_helpers import FakeDeviceApi, FwEnv
 
+from testbed.contract import device_api as api_c
+
 
 @pytest.fixture
 def syncd(fw: FwEnv, api: FakeDeviceApi) -> Iterator[subprocess.Popen]:
@@ -24,7 +26,7 @@ def syncd(fw: FwEnv, api: FakeDeviceApi) -> Iterator[subprocess.Popen]:
 
 
 def count_syncs(api: FakeDeviceApi) -> int:
-    return api.paths().count("/device/v1/sync")
+    return api.paths().count(api_c.SYNC_PATH)
 
 
 def wait_for(cond, timeout: float = 5.0, what: str = "condition") -> None:

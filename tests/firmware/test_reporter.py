@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from fw_helpers import DEVICE_ID, FakeDeviceApi, FwEnv, make_core
 
+from testbed.contract import device_api as api_c
 from testbed.crash.signature import signature_of_core
 from testbed.paths import REPO_ROOT
 
@@ -44,7 +45,7 @@ def report(fw: FwEnv, core: bytes, pid: int = 4242) -> tuple[float, object]:
 def provisioned(fw: FwEnv, api: FakeDeviceApi) -> None:
     proc = fw.provision(api.port)
     assert proc.returncode == 0, proc.stderr
-    assert api.paths() == ["/device/v1/sync"]
+    assert api.paths() == [api_c.SYNC_PATH]
     api.requests.clear()
 
 
@@ -96,7 +97,7 @@ def test_throttled_by_intent_sends_no_body(fw, api, core):
     provisioned(fw, api)
     report(fw, core)
     fw.wait_event("dump-skipped", reason="throttled")
-    assert api.paths() == ["/device/v1/crashdumps/intent"]
+    assert api.paths() == [api_c.INTENT_PATH]
     assert signature_of_core(core) in (fw.state / "sync.state").read_text()
 
 
@@ -130,13 +131,13 @@ def test_upload_ok_sends_the_core(fw, api, core):
     assert ev["region"] == "EU" and int(ev["bytes"]) > 0
     crash = fw.wait_event("crash")
     assert crash["app"] == "myapp" and crash["class"] == "App" and crash["signal"] == "11"
-    assert api.paths() == ["/device/v1/crashdumps/intent", "/device/v1/crashdumps"]
+    assert api.paths() == [api_c.INTENT_PATH, api_c.UPLOAD_PATH]
     upload = api.requests[1]
     assert gzip.decompress(upload.body) == core
-    assert upload.headers["x-crash-signature"] == signature_of_core(core) == crash["sig"]
-    assert upload.headers["content-type"] == "application/gzip"
-    assert upload.headers["x-component-class"] == "App"
-    assert upload.headers["authorization"].startswith(f"Device {DEVICE_ID}:")
+    assert upload.headers[api_c.SIGNATURE_HEADER.lower()] == signature_of_core(core) == crash["sig"]
+    assert upload.headers[api_c.CONTENT_TYPE.lower()] == api_c.GZIP_CONTENT_TYPE
+    assert upload.headers[api_c.COMPONENT_CLASS_HEADER.lower()] == "App"
+    assert upload.headers[api_c.AUTHORIZATION.lower()].startswith(api_c.device_authorization(DEVICE_ID, ""))
     assert fw.spool_files() == []
 
 
@@ -144,7 +145,7 @@ def test_os_component_class(fw, api, core):
     provisioned(fw, api)
     report(fw, core)
     fw.wait_event("upload-ok")
-    assert api.requests[1].headers["x-component-class"] == "OS"
+    assert api.requests[1].headers[api_c.COMPONENT_CLASS_HEADER.lower()] == "OS"
 
 
 def test_failed_upload_is_spooled_and_retried_after_sync(fw, api, core):
@@ -171,7 +172,7 @@ def test_opt_out_empties_the_spool(fw, api, core):
     api.requests.clear()
     assert fw.run("syncd", "--now").returncode == 0
     assert fw.spool_files() == []
-    assert api.paths() == ["/device/v1/sync"]  # the spooled dump was not sent
+    assert api.paths() == [api_c.SYNC_PATH]  # the spooled dump was not sent
     assert fw.core_pattern.read_text().startswith("/nonexistent")
 
 
