@@ -24,7 +24,7 @@ from testbed.service.faults import MODES, Fault
 from testbed.service.settings import effective
 from testbed.service.state import ServiceState, state_of
 from testbed.service.store import ROLES
-from testbed.service.validation import check_fields, read_json
+from testbed.service.validation import check_fields, read_json, want_name, want_str
 
 PREFIX = "/testbed/v1"
 DUMP_FILTERS = ("tenantId", "deviceId", "signature", "region")
@@ -64,9 +64,7 @@ class Tenants(HTTPEndpoint):
         state = state_of(request)
         body = await read_json(request)
         check_fields(body, {"name"})
-        name = body.get("name")
-        if not isinstance(name, str) or not name.strip() or len(name) > 100:
-            raise bad_request("name must be a non-empty string of at most 100 characters.")
+        name = want_name(body.get("name"), "name", 100)
         now = state.clock.now_int()
         try:
             tenant = state.store.create_tenant(name, now)
@@ -91,9 +89,7 @@ class Tokens(HTTPEndpoint):
                 raise bad_request("A Support token belongs to no tenant; omit tenantId.")
         elif not isinstance(tenant_id, str) or state.store.tenant(tenant_id) is None:
             raise not_found(f"No tenant {tenant_id}.")
-        label = body.get("label", "")
-        if not isinstance(label, str) or len(label) > 100:
-            raise bad_request("label must be a string of at most 100 characters.")
+        label = want_str({"label": body.get("label", "")}, "label", 100) or ""
         token = state.store.create_token(tenant_id, role, state.clock.now_int(), label)
         return JSONResponse({"token": token, "role": role, "tenantId": tenant_id}, status_code=201)
 
@@ -200,6 +196,7 @@ class Stats(HTTPEndpoint):
                 "lockWaitSeconds": round(ingest.lock_wait_seconds, 3),
                 "commitSeconds": round(ingest.commit_seconds, 3),
                 "journalsAtStart": ingest.journals_at_start,
+                "repeats": ingest.repeats,
             }
         )
 

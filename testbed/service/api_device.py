@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
 from starlette.endpoints import HTTPEndpoint
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -20,7 +22,9 @@ from testbed.service.auth import device_principal, rate_limit
 from testbed.service.errors import ApiError, bad_request, error_response, forbidden
 from testbed.service.ingest import Kind, Upload
 from testbed.service.state import state_of
-from testbed.service.validation import digits, read_json
+from testbed.service.validation import ClientGone, digits, read_json
+
+log = logging.getLogger("testbed.service")
 
 COMPONENT_CLASSES = tuple(c.value for c in api.ComponentClass)
 DEFAULT_COMPONENT_NAME = "unknown"
@@ -119,11 +123,16 @@ class Crashdumps(HTTPEndpoint):
             if not digits(crash_time_raw) or len(crash_time_raw) > CRASH_TIME_DIGITS:
                 raise bad_request(f"{api.CRASH_TIME_HEADER} must be integer seconds since the epoch.")
             crash_time = int(crash_time_raw)
+        upload_id = headers.get(api.UPLOAD_ID_HEADER)
+        if upload_id is not None and not api.is_upload_id(upload_id):
+            raise bad_request(f"{api.UPLOAD_ID_HEADER} must be {api.UPLOAD_ID_HEX} lowercase hex characters.", "BadUploadId")
         if not device.allow_crash_dumps:
             raise opted_out()
-        if state.ingest.is_throttled(device.tenant_id, signature):
+        # A throttled signature's body is not worth reading, unless it may be the repeat of a
+        # stored upload: then the writer answers with the first answer.
+        if upload_id is None and state.ingest.is_throttled(device.tenant_id, signature):
             return skipped(SkipReason.THROTTLED)
-        body = await read_body(request, length)
+        body = await read_body(request, length, device.device_id)
         outcome = await state.ingest.submit(
             Upload(
                 tenant_id=device.tenant_id,
@@ -134,6 +143,7 @@ class Crashdumps(HTTPEndpoint):
                 component_class=cls,
                 component_name=name,
                 crash_time=crash_time,
+                upload_id=upload_id,
             )
         )
         if outcome.kind == Kind.STORED:
@@ -147,7 +157,7 @@ class Crashdumps(HTTPEndpoint):
         return error_response(503, "StorageUnavailable", "The dump could not be stored durably.", outcome.detail)
 
 
-async def read_body(request: Request, length: int) -> bytes:
+async def read_body(request: Request, length: int, device_id: str) -> bytes:
     """Read the body: exactly ``length`` bytes (at most the upload cap, checked before).
 
     The gzip/ELF check (inflate with a cap: a gzip bomb stops at the inflated cap) runs in
@@ -156,13 +166,17 @@ async def read_body(request: Request, length: int) -> bytes:
     """
     chunks: list[bytes] = []
     received = 0
-    async for chunk in request.stream():
-        if not chunk:
-            continue
-        received += len(chunk)
-        if received > length:
-            raise bad_request("The body is longer than its Content-Length.")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            if not chunk:
+                continue
+            received += len(chunk)
+            if received > length:
+                raise bad_request("The body is longer than its Content-Length.")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        log.warning("upload from device %s: the client went away after %d of %d bytes; nothing stored", device_id, received, length)
+        raise ClientGone from None
     if received < length:
         raise bad_request("The body is shorter than its Content-Length.")
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)

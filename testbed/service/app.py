@@ -32,6 +32,7 @@ from testbed.service.errors import ApiError, error_response
 from testbed.service.faults import FaultMiddleware
 from testbed.service.settings import ServiceConfig
 from testbed.service.state import ServiceState, state_of
+from testbed.service.validation import ClientGone
 
 HTTP_TITLES = {404: "NotFound", 405: "MethodNotAllowed"}
 
@@ -44,6 +45,11 @@ class Health(HTTPEndpoint):
 async def api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     return exc.response()
+
+
+async def client_gone(request: Request, exc: Exception) -> Response:
+    """The client left mid-body: already logged in one line; this answer reaches no one."""
+    return error_response(400, "ClientGone", "The client went away before its request was complete.")
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -90,7 +96,7 @@ def create_app(config: ServiceConfig) -> Starlette:
         routes=routes,
         middleware=[Middleware(FaultMiddleware, faults=state.faults)],
         lifespan=_lifespan(state),
-        exception_handlers={ApiError: api_error, HTTPException: http_error},
+        exception_handlers={ApiError: api_error, HTTPException: http_error, ClientGone: client_gone},
     )
     app.state.service = state
     return app

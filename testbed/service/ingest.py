@@ -29,14 +29,12 @@ import logging
 import queue
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from testbed.contract.device_api import RETENTION_SECONDS, SkipReason
+from testbed.contract.device_api import RETENTION_SECONDS
+from testbed.service.batch import answer_repeats, decide
 from testbed.service.blobs import REGIONS, BlobStore, write_durable
 from testbed.service.checks import check_core
 from testbed.service.clock import Clock
@@ -53,6 +51,7 @@ from testbed.service.journal import (
 )
 from testbed.service.materialize import BlobFiles
 from testbed.service.store import Store
+from testbed.service.uploads import Kind, Outcome, Upload, region_for
 
 __all__ = [
     "JOURNAL_PREFIX",
@@ -72,54 +71,6 @@ __all__ = [
 log = logging.getLogger("testbed.service.ingest")
 
 MAX_BATCH = 256
-
-
-def region_for(boundary: str, device_id: str) -> str:
-    """The store a dump goes to: EU for EU groups; EastUS or WestUS by device id otherwise."""
-    if boundary == "EU":
-        return "EU"
-    digest = hashlib.sha256(device_id.encode()).digest()
-    return "EastUS" if digest[0] % 2 == 0 else "WestUS"
-
-
-@dataclass
-class Upload:
-    tenant_id: str
-    device_id: str
-    signature: str
-    body: bytes
-    inflated_size: int  # filled by the writer's check when it has ``max_inflated``
-    component_class: str
-    component_name: str
-    crash_time: int | None
-    future: asyncio.Future[Any] | None = None
-    loop: asyncio.AbstractEventLoop | None = None
-    # filled by the writer
-    dump_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    region: str = ""
-    group_id: str = ""
-
-
-class Kind(StrEnum):
-    """What became of an upload (compares equal to its value)."""
-
-    STORED = "stored"
-    THROTTLED = SkipReason.THROTTLED.value
-    OPTOUT = SkipReason.OPTOUT.value
-    INVALID = "invalid"  # not a whole gzip'd ELF core, or inflates past the cap
-    ERROR = "error"  # the batch could not be made durable
-
-
-@dataclass
-class Outcome:
-    """What the writer answers for an upload."""
-
-    kind: Kind
-    dump_id: str = ""
-    region: str = ""
-    detail: str = ""
-    #: for "invalid": the 400/413 to answer (not a gzip'd ELF core, or inflates past the cap)
-    error: ApiError | None = None
 
 
 class _Sweep:
@@ -167,6 +118,8 @@ class Ingest:
         self.version = 0
         self.lock_wait_seconds = 0.0
         self.commit_seconds = 0.0
+        #: uploads answered with the first answer of their upload id
+        self.repeats = 0
         #: journal files found at start (left by a crash; none after a clean stop)
         self.journals_at_start = 0
         #: (tenant, signature) pairs with at least ``throttle_limit`` stored dumps. Only the
@@ -294,35 +247,12 @@ class Ingest:
             valid.append(u)
         return valid
 
-    def _decide(self, valid: list[Upload], outcomes: dict[str, Outcome]) -> tuple[list[Upload], dict[tuple[str, str], int]]:
-        """Consent and throttling against the database as it is; returns the accepted uploads
-        and the stored count of each signature before this batch."""
-        store = self._store
-        consent = store.consent({u.device_id for u in valid})
-        counts = store.signature_counts({(u.tenant_id, u.signature) for u in valid})
-        stored_before = dict(counts)
-        accepted: list[Upload] = []
-        for u in valid:
-            row = consent.get(u.device_id)
-            if row is None or not row["allow_crash_dumps"] or row["tenant_id"] != u.tenant_id:
-                outcomes[u.dump_id] = Outcome(Kind.OPTOUT)
-                continue
-            key = (u.tenant_id, u.signature)
-            if counts[key] >= self.throttle_limit:
-                outcomes[u.dump_id] = Outcome(Kind.THROTTLED)
-                continue
-            counts[key] += 1
-            u.group_id = row["group_id"]
-            u.region = region_for(row["boundary"], u.device_id)
-            accepted.append(u)
-        return accepted, stored_before
-
     def _row(self, u: Upload, now: int) -> tuple[Any, ...]:
         return (
             u.dump_id, u.tenant_id, u.device_id, u.group_id, u.signature, u.region,
             self.blobs.name(u.region, u.dump_id), len(u.body), u.inflated_size,
             u.component_class, u.component_name, u.crash_time, now,
-            None, hashlib.sha256(u.body).hexdigest(),
+            u.upload_id, hashlib.sha256(u.body).hexdigest(),
         )  # fmt: skip
 
     def _ingest(self, batch: list[Upload]) -> None:
@@ -333,7 +263,8 @@ class Ingest:
         journals: list[Path] = []
         valid = self._check_bodies(batch, outcomes)
         try:
-            accepted, stored_before = self._decide(valid, outcomes)
+            decision = decide(store, valid, outcomes, self.throttle_limit)
+            accepted, stored_before = decision.accepted, decision.stored_before
 
             # blobs: one journal file per region, written and fsynced in parallel with the
             # row commit below; the batch is answered only when all of them are durable.
@@ -388,6 +319,8 @@ class Ingest:
             if full - self.throttled:
                 # a new set object, swapped in one assignment: readers never see it half-built
                 self.throttled = self.throttled | full
+            answer_repeats(decision, outcomes)
+            self.repeats += sum(1 for u in valid if outcomes[u.dump_id].repeat)
             self.version += 1
             files = [
                 (self.blobs.tmp_path(u.region, u.dump_id), self.blobs.final_path(u.region, u.dump_id), u.body)
@@ -400,7 +333,8 @@ class Ingest:
             for path in journals:
                 path.unlink(missing_ok=True)
             for u in batch:
-                if u.dump_id not in outcomes or outcomes[u.dump_id].kind == Kind.STORED:
+                outcome = outcomes.get(u.dump_id)
+                if outcome is None or (outcome.kind == Kind.STORED and not outcome.repeat):
                     outcomes[u.dump_id] = Outcome(Kind.ERROR, detail=f"{type(exc).__name__}: {exc}")
         self._answer_all(batch, outcomes)
 

@@ -43,7 +43,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("rate_limit_burst", int, 30, "Burst allowance of the per-device rate limit.", "--rate-burst", 1),
     Setting("sweep_interval", float, 10.0, "Seconds between retention sweeps.", "--sweep-interval", 0.1),
     Setting("max_json_bytes", int, device_api.MAX_JSON_BODY, "Largest JSON request body (bytes; 413 past it).", "--max-json-bytes", 2),
+    Setting("max_json_depth", int, 32, "Deepest nesting of arrays and objects in a JSON body (400 past it).", "--max-json-depth", 1),
+    Setting("max_header_bytes", int, 16 * 1024, "Largest request header block: request line and every header (431 past it).", "--max-header-bytes", 1024),
+    Setting("header_timeout", float, 10.0, "Seconds a connection may take to send a request's headers (closed past it).", "--header-timeout", 0.05),
+    Setting("body_timeout", float, 30.0, "Seconds a request may take to send its body after its headers (closed past it).", "--body-timeout", 0.05),
     Setting("keep_alive_timeout", float, 5.0, "Seconds an idle keep-alive connection is kept open.", "--keep-alive-timeout", 0.05),
+    Setting("max_connections", int, 4096, "Open connections at most; more are closed at once (the listen backlog holds the rest).", "--max-connections", 1),
+    Setting("accept_host_cores", bool, False, "Also accept x86-64 ELF cores (host-built firmware in tests); boards send ARM cores.", "--accept-host-cores"),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}

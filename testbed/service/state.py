@@ -72,6 +72,7 @@ class ServiceState:
             config.throttle_limit,
             config.retention_seconds,
             max_inflated=config.max_inflated_bytes,
+            machines=core_machines(config),
         )
         rate = RateLimiter(config.rate_limit_per_minute, config.rate_limit_burst)
         return cls(config, store, ingest, clock, Faults(), rate)
@@ -94,6 +95,11 @@ class ServiceState:
             self.devices.clear()
         else:
             self.devices.pop(device_id, None)
+
+
+def core_machines(config: ServiceConfig) -> tuple[str, ...]:
+    """The kinds of ELF core an upload may hold: the boards' ARM, and x86-64 when asked."""
+    return ("arm", "x86_64") if config.accept_host_cores else ("arm",)
 
 
 def state_of(request: Request) -> ServiceState:

@@ -34,6 +34,10 @@ class DumpRows:
         for column, kind in ADDED_COLUMNS.items():
             if column not in have:
                 self.conn.execute(f"ALTER TABLE dumps ADD COLUMN {column} {kind}")
+        # exactly-once: an upload id is stored at most once per device
+        self.conn.execute(
+            "CREATE UNIQUE INDEX IF NOT EXISTS dumps_upload ON dumps (device_id, upload_id) WHERE upload_id IS NOT NULL"
+        )
 
     # readers ------------------------------------------------------------------
     def throttled_signatures(self, tenant_id: str, limit: int) -> list[str]:
@@ -107,6 +111,18 @@ class DumpRows:
                 params,
             ):
                 out[(row["tenant_id"], row["signature"])] = row["n"]
+        return out
+
+    def uploads(self, keys: Iterable[tuple[str, str | None]]) -> dict[tuple[str, str], tuple[str, str]]:
+        """(device, upload id) -> (dump id, region) of those already stored."""
+        ordered = [k for k in keys if k[1] is not None]
+        out: dict[tuple[str, str], tuple[str, str]] = {}
+        for i in range(0, len(ordered), CHUNK):
+            chunk = ordered[i : i + CHUNK]
+            where = " OR ".join(["(device_id = ? AND upload_id = ?)"] * len(chunk))
+            params = [v for key in chunk for v in key]
+            for row in self.conn.execute(f"SELECT device_id, upload_id, id, region FROM dumps WHERE {where}", params):
+                out[(row["device_id"], row["upload_id"])] = (row["id"], row["region"])
         return out
 
     def insert_dumps(self, rows: list[tuple[Any, ...]]) -> None:
