@@ -42,9 +42,18 @@ class CoreCheckError(ValueError):
     """The bytes are not a whole ELF core of an accepted kind; the message says what is wrong."""
 
 
-def check_core_file(data: bytes, machines: tuple[str, ...] = BOARD_MACHINES) -> None:
-    """Raise :class:`CoreCheckError` unless ``data`` is a whole ELF core of one of ``machines``."""
-    size = len(data)
+class NeedMoreBytes(Exception):
+    """The check needs bytes past the prefix it was given (headers or notes further in)."""
+
+
+def check_core_file(data: bytes, machines: tuple[str, ...] = BOARD_MACHINES, size: int | None = None) -> None:
+    """Raise :class:`CoreCheckError` unless ``data`` is a whole ELF core of one of ``machines``.
+
+    ``data`` may be a prefix of the core when ``size`` is its whole length: the headers and
+    notes (at the start of a Linux core) are read from the prefix, the segments' end is
+    checked against ``size``; :class:`NeedMoreBytes` when the prefix does not hold them.
+    """
+    size = len(data) if size is None else size
     if data[:4] != ELF_MAGIC:
         raise CoreCheckError("no ELF magic at the start")
     classes = {_CLASS_OF[m] for m in machines}
@@ -60,6 +69,17 @@ def check_core_file(data: bytes, machines: tuple[str, ...] = BOARD_MACHINES) -> 
     machine = int.from_bytes(data[18:20], "little")
     if MACHINE_NAMES.get(machine) not in machines or _CLASS_OF[MACHINE_NAMES[machine]] != elf_class:
         raise CoreCheckError(f"e_machine {machine}; expected {' or '.join(str(_MACHINE_OF[m]) for m in machines)} ({', '.join(machines)})")
+    if elf_class == ELFCLASS32:
+        phoff = int.from_bytes(data[28:32], "little")
+        phentsize, phnum = int.from_bytes(data[42:44], "little"), int.from_bytes(data[44:46], "little")
+    else:
+        phoff = int.from_bytes(data[32:40], "little")
+        phentsize, phnum = int.from_bytes(data[54:56], "little"), int.from_bytes(data[56:58], "little")
+    table_end = phoff + phentsize * phnum
+    if table_end > size:
+        raise CoreCheckError(f"program header table past the end of the body ({table_end} > {size} bytes)")
+    if table_end > len(data):
+        raise NeedMoreBytes(table_end)
     try:
         layout = elf_layout(data)
     except CoreFormatError as exc:
@@ -74,6 +94,9 @@ def check_core_file(data: bytes, machines: tuple[str, ...] = BOARD_MACHINES) -> 
     end = max(ph.offset + ph.filesz for ph in layout.headers)
     if end > size:
         raise CoreCheckError(f"truncated: the segments end at byte {end}, the body has {size}")
+    notes_end = max(ph.offset + ph.filesz for ph in notes)
+    if notes_end > len(data):
+        raise NeedMoreBytes(notes_end)
     want = PRSTATUS_SIZE[machine]
     found: list[int] = []
     for ph in notes:

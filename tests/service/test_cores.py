@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from service_helpers import control_of, core_files, new_signature, snapshot
 
 from testbed.contract.errors import error_codes
-from testbed.crash.corecheck import CoreCheckError, check_core_file
+from testbed.crash.corecheck import CoreCheckError, NeedMoreBytes, check_core_file
 
 
 def raw_core(name: str = "segv-xs.core.gz") -> bytes:
@@ -78,6 +78,21 @@ def test_checker_wants_prstatus_of_the_arm_size() -> None:
 def test_host_cores_only_when_asked() -> None:
     with pytest.raises(CoreCheckError, match="ELF class 1"):
         check_core_file(raw_core(), machines=("x86_64",))
+
+
+def test_notes_past_the_kept_prefix_are_read_by_inflating_again(monkeypatch, core_gz: bytes) -> None:
+    from testbed.service import checks
+    from testbed.service.errors import ApiError
+
+    inflater = checks.CappedInflater(4 << 20, keep=200)  # the notes start at byte 340
+    inflater.feed(core_gz)
+    with pytest.raises(NeedMoreBytes):
+        inflater.finish()
+    monkeypatch.setattr(checks, "KEEP", 200)
+    assert checks.check_core(core_gz, 4 << 20) == len(gzip.decompress(core_gz))
+    with pytest.raises(ApiError) as err:  # and a truncated one is still refused on that path
+        checks.check_core(gzip.compress(gzip.decompress(core_gz)[:-1]), 4 << 20)
+    assert err.value.code == "BadCore"
 
 
 # ------------------------------------------------------------------ against the service
