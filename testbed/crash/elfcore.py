@@ -17,6 +17,7 @@ Layouts used (Linux ``struct elf_prstatus`` / ``elf_prpsinfo``):
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass, field
 
@@ -143,10 +144,16 @@ class _Reader:
         self.word_size = 4 if elf_class == 1 else 8
 
     def unpack(self, fmt: str, offset: int) -> tuple[int, ...]:
-        fmt = self.endian + fmt.replace("W", self.word)
-        if offset < 0 or offset + struct.calcsize(fmt) > len(self.data):
-            raise CoreFormatError(f"truncated core: needs {fmt!r} at offset {offset}")
-        return struct.unpack_from(fmt, self.data, offset)
+        layout = _struct(self.endian, self.word, fmt)
+        if offset < 0 or offset + layout.size > len(self.data):
+            raise CoreFormatError(f"truncated core: needs {layout.format!r} at offset {offset}")
+        return layout.unpack_from(self.data, offset)
+
+
+@functools.lru_cache(maxsize=128)
+def _struct(endian: str, word: str, fmt: str) -> struct.Struct:
+    """The compiled layout of ``fmt`` ("W": the class's word) in ``endian`` (checks read many)."""
+    return struct.Struct(endian + fmt.replace("W", word))
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ One module per API, each a list of routes to Starlette ``HTTPEndpoint`` classes
 (methods found on the class, HEAD answered by GET, 405 with ``Allow``):
 
 - public API ``/v2/...`` (:mod:`.api_public`, bearer token of a tenant role),
-- device API ``/device/v1/...`` (:mod:`.api_device`, the device credential),
+- the device API (:mod:`.api_device`; its paths are ``testbed.contract.device_api``'s), the device credential,
 - support API ``/support/v1/...`` (:mod:`.api_support`, bearer token of role Support),
 - testbed control ``/testbed/v1/...`` (:mod:`.api_control`, only with control enabled),
 - ``GET /healthz``.

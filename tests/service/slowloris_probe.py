@@ -26,10 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from service_helpers import core_files, new_signature  # noqa: E402
 
+from testbed.contract import device_api as api  # noqa: E402
 from testbed.service.client import Client, ControlClient, DeviceClient  # noqa: E402
 from testbed.service.process import ServiceProcess  # noqa: E402
 
-HEAD = b"POST /device/v1/crashdumps HTTP/1.1\r\nHost: x\r\n"
+HEAD = f"POST {api.UPLOAD_PATH} HTTP/1.1\r\nHost: x\r\n".encode()
 
 
 class Flood:

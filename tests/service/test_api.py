@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from testbed.contract import device_api as api
 from testbed.service.client import Client, ServiceError
 
 GROUP_KEYS = {
@@ -163,7 +164,7 @@ def test_errors_are_json_arrays(service) -> None:
             c.get("/v2/tenants", headers={"Authorization": "Bearer nope"}),
             c.get("/no/such/route"),
             c.delete("/v2/tenants"),
-            c.post("/device/v1/sync"),
+            c.post(api.SYNC_PATH),
         ):
             assert 400 <= r.status_code < 500
             body = r.json()

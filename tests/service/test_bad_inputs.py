@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from service_helpers import new_signature, snapshot
 
+from testbed.contract import device_api as api
 from testbed.service.checks import CappedInflater
 from testbed.service.errors import ApiError
 
@@ -97,8 +98,8 @@ def _post(device, body: bytes | None, headers: dict[str, str], chunked: bool = F
         def gen():
             yield body or b""
 
-        return device.http.post("/device/v1/crashdumps", content=gen(), headers=h)
-    return device.http.post("/device/v1/crashdumps", content=body, headers=h)
+        return device.http.post(api.UPLOAD_PATH, content=gen(), headers=h)
+    return device.http.post(api.UPLOAD_PATH, content=body, headers=h)
 
 
 BAD_UPLOADS = {
@@ -118,7 +119,7 @@ BAD_UPLOADS = {
     "no-content-type": (None, {"Content-Type": None}, 415),
     "too-large": (os.urandom(300 * 1024), {}, 413),
     "gzip-bomb": (bomb(64 << 20), {}, 413),
-    "bad-auth": (None, {"Authorization": "Device x:y"}, 401),
+    "bad-auth": (None, {"Authorization": api.device_authorization("x", "y")}, 401),
 }
 
 
@@ -254,7 +255,7 @@ def test_fuzz_public_and_device_api_never_5xx(tenant_admin, device_group, claime
         r = c.get(f"/v2/tenants/{tid}/devicegroups", params=params, headers=headers)
     else:
         with dev.client() as d:
-            path = "/device/v1/crashdumps/intent" if route == "intent" else "/device/v1/sync"
+            path = api.INTENT_PATH if route == "intent" else api.SYNC_PATH
             r = d.http.post(path, **kwargs)
     assert r.status_code < 500, (route, body, raw, r.text)
     assert isinstance(r.json(), (list, dict))

@@ -9,6 +9,7 @@ import httpx
 import pytest
 from service_helpers import blob_regions, control_of, new_signature, snapshot
 
+from testbed.contract import device_api as api
 from testbed.service.client import Client, DeviceClient, ServiceError
 
 
@@ -27,13 +28,13 @@ def test_sync_shape(claimed_device, device_group) -> None:
 def test_wrong_secret_and_unknown_device_are_401(service, claimed_device) -> None:
     dev = claimed_device()
     for auth in (
-        f"Device {dev.device_id}:wrong",
-        f"Device {'0' * 128}:{dev.secret}",
-        f"Device {dev.device_id}",
+        api.device_authorization(dev.device_id, "wrong"),
+        api.device_authorization("0" * 128, dev.secret),
+        f"{api.DEVICE_SCHEME} {dev.device_id}",
         f"Bearer {dev.secret}",
         "",
     ):
-        r = httpx.post(service.url + "/device/v1/sync", headers={"Authorization": auth})
+        r = httpx.post(service.url + api.SYNC_PATH, headers={"Authorization": auth})
         assert r.status_code == 401, auth
         assert r.json()[0]["ErrorCode"] == "Unauthorized"
 
@@ -153,7 +154,7 @@ def test_intent_too_large_and_bad_fields(claimed_device, core_gz) -> None:
             {"signature": new_signature(), "size": 1, "componentClass": "Kernel"},
             {"size": 1},
         ):
-            r = c.http.post("/device/v1/crashdumps/intent", json=body)
+            r = c.http.post(api.INTENT_PATH, json=body)
             assert r.status_code == 400, body
 
 
@@ -233,7 +234,7 @@ def test_rate_limit_answers_429_with_retry_after(tmp_path, core_gz) -> None:
             assert statuses == [201, 201, 201]
             r = c.upload_raw(core_gz, new_signature())
             assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
-            assert c.http.post("/device/v1/crashdumps/intent", json={"signature": new_signature(), "size": 1}).status_code == 429
+            assert c.http.post(api.INTENT_PATH, json={"signature": new_signature(), "size": 1}).status_code == 429
             assert c.sync()["optIn"] is True  # sync is not rate limited
         with DeviceClient(svc.url, other["DeviceId"], other["DeviceSecret"]) as c:  # per device
             assert c.upload_raw(core_gz, new_signature()).status_code == 201

@@ -118,7 +118,7 @@ def test_headers_within_the_limit_are_served(front) -> None:
     "sent,expect",
     [
         (b"", None),  # connects and says nothing
-        (b"POST /device/v1/sy", 408),  # partial request line
+        (f"POST {api.SYNC_PATH[:-2]}".encode(), 408),  # partial request line
         (b"GET /healthz HTTP/1.1\r\nHost: x\r\n", 408),  # headers never finished
     ],
 )
@@ -211,7 +211,7 @@ def test_a_slowloris_flood_does_not_stop_an_upload(front, device, core_gz: bytes
     socks = []
     for _ in range(n):
         s = connect(front)
-        s.sendall(b"POST /device/v1/crashdumps HTTP/1.1\r\nHost: x\r\n")
+        s.sendall(f"POST {api.UPLOAD_PATH} HTTP/1.1\r\nHost: x\r\n".encode())
         socks.append(s)
     closed_by_service: set[int] = set()
     stop = threading.Event()

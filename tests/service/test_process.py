@@ -12,6 +12,7 @@ import httpx
 import pytest
 from service_helpers import new_signature
 
+from testbed.contract import device_api as api
 from testbed.service.client import Client, ControlClient, DeviceClient
 from testbed.service.process import ServiceProcess, ServiceStartError
 
@@ -134,7 +135,7 @@ def test_fault_status_then_normal(service, control, claimed_device) -> None:
     control.set_fault("status", status=503, count=2)
     with dev.client() as c:
         for _ in range(2):
-            r = c.http.post("/device/v1/sync")
+            r = c.http.post(api.SYNC_PATH)
             assert r.status_code == 503 and r.json()[0]["ErrorCode"] == "InjectedFault"
         assert c.sync()["optIn"] is True
     assert control.fault() is None
@@ -169,7 +170,7 @@ def test_fault_drip_sends_a_byte_at_a_time(control, claimed_device) -> None:
     control.set_fault("drip", delay_ms=50, count=1)
     with dev.client() as c:
         t0 = time.monotonic()
-        with c.http.stream("POST", "/device/v1/crashdumps/intent", json={"signature": new_signature(), "size": 10}) as r:
+        with c.http.stream("POST", api.INTENT_PATH, json={"signature": new_signature(), "size": 10}) as r:
             chunks = list(r.iter_raw())
         elapsed = time.monotonic() - t0
     body = b"".join(chunks)
