@@ -26,8 +26,9 @@ def test_dumps_blob_and_storage(service, control: ControlClient, support_client:
     audit_before = len(support_client.audit())
     storage_before = control.storage()
     listed = control.dumps(deviceId=eu.device_id)
-    assert [d["id"] for d in listed] == [first["id"], second["id"]]  # by createdAt, id
-    d = listed[0]
+    assert {d["id"] for d in listed} == {first["id"], second["id"]}
+    assert listed == sorted(listed, key=lambda x: (x["createdAt"], x["id"]))  # by createdAt, id
+    d = next(x for x in listed if x["id"] == first["id"])
     assert set(d) == EVIDENCE_FIELDS
     assert (d["tenantId"], d["signature"], d["region"], d["size"], d["crashTime"]) == (eu.tenant_id, sig, "EU", len(core_gz), 1_700_000_000)
     assert d["sha256"] == hashlib.sha256(core_gz).hexdigest() and d["uploadId"] is None
@@ -53,11 +54,13 @@ def test_storage_counts_files_not_rows(service, control: ControlClient, claimed_
 
 
 def test_config_lists_every_setting_with_its_value(tmp_path) -> None:
-    with ServiceProcess(tmp_path / "svc", throttle_limit=7, rate_limit=0) as svc, ControlClient(svc.url, svc.control_token) as control:
+    given = {"throttle_limit": 7, "rate_limit": 0, "header_timeout": 2.5, "accept_host_cores": True}
+    with ServiceProcess(tmp_path / "svc", **given) as svc, ControlClient(svc.url, svc.control_token) as control:
         config = control.config()
     assert set(config) == {s.name for s in SETTINGS}
-    assert config["throttle_limit"] == 7 and config["rate_limit_per_minute"] == 0
-    assert all(config[s.name] == s.default for s in SETTINGS if s.name not in ("throttle_limit", "rate_limit_per_minute"))
+    assert (config["throttle_limit"], config["rate_limit_per_minute"], config["header_timeout"], config["accept_host_cores"]) == (7, 0, 2.5, True)
+    changed = {"throttle_limit", "rate_limit_per_minute", "header_timeout", "accept_host_cores"}
+    assert all(config[s.name] == s.default for s in SETTINGS if s.name not in changed)
 
 
 def test_service_process_refuses_an_unknown_setting() -> None:
