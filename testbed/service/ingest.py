@@ -73,6 +73,13 @@ log = logging.getLogger("testbed.service.ingest")
 MAX_BATCH = 256
 
 
+class _Barrier:
+    """Passes the writer (after the batch it arrives with), then the materializer."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+
 class _Sweep:
     def __init__(self) -> None:
         self.done = threading.Event()
@@ -103,7 +110,7 @@ class Ingest:
         self.machines = machines
         self.retention = retention
         self.blobs.make_dirs()
-        self._queue: queue.Queue[Upload | _Sweep | None] = queue.Queue()
+        self._queue: queue.Queue[Upload | _Sweep | _Barrier | None] = queue.Queue()
         self._store = Store(data_dir / "service.db")
         self._store.disable_autocheckpoint()  # the flusher checkpoints
         self._thread = threading.Thread(target=self._run, name="ingest-writer", daemon=True)
@@ -155,8 +162,13 @@ class Ingest:
         return remove_orphans(self._store, self.blobs)
 
     def wait_materialized(self, timeout: float = 10.0) -> bool:
-        """Block until every blob acknowledged so far exists as its file."""
-        return self.files.wait(timeout)
+        """Block until the writer has finished the uploads handed to it so far and every blob
+        it acknowledged exists as its file."""
+        if not self._thread.is_alive():
+            return self.files.wait(timeout)
+        barrier = _Barrier()
+        self._queue.put(barrier)
+        return barrier.done.wait(timeout)
 
     def _load_throttled(self) -> None:
         self.throttled = self._store.throttled_pairs(self.throttle_limit)
@@ -188,13 +200,16 @@ class Ingest:
                 return
             batch: list[Upload] = []
             sweeps: list[_Sweep] = []
+            barriers: list[_Barrier] = []
             stop = False
-            item: Upload | _Sweep | None = first
+            item: Upload | _Sweep | _Barrier | None = first
             while True:
                 if item is None:
                     stop = True
                 elif isinstance(item, _Sweep):
                     sweeps.append(item)
+                elif isinstance(item, _Barrier):
+                    barriers.append(item)
                 else:
                     batch.append(item)
                 if len(batch) >= MAX_BATCH:
@@ -213,6 +228,8 @@ class Ingest:
                 except Exception:  # keep the writer alive; the next sweep retries
                     log.exception("retention sweep failed")
                 sweep.done.set()
+            for barrier in barriers:
+                self.files.barrier(barrier.done)
             if stop:
                 return
 

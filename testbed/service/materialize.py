@@ -65,8 +65,12 @@ class BlobFiles:
     def wait(self, timeout: float = 10.0) -> bool:
         """Block until every file handed over so far is written."""
         done = threading.Event()
-        self._queue.put(("barrier", done))
+        self.barrier(done)
         return done.wait(timeout)
+
+    def barrier(self, done: threading.Event) -> None:
+        """Set ``done`` once every file handed over so far is written."""
+        self._queue.put(("barrier", done))
 
     # the materializer -------------------------------------------------------------------
     def _materialize_loop(self) -> None:
