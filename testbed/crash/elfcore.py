@@ -17,6 +17,7 @@ Layouts used (Linux ``struct elf_prstatus`` / ``elf_prpsinfo``):
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass, field
 
@@ -35,6 +36,14 @@ NT_SIGINFO = 0x53494749
 
 #: Bytes of a file needed to tell whether it is an ELF core.
 HEADER_BYTES = 20
+ELFCLASS32 = 1
+ELFCLASS64 = 2
+#: Size of the ELF header and of one program header, by ELF class.
+EHDR_SIZE = {ELFCLASS32: 52, ELFCLASS64: 64}
+PHDR_SIZE = {ELFCLASS32: 32, ELFCLASS64: 56}
+#: ``struct elf_prstatus`` (the NT_PRSTATUS note's desc) by machine.
+PRSTATUS_SIZE = {EM_ARM: 148, EM_X86_64: 336}
+MACHINE_NAMES = {EM_ARM: "arm", EM_X86_64: "x86_64"}
 
 
 class CoreFormatError(ValueError):
@@ -135,10 +144,67 @@ class _Reader:
         self.word_size = 4 if elf_class == 1 else 8
 
     def unpack(self, fmt: str, offset: int) -> tuple[int, ...]:
-        fmt = self.endian + fmt.replace("W", self.word)
-        if offset < 0 or offset + struct.calcsize(fmt) > len(self.data):
-            raise CoreFormatError(f"truncated core: needs {fmt!r} at offset {offset}")
-        return struct.unpack_from(fmt, self.data, offset)
+        layout = _struct(self.endian, self.word, fmt)
+        if offset < 0 or offset + layout.size > len(self.data):
+            raise CoreFormatError(f"truncated core: needs {layout.format!r} at offset {offset}")
+        return layout.unpack_from(self.data, offset)
+
+
+@functools.lru_cache(maxsize=128)
+def _struct(endian: str, word: str, fmt: str) -> struct.Struct:
+    """The compiled layout of ``fmt`` ("W": the class's word) in ``endian`` (checks read many)."""
+    return struct.Struct(endian + fmt.replace("W", word))
+
+
+@dataclass(frozen=True)
+class ProgramHeader:
+    type: int
+    offset: int
+    vaddr: int
+    filesz: int
+    memsz: int
+    flags: int
+
+
+@dataclass(frozen=True)
+class ElfLayout:
+    """The ELF header fields of a core and its program headers (as written, unchecked)."""
+
+    elf_class: int
+    endian: str
+    machine: int
+    phentsize: int
+    phoff: int
+    headers: list[ProgramHeader]
+
+
+def elf_layout(data: bytes) -> ElfLayout:
+    """Read the ELF header and the program header table; CoreFormatError when they do not fit."""
+    if not is_elf_core(data):
+        raise CoreFormatError("not an ELF core file (bad magic, class or e_type)")
+    elf_class, elf_data = data[4], data[5]
+    reader = _Reader(data, elf_class, "<" if elf_data == 1 else ">")
+    (machine,) = reader.unpack("H", 18)
+    if elf_class == ELFCLASS32:
+        (phoff,) = reader.unpack("I", 28)
+        phentsize, phnum = reader.unpack("HH", 42)
+    else:
+        (phoff,) = reader.unpack("Q", 32)
+        phentsize, phnum = reader.unpack("HH", 54)
+    headers = []
+    for i in range(phnum):
+        at = phoff + i * phentsize
+        if elf_class == ELFCLASS32:
+            p_type, p_offset, p_vaddr, _pa, p_filesz, p_memsz, p_flags = reader.unpack("IIIIIII", at)
+        else:
+            p_type, p_flags, p_offset, p_vaddr, _pa, p_filesz, p_memsz = reader.unpack("IIQQQQQ", at)
+        headers.append(ProgramHeader(p_type, p_offset, p_vaddr, p_filesz, p_memsz, p_flags))
+    return ElfLayout(elf_class, reader.endian, machine, phentsize, phoff, headers)
+
+
+def iter_notes(data: bytes, layout: ElfLayout, offset: int, size: int):
+    """(name, type, desc) of each note in ``data[offset:offset+size]``; CoreFormatError when one is torn."""
+    return _notes(_Reader(data, layout.elf_class, layout.endian), offset, size)
 
 
 def _notes(reader: _Reader, offset: int, size: int):
@@ -255,33 +321,20 @@ def read_core(data: bytes) -> CoreInfo:
 
     Raises :class:`CoreFormatError` with a reason for anything else.
     """
-    if not is_elf_core(data):
-        raise CoreFormatError("not an ELF core file (bad magic, class or e_type)")
-    elf_class, elf_data = data[4], data[5]
-    reader = _Reader(data, elf_class, "<" if elf_data == 1 else ">")
-    (machine,) = reader.unpack("H", 18)
-    if elf_class == 1:
-        (phoff,) = reader.unpack("I", 28)
-        phentsize, phnum = reader.unpack("HH", 42)
-    else:
-        (phoff,) = reader.unpack("Q", 32)
-        phentsize, phnum = reader.unpack("HH", 54)
-    if phnum == 0:
+    layout = elf_layout(data)
+    elf_class, machine = layout.elf_class, layout.machine
+    reader = _Reader(data, elf_class, layout.endian)
+    if not layout.headers:
         raise CoreFormatError("core has no program headers")
 
     segments: list[Segment] = []
     notes: list[tuple[int, int]] = []
-    for i in range(phnum):
-        at = phoff + i * phentsize
-        if elf_class == 1:
-            p_type, p_offset, p_vaddr, _pa, p_filesz, p_memsz, p_flags = reader.unpack("IIIIIII", at)
-        else:
-            p_type, p_flags, p_offset, p_vaddr, _pa, p_filesz, p_memsz = reader.unpack("IIQQQQQ", at)
-        if p_type == PT_NOTE:
-            notes.append((p_offset, p_filesz))
-        elif p_type == PT_LOAD:
-            filesz = max(0, min(p_filesz, len(data) - p_offset))
-            segments.append(Segment(p_vaddr, p_memsz, p_offset, filesz, p_flags))
+    for ph in layout.headers:
+        if ph.type == PT_NOTE:
+            notes.append((ph.offset, ph.filesz))
+        elif ph.type == PT_LOAD:
+            filesz = max(0, min(ph.filesz, len(data) - ph.offset))
+            segments.append(Segment(ph.vaddr, ph.memsz, ph.offset, filesz, ph.flags))
     if not notes:
         raise CoreFormatError("core has no PT_NOTE segment")
 

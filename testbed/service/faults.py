@@ -1,4 +1,4 @@
-"""Fault injection on the device API (control API only): delay, hang, drip, status.
+"""Fault injection on the device API (control API only): delay, hang, drip, status, drop.
 
 A pure ASGI middleware in front of ``/device/``. A fault applies to the next
 ``count`` device requests (all of them while ``count`` is None) and then
@@ -12,16 +12,29 @@ clears itself.
   a time, ``delayMs`` (default 200) apart.
 - ``status``: answer ``status`` (a 4xx or 5xx) with a JSON error at once,
   without handling the request.
+- ``drop``: device uploads only (``POST`` of the upload path; other requests
+  pass and do not count): handle the upload as usual (it is stored), then
+  close the connection without sending any response: the answer is lost after
+  the store. Needs the service's HTTP front (``testbed.service.front``), which
+  puts the connection's close in the request scope.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from dataclasses import asdict, dataclass
 from typing import Any
 
-MODES = ("delay", "hang", "drip", "status")
+from testbed.contract import device_api
+from testbed.contract.errors import error_body
+
+log = logging.getLogger("testbed.service")
+
+MODES = ("delay", "hang", "drip", "status", "drop")
+#: The ASGI scope extension through which the HTTP front lets the app close its connection.
+CLOSE_EXTENSION = "testbed.close"
 
 
 @dataclass
@@ -56,8 +69,12 @@ class Faults:
         return fault
 
 
+def _is_upload(scope) -> bool:
+    return scope.get("method") == "POST" and scope["path"] == device_api.UPLOAD_PATH
+
+
 class FaultMiddleware:
-    def __init__(self, app, faults: Faults, prefix: str = "/device/") -> None:
+    def __init__(self, app, faults: Faults, prefix: str = device_api.PREFIX + "/") -> None:
         self.app = app
         self.faults = faults
         self.prefix = prefix
@@ -65,6 +82,10 @@ class FaultMiddleware:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
             await self.app(scope, receive, send)
+            return
+        current = self.faults.current
+        if current is not None and current.mode == "drop" and not _is_upload(scope):
+            await self.app(scope, receive, send)  # drop counts uploads only
             return
         fault = self.faults.take()
         if fault is None:
@@ -79,22 +100,18 @@ class FaultMiddleware:
             await self._hang(receive, send)
         elif fault.mode == "drip":
             await self._drip(fault, scope, receive, send)
+        elif fault.mode == "drop":
+            await self._drop(scope, receive, send)
         else:
             await self.app(scope, receive, send)
 
     async def _status(self, fault: Fault, send) -> None:
         body = json.dumps(
-            [
-                {
-                    "ErrorCode": "InjectedFault",
-                    "Title": "A fault injected by the testbed control API.",
-                    "Detail": f"status {fault.status}",
-                }
-            ]
+            error_body("InjectedFault", "A fault injected by the testbed control API.", f"status {fault.status}")
         ).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         if fault.status == 429:
-            headers.append((b"retry-after", b"1"))
+            headers.append((device_api.RETRY_AFTER_HEADER.lower().encode(), b"1"))
         await send({"type": "http.response.start", "status": fault.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
@@ -105,6 +122,25 @@ class FaultMiddleware:
             message = await receive()
             if message["type"] == "http.disconnect":
                 return
+
+    async def _drop(self, scope, receive, send) -> None:
+        """Handle the request (the upload is stored), then close without any response."""
+        close = scope.get("extensions", {}).get(CLOSE_EXTENSION)
+        if close is None:  # not behind the service's front: nothing can close the connection
+            log.warning("fault drop: no connection to close (not served by testbed.service.front); answering")
+            await self.app(scope, receive, send)
+            return
+        messages: list[dict[str, Any]] = []
+
+        async def capture(message) -> None:
+            messages.append(message)
+
+        await self.app(scope, receive, capture)
+        status = next((m.get("status") for m in messages if m["type"] == "http.response.start"), None)
+        log.warning("fault drop: closing the connection instead of answering %s", status)
+        close()
+        while (await receive())["type"] != "http.disconnect":  # until the server has seen it go
+            pass
 
     async def _drip(self, fault: Fault, scope, receive, send) -> None:
         start: dict[str, Any] = {}

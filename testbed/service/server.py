@@ -10,10 +10,13 @@ import secrets
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
-from testbed.service.app import ServiceConfig, create_app
+from testbed.service.app import create_app
+from testbed.service.front import guarded_protocol
+from testbed.service.settings import ServiceConfig
 from testbed.service.uvicorn_choice import UVICORN_HTTP, UVICORN_LOOP
 
 
@@ -120,16 +123,21 @@ def serve(
         if config.enable_control:
             print(f"control API enabled; token in {control_token_file or config.data_dir / 'control.token'}", file=sys.stderr, flush=True)
 
+    raise_open_file_limit()
+    http: Any = guarded_protocol(config) if UVICORN_HTTP == "httptools" else UVICORN_HTTP
     uv_config = uvicorn.Config(
         app,
         log_level=log_level,
         access_log=False,
         lifespan="on",
-        timeout_keep_alive=5,
+        timeout_keep_alive=config.keep_alive_timeout,
         # uvloop and httptools (both dependencies) when installed: less CPU per request than
         # asyncio's loop and h11. The bench's sink (testbed.load.sink) uses the same choice.
+        # With httptools the protocol is the service's front (testbed.service.front: header
+        # block limit, header and body timeouts, connection cap).
         loop=UVICORN_LOOP,
-        http=UVICORN_HTTP,
+        http=http,
+        h11_max_incomplete_event_size=config.max_header_bytes,
         # Only loopback clients, no proxy in front: no X-Forwarded-* rewriting per request.
         proxy_headers=False,
         # Requests held by a "hang" fault never end by themselves: give up on them at shutdown.
@@ -141,6 +149,19 @@ def serve(
     if parent_pid:
         _exit_with_parent(server, parent_pid)
     server.run(sockets=[sock])
+
+
+def raise_open_file_limit() -> None:
+    """Raise the soft limit of open files to the hard one: each connection is a descriptor,
+    and the connection cap (``max_connections``) should be what limits them."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ImportError, ValueError, OSError):  # not on this platform, or not allowed: keep it
+        pass
 
 
 def _exit_with_parent(server: uvicorn.Server, parent_pid: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from testbed.contract import device_api as api
 from testbed.service.client import Client, ServiceError
 
 GROUP_KEYS = {
@@ -163,8 +164,23 @@ def test_errors_are_json_arrays(service) -> None:
             c.get("/v2/tenants", headers={"Authorization": "Bearer nope"}),
             c.get("/no/such/route"),
             c.delete("/v2/tenants"),
-            c.post("/device/v1/sync"),
+            c.post(api.SYNC_PATH),
         ):
             assert 400 <= r.status_code < 500
             body = r.json()
             assert isinstance(body, list) and set(body[0]) == {"ErrorCode", "Title", "Detail"}
+
+
+def test_methods_come_from_the_endpoint_classes(service, tenant_admin: Client, device_group) -> None:
+    """HEAD is answered by GET; a method the class lacks is 405 with Allow, as the error body."""
+    group = device_group()
+    path = f"/v2/tenants/{tenant_admin.tenant_id}/devicegroups/{group['Id']}"
+    head = tenant_admin.http.head(path)
+    assert head.status_code == 200 and head.content == b""
+    r = tenant_admin.http.delete(path)
+    assert r.status_code == 405
+    assert set(r.headers["allow"].split(", ")) == {"GET", "HEAD", "PATCH"}
+    assert r.json()[0]["ErrorCode"] == "MethodNotAllowed"
+    with httpx.Client(base_url=service.url) as c:
+        r = c.get(api.UPLOAD_PATH)
+    assert r.status_code == 405 and r.headers["allow"] == "POST"

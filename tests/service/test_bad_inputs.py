@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from service_helpers import new_signature, snapshot
 
+from testbed.contract import device_api as api
 from testbed.service.checks import CappedInflater
 from testbed.service.errors import ApiError
 
@@ -97,8 +98,8 @@ def _post(device, body: bytes | None, headers: dict[str, str], chunked: bool = F
         def gen():
             yield body or b""
 
-        return device.http.post("/device/v1/crashdumps", content=gen(), headers=h)
-    return device.http.post("/device/v1/crashdumps", content=body, headers=h)
+        return device.http.post(api.UPLOAD_PATH, content=gen(), headers=h)
+    return device.http.post(api.UPLOAD_PATH, content=body, headers=h)
 
 
 BAD_UPLOADS = {
@@ -118,7 +119,7 @@ BAD_UPLOADS = {
     "no-content-type": (None, {"Content-Type": None}, 415),
     "too-large": (os.urandom(300 * 1024), {}, 413),
     "gzip-bomb": (bomb(64 << 20), {}, 413),
-    "bad-auth": (None, {"Authorization": "Device x:y"}, 401),
+    "bad-auth": (None, {"Authorization": api.device_authorization("x", "y")}, 401),
 }
 
 
@@ -131,20 +132,20 @@ def test_bad_upload_is_refused_and_nothing_stored(service, device, core_gz: byte
         body = core_gz + b"\x00garbage"
     elif body is None:
         body = core_gz
-    before = snapshot(service.data_dir)
+    before = snapshot(service)
     r = _post(device, body, headers)
     assert r.status_code == status, r.text
     errors = r.json()
     assert isinstance(errors, list) and set(errors[0]) == {"ErrorCode", "Title", "Detail"}
     assert errors[0]["Detail"]
-    assert snapshot(service.data_dir) == before
+    assert snapshot(service) == before
 
 
 def test_chunked_upload_without_length_is_411(service, device, core_gz: bytes) -> None:
-    before = snapshot(service.data_dir)
+    before = snapshot(service)
     r = _post(device, core_gz, {}, chunked=True)
     assert r.status_code == 411 and r.json()[0]["ErrorCode"] == "LengthRequired"
-    assert snapshot(service.data_dir) == before
+    assert snapshot(service) == before
 
 
 def test_good_upload_after_bad_ones_still_works(device, core_gz: bytes) -> None:
@@ -192,12 +193,12 @@ def test_fuzz_uploads_never_5xx_and_refusals_store_nothing(service, device, body
         "X-Component-Name": name,
         "X-Crash-Time": ctime,
     }
-    before = snapshot(service.data_dir)
+    before = snapshot(service)
     r = _post(device, body, headers)
     assert r.status_code < 500, r.text
     if r.status_code != 201:
         assert isinstance(r.json(), (list, dict))
-        assert snapshot(service.data_dir) == before
+        assert snapshot(service) == before
 
 
 JSONISH = st.recursive(
@@ -254,7 +255,7 @@ def test_fuzz_public_and_device_api_never_5xx(tenant_admin, device_group, claime
         r = c.get(f"/v2/tenants/{tid}/devicegroups", params=params, headers=headers)
     else:
         with dev.client() as d:
-            path = "/device/v1/crashdumps/intent" if route == "intent" else "/device/v1/sync"
+            path = api.INTENT_PATH if route == "intent" else api.SYNC_PATH
             r = d.http.post(path, **kwargs)
     assert r.status_code < 500, (route, body, raw, r.text)
     assert isinstance(r.json(), (list, dict))
