@@ -145,8 +145,10 @@ class Client(_Base):
         if create_default_groups:
             body["CreateDefaultGroups"] = True
         response = self._request("POST", f"/v2/tenants/{tenant_id}/products", json=body)
-        product = response.json()
-        return product.get("Result", product) if isinstance(product, dict) else product
+        answer = response.json()
+        if response.status_code == 202:  # an Operation: the product is at its ResourceLocation
+            return self._json("GET", answer["ResourceLocation"])
+        return answer
 
     def create_default_device_groups(self, tenant_id: str, product_id: str) -> list[dict[str, Any]]:
         """The product's default device groups (those missing are created)."""
