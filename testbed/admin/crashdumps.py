@@ -17,6 +17,7 @@ from testbed import settings
 from testbed.admin import resolve
 from testbed.admin.options import (
     MultiValueCommand,
+    choice,
     connect,
     handle_errors,
     is_guid,
@@ -50,7 +51,7 @@ def crashdumps() -> None:
 @click.option("--service-url", envvar=settings.SERVICE_URL, default=None, help=f"Service root URL [env {settings.SERVICE_URL}].")
 @click.option("--token", envvar=settings.TOKEN, default=None, help=f"Bearer token [env {settings.TOKEN}].")
 @click.option("--get", "get_", is_flag=True, help="Show AllowCrashDumpsCollection.")
-@click.option("--set", "set_", type=click.Choice(["on", "off"], case_sensitive=False), default=None,
+@click.option("--set", "set_", type=choice(["on", "off"]), default=None,
               help="Enable (on) or disable (off) collection.")
 @click.option("--tenantid", "-t", "--catalog", "-c", "--tenant", "tenant", envvar=settings.TENANT, default=None,
               help="Tenant (catalog) id or name [default: every tenant the token sees].")

@@ -32,9 +32,22 @@ def _check_resource_group(ctx: click.Context, param: click.Parameter, value: str
     return value
 
 
+class AnyCaseChoice(click.Choice):
+    """An enum option whose values are matched in any case, as az does; the value given to the
+    command, and the one an error names, is the documented spelling."""
+
+    def __init__(self, choices: Iterable[str]) -> None:
+        super().__init__(list(choices), case_sensitive=True)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        for c in self.choices:
+            if str(c).casefold() == str(value).casefold():
+                return c
+        self.fail(f"{value!r} is not one of {', '.join(repr(c) for c in self.choices)} (any case).", param, ctx)
+
+
 def choice(values: Iterable[str]) -> click.Choice:
-    """An enum option whose values are matched in any case, as az does."""
-    return click.Choice(list(values), case_sensitive=False)
+    return AnyCaseChoice(values)
 
 
 def with_options(options: Iterable[Callable[..., Any]]) -> Callable[..., Any]:
@@ -99,9 +112,9 @@ def connect(service_url: str | None, token: str | None, catalog: str | None, res
     url = service_url or settings.get(settings.SERVICE_URL)
     token = token or settings.get(settings.TOKEN)
     if not url:
-        raise click.UsageError(f"no service URL: pass --service-url or set {settings.SERVICE_URL}")
+        raise click.ClickException(f"no service URL: pass --service-url or set {settings.SERVICE_URL}")
     if not token:
-        raise click.UsageError(f"no token: pass --token or set {settings.TOKEN}")
+        raise click.ClickException(f"no token: pass --token or set {settings.TOKEN}")
     if catalog is not None and not CATALOG_RE.fullmatch(catalog) and not _is_guid(catalog):
         raise click.BadParameter(f"{catalog!r} is not a catalog name or id", param_hint="'--catalog'")
     transport = RetryTransport(log=log_err)

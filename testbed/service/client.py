@@ -332,10 +332,11 @@ class ControlClient(_Base):
     def set_clock(self, epoch: float) -> dict[str, Any]:
         return self._json("POST", "/testbed/v1/clock", json={"set": epoch})
 
-    def set_fault(self, mode: str, delay_ms: int = 0, status: int = 503, count: int | None = None) -> dict[str, Any]:
-        return self._json(
-            "POST", "/testbed/v1/faults", json={"mode": mode, "delayMs": delay_ms, "status": status, "count": count}
-        )["fault"]
+    def set_fault(self, mode: str, delay_ms: int = 0, status: int = 503, count: int | None = None,
+                  api: str = "device") -> dict[str, Any]:  # fmt: skip
+        """Inject a fault into the next ``count`` requests of the device (or the public) API."""
+        body = {"mode": mode, "delayMs": delay_ms, "status": status, "count": count, "api": api}
+        return self._json("POST", "/testbed/v1/faults", json=body)["fault"]
 
     def fault(self) -> dict[str, Any] | None:
         return self._json("GET", "/testbed/v1/faults")["fault"]

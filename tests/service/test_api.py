@@ -17,6 +17,7 @@ GROUP_KEYS = {
     "UpdatePolicy",
     "AllowCrashDumpsCollection",
     "RegionalDataBoundary",
+    "CurrentDeployment",
 }
 
 
