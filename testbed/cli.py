@@ -56,6 +56,8 @@ class LazyGroup(click.Group):
         "service": "testbed.service.cli:service",
         "sphere": "testbed.admin.sphere:sphere",
         "crashdumps": "testbed.admin.crashdumps:crashdumps",
+        "dumps": "testbed.admin.dumps:dumps",
+        "crash": "testbed.crash.cli:crash",
         "scenario": "testbed.scenario.cli:scenario",
         "demo": "testbed.scenario.cli:demo",
         "load": "testbed.load.cli:load",
