@@ -20,7 +20,7 @@ from starlette.routing import Route
 from testbed.contract import device_api
 from testbed.service import auth
 from testbed.service.errors import bad_request, conflict, error_response, not_found
-from testbed.service.faults import MODES, Fault
+from testbed.service.faults import APIS, MODES, Fault
 from testbed.service.settings import effective
 from testbed.service.state import ServiceState, state_of
 from testbed.service.store import ROLES
@@ -136,7 +136,7 @@ class Faults(HTTPEndpoint):
     async def post(self, request: Request) -> Response:
         auth.control(request)
         body = await read_json(request)
-        check_fields(body, {"mode", "delayMs", "status", "count"})
+        check_fields(body, {"mode", "delayMs", "status", "count", "api"})
         mode = body.get("mode")
         if mode not in MODES:
             raise bad_request(f"mode must be one of {', '.join(MODES)}.")
@@ -149,7 +149,12 @@ class Faults(HTTPEndpoint):
         count = body.get("count")
         if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
             raise bad_request("count must be a positive integer or null (until cleared).")
-        fault = Fault(mode=mode, delayMs=delay, status=status, count=count)
+        api = body.get("api", "device")
+        if api not in APIS:
+            raise bad_request(f"api must be one of {', '.join(APIS)}.")
+        if api == "public" and mode not in ("delay", "status"):
+            raise bad_request('The public API takes the "delay" and "status" faults.')
+        fault = Fault(mode=mode, delayMs=delay, status=status, count=count, api=api)
         state_of(request).faults.set(fault)
         return JSONResponse({"fault": fault.to_json()})
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import sqlite3
+import time
 from typing import Any
 
 from starlette.endpoints import HTTPEndpoint
@@ -12,8 +13,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from testbed.contract import device_api
-from testbed.service.auth import ADMINISTRATOR, WRITE_ROLES, tenant_principal
-from testbed.service.errors import bad_request, conflict, not_found
+from testbed.service.auth import ADMINISTRATOR, WRITE_ROLES, Principal, tenant_principal
+from testbed.service.errors import ApiError, bad_request, conflict, not_found
 from testbed.service.paging import after_seq, encode_continuation, page_size
 from testbed.service.state import ServiceState, state_of
 from testbed.service.validation import (
@@ -25,6 +26,18 @@ from testbed.service.validation import (
 )
 
 TENANT = "/v2/tenants/{tenantId}"
+#: Settings only an Administrator may change (the gallery: consent needs Administrator).
+ADMIN_ONLY_FIELDS = ("AllowCrashDumpsCollection", "RegionalDataBoundary")
+#: The default device groups a product gets: (name, OsFeedType, UpdatePolicy).
+DEFAULT_GROUPS = (
+    ("Development", 0, 1),
+    ("Field Test", 0, 0),
+    ("Production", 0, 0),
+    ("Field Test OS Evaluation", 1, 0),
+    ("Production OS Evaluation", 1, 0),
+)
+OPERATION_CREATE_PRODUCT = 4
+OPERATION_COMPLETE = 2
 
 
 def group_json(row: sqlite3.Row) -> dict[str, Any]:
@@ -39,6 +52,7 @@ def group_json(row: sqlite3.Row) -> dict[str, Any]:
         "UpdatePolicy": row["update_policy"],
         "AllowCrashDumpsCollection": bool(row["allow_crash_dumps"]),
         "RegionalDataBoundary": row["boundary"],
+        "CurrentDeployment": None,
     }
 
 
@@ -88,6 +102,61 @@ class Tenants(HTTPEndpoint):
         return JSONResponse(items)
 
 
+def _utc(epoch: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def operation_json(row: sqlite3.Row) -> dict[str, Any]:
+    when = _utc(row["created_at"])
+    return {
+        "OperationId": row["id"],
+        "OperationType": row["type"],
+        "State": OPERATION_COMPLETE,
+        "CreatedDateUTC": when,
+        "StartedDateUTC": when,
+        "CompletedDateUTC": when,
+        "ResourceLocation": row["resource_location"],
+        "DetailsLocation": f"/v2/tenants/{row['tenant_id']}/operations/{row['id']}",
+        "Error": None,
+        "TenantId": row["tenant_id"],
+    }
+
+
+def _admin_only(principal: Principal, fields: dict[str, Any]) -> None:
+    changed = [k for k in ADMIN_ONLY_FIELDS if k in fields]
+    if changed and principal.role != ADMINISTRATOR:
+        raise ApiError(403, "Forbidden", "The caller may not do this.",
+                       f"changing {', '.join(changed)} needs the Administrator role")  # fmt: skip
+
+
+def _create_group(state: ServiceState, tenant_id: str, product_id: str, fields: dict[str, Any]) -> sqlite3.Row:
+    try:
+        return state.store.create_group(tenant_id, product_id, fields, state.clock.now_int())
+    except sqlite3.IntegrityError:
+        raise conflict(f"A device group named {fields['Name']!r} already exists in this product "
+                       "(names are compared in any case).") from None  # fmt: skip
+
+
+def create_default_groups(state: ServiceState, tenant_id: str, product_id: str) -> list[sqlite3.Row]:
+    """The product's default groups, creating those missing."""
+    out = []
+    for name, feed, policy in DEFAULT_GROUPS:
+        row = state.store.group_named(tenant_id, product_id, name)
+        if row is None:
+            row = _create_group(state, tenant_id, product_id, {"Name": name, "OsFeedType": feed, "UpdatePolicy": policy})
+        out.append(row)
+    return out
+
+
+class Tenant(HTTPEndpoint):
+    async def get(self, request: Request) -> Response:
+        principal = tenant_principal(request)
+        row = state_of(request).store.tenant(principal.tenant)
+        if row is None:
+            raise not_found(f"No tenant {principal.tenant}.")
+        return JSONResponse({"Id": row["id"], "Name": row["name"], "Roles": [principal.role]})
+
+
 class Products(HTTPEndpoint):
     async def get(self, request: Request) -> Response:
         principal = tenant_principal(request)
@@ -95,25 +164,58 @@ class Products(HTTPEndpoint):
         return JSONResponse({"ContinuationToken": None, "Items": items})
 
     async def post(self, request: Request) -> Response:
+        """Product - Create: 202 with a (finished) Operation whose ResourceLocation is the product."""
         principal = tenant_principal(request, WRITE_ROLES)
         state = state_of(request)
         body = await read_json(request)
-        check_fields(body, {"Name", "Description"})
+        check_fields(body, {"Name", "Description", "CreateDefaultGroups"})
         if "Name" not in body:
             raise bad_request("Name is required.")
         name = want_str(body, "Name", 50) or ""
         description = want_str(body, "Description", 100, nullable=True) if "Description" in body else None
+        defaults = body.get("CreateDefaultGroups", False)
+        if not isinstance(defaults, bool):
+            raise bad_request("CreateDefaultGroups must be true or false.")
         try:
             row = state.store.create_product(principal.tenant, name, description, state.clock.now_int())
         except sqlite3.IntegrityError:
             raise conflict(f"A product named {name!r} already exists in this tenant.") from None
-        return JSONResponse(product_json(row), status_code=201)
+        if defaults:
+            create_default_groups(state, principal.tenant, row["id"])
+        location = f"/v2/tenants/{principal.tenant}/products/{row['id']}"
+        op = state.store.create_operation(principal.tenant, OPERATION_CREATE_PRODUCT, location, state.clock.now_int())
+        return JSONResponse(operation_json(op), status_code=202, headers={"Location": location})
 
 
 class Product(HTTPEndpoint):
     async def get(self, request: Request) -> Response:
         principal = tenant_principal(request)
         return JSONResponse(product_json(_product(state_of(request), principal.tenant, request.path_params["productId"])))
+
+
+def _product_named(state: ServiceState, tenant_id: str, name: str) -> sqlite3.Row:
+    row = state.store.product_named(tenant_id, name)
+    if row is None:
+        raise not_found(f"No product named {name!r}.")
+    return row
+
+
+class ProductByName(HTTPEndpoint):
+    async def get(self, request: Request) -> Response:
+        principal = tenant_principal(request)
+        return JSONResponse(product_json(_product_named(state_of(request), principal.tenant, request.path_params["productName"])))
+
+
+class GroupInProductByName(HTTPEndpoint):
+    async def get(self, request: Request) -> Response:
+        principal = tenant_principal(request)
+        state = state_of(request)
+        product = _product_named(state, principal.tenant, request.path_params["productName"])
+        name = request.path_params["deviceGroupName"]
+        row = state.store.group_named(principal.tenant, product["id"], name)
+        if row is None:
+            raise not_found(f"No device group named {name!r} in product {product['name']!r}.")
+        return JSONResponse(group_json(row))
 
 
 class ProductGroups(HTTPEndpoint):
@@ -124,22 +226,58 @@ class ProductGroups(HTTPEndpoint):
         return _group_page(request, principal.tenant, product_id)
 
     async def post(self, request: Request) -> Response:
+        """Device Group - Create Defaults (no body): 200 with the product's default groups.
+
+        testbed extension: with a DeviceGroupV2 body it creates that one group (201), as
+        testbed's first API did; the documented create is POST /devicegroups."""
         principal = tenant_principal(request, WRITE_ROLES)
         state = state_of(request)
         product_id = request.path_params["productId"]
         _product(state, principal.tenant, product_id)
-        fields = group_fields(await read_json(request), creating=True)
-        try:
-            row = state.store.create_group(principal.tenant, product_id, fields, state.clock.now_int())
-        except sqlite3.IntegrityError:
-            raise conflict(f"A device group named {fields['Name']!r} already exists in this product.") from None
-        return JSONResponse(group_json(row), status_code=201)
+        body = await read_json(request, required=False)
+        if not body:
+            rows = create_default_groups(state, principal.tenant, product_id)
+            return JSONResponse({"ContinuationToken": None, "Items": [group_json(r) for r in rows]})
+        fields = group_fields(body, creating=True)
+        _admin_only(principal, fields)
+        return JSONResponse(group_json(_create_group(state, principal.tenant, product_id, fields)), status_code=201)
 
 
 class Groups(HTTPEndpoint):
     async def get(self, request: Request) -> Response:
         principal = tenant_principal(request)
         return _group_page(request, principal.tenant, None)
+
+    async def post(self, request: Request) -> Response:
+        """Device Group - Create: 200 with the DeviceGroupV2."""
+        principal = tenant_principal(request, WRITE_ROLES)
+        state = state_of(request)
+        body = await read_json(request)
+        product_id = body.pop("ProductId", None)
+        if not isinstance(product_id, str) or not product_id:
+            raise bad_request("ProductId is required.")
+        _product(state, principal.tenant, product_id.lower())
+        fields = group_fields(body, creating=True)
+        _admin_only(principal, fields)
+        return JSONResponse(group_json(_create_group(state, principal.tenant, product_id.lower(), fields)))
+
+
+class GroupDevices(HTTPEndpoint):
+    async def get(self, request: Request) -> Response:
+        principal = tenant_principal(request)
+        state = state_of(request)
+        group = _group(state, principal.tenant, request.path_params["deviceGroupId"])
+        rows = state.store.devices_in_group(principal.tenant, group["id"])
+        return JSONResponse({"ContinuationToken": None, "Items": [device_json(state, r) for r in rows]})
+
+
+class Operation(HTTPEndpoint):
+    async def get(self, request: Request) -> Response:
+        principal = tenant_principal(request)
+        row = state_of(request).store.operation(principal.tenant, request.path_params["operationId"])
+        if row is None:
+            raise not_found(f"No operation {request.path_params['operationId']}.")
+        return JSONResponse(operation_json(row))
 
 
 class Group(HTTPEndpoint):
@@ -153,6 +291,7 @@ class Group(HTTPEndpoint):
         group_id = request.path_params["deviceGroupId"]
         _group(state, principal.tenant, group_id)
         fields = group_fields(await read_json(request), creating=False)
+        _admin_only(principal, fields)
         try:
             state.store.update_group(group_id, group_columns(fields))
             state.forget_devices()  # cached consent/boundary of this group's devices
@@ -163,8 +302,8 @@ class Group(HTTPEndpoint):
 
 class Devices(HTTPEndpoint):
     async def post(self, request: Request) -> Response:
-        """Claim a device (Administrator): 201 with its DeviceSecret, shown once."""
-        principal = tenant_principal(request, (ADMINISTRATOR,))
+        """Claim a device (Administrator or Contributor): 201 with its DeviceSecret, shown once."""
+        principal = tenant_principal(request, WRITE_ROLES)
         state = state_of(request)
         body = await read_json(request)
         check_fields(body, {"DeviceId", "DeviceGroupId"})
@@ -216,13 +355,20 @@ class DeviceGroupOfDevice(HTTPEndpoint):
         return JSONResponse(device_json(state, state.store.device(device_id)))
 
 
+#: Paths are matched in lower case (PublicPathCase lowers them: the API's paths and ids are
+#: case-insensitive), so every literal segment here is lower case.
 ROUTES = [
     Route("/v2/tenants", Tenants),
+    Route(TENANT, Tenant),
+    Route(TENANT + "/operations/{operationId}", Operation),
     Route(TENANT + "/products", Products),
+    Route(TENANT + "/products/name/{productName}", ProductByName),
+    Route(TENANT + "/products/name/{productName}/devicegroups/name/{deviceGroupName}", GroupInProductByName),
     Route(TENANT + "/products/{productId}", Product),
     Route(TENANT + "/products/{productId}/devicegroups", ProductGroups),
     Route(TENANT + "/devicegroups", Groups),
     Route(TENANT + "/devicegroups/{deviceGroupId}", Group),
+    Route(TENANT + "/devicegroups/{deviceGroupId}/devices", GroupDevices),
     Route(TENANT + "/devices", Devices),
     Route(TENANT + "/devices/{deviceId}", Device),
     Route(TENANT + "/devices/{deviceId}/devicegroup", DeviceGroupOfDevice),

@@ -37,6 +37,21 @@ from testbed.service.validation import ClientGone
 HTTP_TITLES = {404: "NotFound", 405: "MethodNotAllowed"}
 
 
+class PublicPathCase:
+    """The public API's paths, ids and names are case-insensitive (``/deviceGroups`` is the
+    reference's casing; GUIDs come in any case): its paths are matched in lower case."""
+
+    PREFIX = "/v2/"
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["path"][:4].lower() == self.PREFIX:
+            scope = {**scope, "path": scope["path"].lower()}
+        await self.app(scope, receive, send)
+
+
 class Health(HTTPEndpoint):
     async def get(self, request: Request) -> Response:
         return JSONResponse({"status": "ok", "serverTime": state_of(request).clock.now_int()})
@@ -94,7 +109,7 @@ def create_app(config: ServiceConfig) -> Starlette:
         routes += api_control.ROUTES
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(FaultMiddleware, faults=state.faults)],
+        middleware=[Middleware(PublicPathCase), Middleware(FaultMiddleware, faults=state.faults)],
         lifespan=_lifespan(state),
         exception_handlers={ApiError: api_error, HTTPException: http_error, ClientGone: client_gone},
     )

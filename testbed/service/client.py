@@ -140,11 +140,23 @@ class Client(_Base):
     def products(self, tenant_id: str) -> list[dict[str, Any]]:
         return self._json("GET", f"/v2/tenants/{tenant_id}/products")["Items"]
 
-    def create_product(self, tenant_id: str, name: str, description: str | None = None) -> dict[str, Any]:
+    def create_product(self, tenant_id: str, name: str, description: str | None = None,
+                       create_default_groups: bool = False) -> dict[str, Any]:  # fmt: skip
+        """Create a product; with ``create_default_groups``, also its five default device groups."""
         body: dict[str, Any] = {"Name": name}
         if description is not None:
             body["Description"] = description
-        return self._json("POST", f"/v2/tenants/{tenant_id}/products", json=body)
+        if create_default_groups:
+            body["CreateDefaultGroups"] = True
+        response = self._request("POST", f"/v2/tenants/{tenant_id}/products", json=body)
+        answer = response.json()
+        if response.status_code == 202:  # an Operation: the product is at its ResourceLocation
+            return self._json("GET", answer["ResourceLocation"])
+        return answer
+
+    def create_default_device_groups(self, tenant_id: str, product_id: str) -> list[dict[str, Any]]:
+        """The product's default device groups (those missing are created)."""
+        return self._json("POST", f"/v2/tenants/{tenant_id}/products/{product_id}/devicegroups")["Items"]
 
     def resolve_product(self, tenant_id: str, ref: str) -> dict[str, Any]:
         for p in self.products(tenant_id):
@@ -154,9 +166,7 @@ class Client(_Base):
 
     # device groups ----------------------------------------------------------------------
     def create_device_group(self, tenant_id: str, product_id: str, name: str, **fields: Any) -> dict[str, Any]:
-        return self._json(
-            "POST", f"/v2/tenants/{tenant_id}/products/{product_id}/devicegroups", json={"Name": name, **fields}
-        )
+        return self._json("POST", f"/v2/tenants/{tenant_id}/devicegroups", json={"Name": name, "ProductId": product_id, **fields})
 
     def device_groups_page(
         self,
@@ -221,6 +231,9 @@ class Client(_Base):
         if device_id:
             body["DeviceId"] = device_id
         return self._json("POST", f"/v2/tenants/{tenant_id}/devices", json=body)
+
+    def devices_in_group(self, tenant_id: str, group_id: str) -> list[dict[str, Any]]:
+        return self._json("GET", f"/v2/tenants/{tenant_id}/devicegroups/{group_id}/devices")["Items"]
 
     def device(self, tenant_id: str, device_id: str) -> dict[str, Any]:
         return self._json("GET", f"/v2/tenants/{tenant_id}/devices/{device_id}")
@@ -319,10 +332,11 @@ class ControlClient(_Base):
     def set_clock(self, epoch: float) -> dict[str, Any]:
         return self._json("POST", "/testbed/v1/clock", json={"set": epoch})
 
-    def set_fault(self, mode: str, delay_ms: int = 0, status: int = 503, count: int | None = None) -> dict[str, Any]:
-        return self._json(
-            "POST", "/testbed/v1/faults", json={"mode": mode, "delayMs": delay_ms, "status": status, "count": count}
-        )["fault"]
+    def set_fault(self, mode: str, delay_ms: int = 0, status: int = 503, count: int | None = None,
+                  api: str = "device") -> dict[str, Any]:  # fmt: skip
+        """Inject a fault into the next ``count`` requests of the device (or the public) API."""
+        body = {"mode": mode, "delayMs": delay_ms, "status": status, "count": count, "api": api}
+        return self._json("POST", "/testbed/v1/faults", json=body)["fault"]
 
     def fault(self) -> dict[str, Any] | None:
         return self._json("GET", "/testbed/v1/faults")["fault"]

@@ -1,8 +1,9 @@
-"""Fault injection on the device API (control API only): delay, hang, drip, status, drop.
+"""Fault injection (control API only): delay, hang, drip, status, drop.
 
-A pure ASGI middleware in front of ``/device/``. A fault applies to the next
-``count`` device requests (all of them while ``count`` is None) and then
-clears itself.
+A pure ASGI middleware in front of the device API (``/device/``, the default) or
+the public API (``/v2/``, with ``api: "public"``: a 429 with Retry-After or a 500
+lets a client's retries be tested). A fault applies to the next ``count``
+requests of its API (all of them while ``count`` is None) and then clears itself.
 
 - ``delay``: wait ``delayMs`` before handling the request normally.
 - ``hang``: accept and never answer: the request is held until the client
@@ -35,6 +36,8 @@ log = logging.getLogger("testbed.service")
 MODES = ("delay", "hang", "drip", "status", "drop")
 #: The ASGI scope extension through which the HTTP front lets the app close its connection.
 CLOSE_EXTENSION = "testbed.close"
+#: Which API a fault applies to, by path prefix.
+APIS = {"device": device_api.PREFIX + "/", "public": "/v2/"}
 
 
 @dataclass
@@ -44,6 +47,7 @@ class Fault:
     status: int = 503
     count: int | None = None
     applied: int = 0
+    api: str = "device"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -59,9 +63,9 @@ class Faults:
     def clear(self) -> None:
         self.current = None
 
-    def take(self) -> Fault | None:
+    def take(self, api: str = "device") -> Fault | None:
         fault = self.current
-        if fault is None:
+        if fault is None or fault.api != api:
             return None
         fault.applied += 1
         if fault.count is not None and fault.applied >= fault.count:
@@ -73,21 +77,28 @@ def _is_upload(scope) -> bool:
     return scope.get("method") == "POST" and scope["path"] == device_api.UPLOAD_PATH
 
 
+def api_of(path: str) -> str | None:
+    for api, prefix in APIS.items():
+        if path.startswith(prefix):
+            return api
+    return None
+
+
 class FaultMiddleware:
-    def __init__(self, app, faults: Faults, prefix: str = device_api.PREFIX + "/") -> None:
+    def __init__(self, app, faults: Faults) -> None:
         self.app = app
         self.faults = faults
-        self.prefix = prefix
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
+        api = api_of(scope["path"]) if scope["type"] == "http" else None
+        if api is None:
             await self.app(scope, receive, send)
             return
         current = self.faults.current
         if current is not None and current.mode == "drop" and not _is_upload(scope):
             await self.app(scope, receive, send)  # drop counts uploads only
             return
-        fault = self.faults.take()
+        fault = self.faults.take(api)
         if fault is None:
             await self.app(scope, receive, send)
             return

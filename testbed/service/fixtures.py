@@ -123,7 +123,7 @@ def device_group(tenant_admin: Client) -> Callable[..., dict[str, Any]]:
         return tenant_admin.create_device_group(
             tenant_id,
             products[product],
-            name or f"group-{next(counter)}",
+            name or f"group {next(counter)}",
             AllowCrashDumpsCollection=enabled,
             RegionalDataBoundary=boundary,
             **fields,

@@ -42,11 +42,18 @@ CREATE TABLE IF NOT EXISTS device_groups (
     created_at INTEGER NOT NULL, UNIQUE (product_id, name)
 );
 CREATE INDEX IF NOT EXISTS device_groups_tenant ON device_groups (tenant_id, seq);
+-- Device group names are unique within a product whatever their case (names are ASCII).
+CREATE UNIQUE INDEX IF NOT EXISTS device_groups_name_nocase ON device_groups (product_id, name COLLATE NOCASE);
+CREATE TABLE IF NOT EXISTS operations (
+    id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL REFERENCES tenants(id), type INTEGER NOT NULL,
+    resource_location TEXT NOT NULL, created_at INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS devices (
     id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL REFERENCES tenants(id),
     group_id TEXT NOT NULL REFERENCES device_groups(id), secret_hash TEXT NOT NULL,
     claimed_at INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS devices_group ON devices (group_id);
 CREATE TABLE IF NOT EXISTS dumps (
     id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, device_id TEXT NOT NULL,
     group_id TEXT NOT NULL, signature TEXT NOT NULL, region TEXT NOT NULL,
@@ -182,6 +189,39 @@ class Store(DumpRows):
     def product(self, tenant_id: str, product_id: str) -> sqlite3.Row | None:
         return self.conn.execute(
             "SELECT * FROM products WHERE id = ? AND tenant_id = ?", (product_id, tenant_id)
+        ).fetchone()
+
+    def product_named(self, tenant_id: str, name: str) -> sqlite3.Row | None:
+        return self.conn.execute(
+            "SELECT * FROM products WHERE tenant_id = ? AND name = ? COLLATE NOCASE "
+            "ORDER BY created_at, rowid LIMIT 1",
+            (tenant_id, name),
+        ).fetchone()
+
+    def group_named(self, tenant_id: str, product_id: str, name: str) -> sqlite3.Row | None:
+        return self.conn.execute(
+            "SELECT * FROM device_groups WHERE tenant_id = ? AND product_id = ? AND name = ? COLLATE NOCASE",
+            (tenant_id, product_id, name),
+        ).fetchone()
+
+    def devices_in_group(self, tenant_id: str, group_id: str) -> list[sqlite3.Row]:
+        return self.conn.execute(
+            "SELECT * FROM devices WHERE tenant_id = ? AND group_id = ? ORDER BY claimed_at, rowid",
+            (tenant_id, group_id),
+        ).fetchall()
+
+    # operations (the Public API's asynchronous operations; the mock's finish at once) -----
+    def create_operation(self, tenant_id: str, op_type: int, resource_location: str, now: int) -> sqlite3.Row:
+        op_id = new_id()
+        self.conn.execute(
+            "INSERT INTO operations (id, tenant_id, type, resource_location, created_at) VALUES (?, ?, ?, ?, ?)",
+            (op_id, tenant_id, op_type, resource_location, now),
+        )
+        return self.operation(tenant_id, op_id)
+
+    def operation(self, tenant_id: str, op_id: str) -> sqlite3.Row | None:
+        return self.conn.execute(
+            "SELECT * FROM operations WHERE id = ? AND tenant_id = ?", (op_id, tenant_id)
         ).fetchone()
 
     def products(self, tenant_id: str) -> list[sqlite3.Row]:

@@ -152,16 +152,36 @@ GROUP_COLUMNS = {
     "RegionalDataBoundary": "boundary",
 }
 BOUNDARIES = ("None", "EU")
+#: The reference's spelling in PATCH bodies (DeviceGroupV2 itself says OsFeedType): both are taken.
+FIELD_ALIASES = {"OSFeedType": "OsFeedType"}
+#: Device group names: letters, digits and spaces (the reference's rule), at most 50.
+GROUP_NAME_MAX = 50
+
+
+def check_group_name(name: str) -> None:
+    bad = sorted({c for c in name if not (c.isascii() and (c.isalnum() or c == " "))})
+    if bad:
+        shown = ", ".join(repr(c) for c in bad[:5])
+        raise bad_request(f"Name may hold only letters, digits and spaces; it has {shown}.", "InvalidName")
+    if name != name.strip():
+        raise bad_request("Name must not start or end with a space.", "InvalidName")
 
 
 def group_fields(body: dict[str, Any], creating: bool) -> dict[str, Any]:
-    """Validate a DeviceGroupV2 create or PATCH body; returns the fields given."""
+    """Validate a DeviceGroupV2 create or PATCH body; returns the fields given (under their
+    DeviceGroupV2 names)."""
+    for alias, name in FIELD_ALIASES.items():
+        if alias in body:
+            if name in body:
+                raise bad_request(f"Give {name} or {alias}, not both.")
+            body = {**{k: v for k, v in body.items() if k != alias}, name: body[alias]}
     check_fields(body, set(GROUP_COLUMNS))
     out: dict[str, Any] = {}
     if creating and "Name" not in body:
         raise bad_request("Name is required.")
     if "Name" in body:
-        out["Name"] = want_str(body, "Name", 50)
+        out["Name"] = want_str(body, "Name", GROUP_NAME_MAX)
+        check_group_name(out["Name"] or "")
     if "Description" in body:
         out["Description"] = want_str(body, "Description", 100, nullable=True)
     for key in ("OsFeedType", "UpdatePolicy"):

@@ -18,6 +18,7 @@ GROUP_KEYS = {
     "UpdatePolicy",
     "AllowCrashDumpsCollection",
     "RegionalDataBoundary",
+    "CurrentDeployment",
 }
 
 

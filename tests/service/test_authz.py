@@ -14,15 +14,20 @@ ROLES = ["Administrator", "Contributor", "Reader", "Support", "none", "bogus"]
 # route -> (roles allowed in their own tenant, success status)
 ROUTES = {
     "list-tenants": ({"Administrator", "Contributor", "Reader"}, 200),
+    "get-tenant": ({"Administrator", "Contributor", "Reader"}, 200),
     "list-products": ({"Administrator", "Contributor", "Reader"}, 200),
-    "create-product": ({"Administrator", "Contributor"}, 201),
+    "create-product": ({"Administrator", "Contributor"}, 202),
     "get-product": ({"Administrator", "Contributor", "Reader"}, 200),
-    "create-group": ({"Administrator", "Contributor"}, 201),
+    "create-group": ({"Administrator", "Contributor"}, 200),
+    "create-defaults": ({"Administrator", "Contributor"}, 200),
     "list-groups": ({"Administrator", "Contributor", "Reader"}, 200),
     "list-product-groups": ({"Administrator", "Contributor", "Reader"}, 200),
     "get-group": ({"Administrator", "Contributor", "Reader"}, 200),
     "patch-group": ({"Administrator", "Contributor"}, 200),
-    "claim": ({"Administrator"}, 201),
+    # the gallery: changing consent needs the Administrator role
+    "patch-consent": ({"Administrator"}, 200),
+    # the role docs: Contributors may claim devices
+    "claim": ({"Administrator", "Contributor"}, 201),
     "get-device": ({"Administrator", "Contributor", "Reader"}, 200),
     "move": ({"Administrator", "Contributor"}, 200),
     "support-list": ({"Support"}, 200),
@@ -56,6 +61,8 @@ def request(c: httpx.Client, route: str, t: dict) -> httpx.Response:
     uniq = uuid.uuid4().hex[:10]
     if route == "list-tenants":
         return c.get("/v2/tenants")
+    if route == "get-tenant":
+        return c.get(base)
     if route == "list-products":
         return c.get(base + "/products")
     if route == "create-product":
@@ -63,7 +70,9 @@ def request(c: httpx.Client, route: str, t: dict) -> httpx.Response:
     if route == "get-product":
         return c.get(f"{base}/products/{t['product']}")
     if route == "create-group":
-        return c.post(f"{base}/products/{t['product']}/devicegroups", json={"Name": f"g-{uniq}"})
+        return c.post(f"{base}/devicegroups", json={"Name": f"g {uniq}", "ProductId": t["product"]})
+    if route == "create-defaults":
+        return c.post(f"{base}/products/{t['product']}/devicegroups")
     if route == "list-groups":
         return c.get(base + "/devicegroups")
     if route == "list-product-groups":
@@ -72,6 +81,8 @@ def request(c: httpx.Client, route: str, t: dict) -> httpx.Response:
         return c.get(f"{base}/devicegroups/{t['groups'][0]}")
     if route == "patch-group":
         return c.patch(f"{base}/devicegroups/{t['groups'][0]}", json={"Description": uniq})
+    if route == "patch-consent":
+        return c.patch(f"{base}/devicegroups/{t['groups'][1]}", json={"AllowCrashDumpsCollection": False})
     if route == "claim":
         return c.post(base + "/devices", json={"DeviceGroupId": t["groups"][0]})
     if route == "get-device":

@@ -35,20 +35,20 @@ def test_must_show_flow_eu_group_via_cli(cli, service) -> None:
     tenant = json.loads(out.stdout)
     token = tenant["Token"]
     cli(["sphere", "product", "create", "--name", "DW100"], token)
-    created = json.loads(cli(["sphere", "device-group", "create", "--product", "DW100", "--device-group", "Marketing"], token).stdout)
+    created = json.loads(cli(["sphere", "device-group", "create", "--product", "DW100", "--device-group", "Marketing", "--api-shape"], token).stdout)
     assert created["AllowCrashDumpsCollection"] is False and created["RegionalDataBoundary"] == "None"
     updated = json.loads(
         cli(
             ["sphere", "device-group", "update", "--product", "DW100", "--device-group", "Marketing",
-             "--allow-crash-dumps-collection", "Enabled", "--regional-data-boundary", "EU"],
+             "--allow-crash-dumps-collection", "Enabled", "--regional-data-boundary", "EU", "--api-shape"],
             token,
         ).stdout
     )
     assert updated["AllowCrashDumpsCollection"] is True and updated["RegionalDataBoundary"] == "EU"
-    shown = json.loads(cli(["sphere", "device-group", "show", "--product", "DW100", "--device-group", "Marketing"], token).stdout)
+    shown = json.loads(cli(["sphere", "device-group", "show", "--product", "DW100", "--device-group", "Marketing", "--api-shape"], token).stdout)
     assert shown == updated
-    device = json.loads(cli(["sphere", "device", "claim", "--product", "DW100", "--device-group", "Marketing"], token).stdout)
-    shown_device = json.loads(cli(["sphere", "device", "show", "--device", device["DeviceId"]], token).stdout)
+    device = json.loads(cli(["sphere", "device", "claim", "--product", "DW100", "--device-group", "Marketing", "--api-shape"], token).stdout)
+    shown_device = json.loads(cli(["sphere", "device", "show", "--device", device["DeviceId"], "--api-shape"], token).stdout)
     assert shown_device["DeviceGroupId"] == updated["Id"] and "DeviceSecret" not in shown_device
     core = min(core_files(), key=lambda p: p.stat().st_size)
     res = cli(["service", "upload", "--service-url", service.url, "--device-id", device["DeviceId"],
@@ -63,7 +63,7 @@ def test_update_options_map_to_v2_fields(cli, tenant_admin: Client, device_group
     group = device_group(name="Field")
     out = cli(
         ["sphere", "device-group", "update", "--device-group", group["Id"], "--os-feed", "RetailEval",
-         "--application-update", "No3rdPartyAppUpdates", "--description", "lab", "--new-name", "Lab"],
+         "--application-update", "No3rdPartyAppUpdates", "--description", "lab", "--new-name", "Lab", "--api-shape"],
         tenant_admin.token,
     )
     g = json.loads(out.stdout)
@@ -87,7 +87,8 @@ def test_configure_get_and_set_all_follows_pages(cli, tenant_admin: Client, devi
     groups = [device_group(name=f"g{i:02d}") for i in range(7)]
     out = cli(["crashdumps", "configure", "--get", "--page-size", "2"], tenant_admin.token).stdout
     lines = out.strip().splitlines()
-    assert lines[0].split() == ["Name", "Id", "AllowCrashDumpsCollection", "RegionalDataBoundary"]
+    # the gallery script's columns first, then the product and the boundary
+    assert lines[0].split() == ["Name", "Id", "AllowCrashDumpsCollection", "Product", "RegionalDataBoundary"]
     assert len(lines) == 2 + 7
     assert all(g["Id"] in out for g in groups)
     # all groups: refuses without a terminal and without --yes

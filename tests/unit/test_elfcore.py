@@ -90,3 +90,17 @@ def test_non_cores_are_not_cores(blob: bytes) -> None:
     assert not is_elf_core(blob)
     with pytest.raises(CoreFormatError):
         read_core(blob)
+
+
+def test_crash_analyze_command_names_the_function(host_core: tuple[Path, Path]) -> None:
+    """`testbed crash analyze CORE --symbols DIR` on a core brought from elsewhere."""
+    from click.testing import CliRunner
+
+    from testbed.cli import main
+
+    exe, core = host_core
+    r = CliRunner().invoke(main, ["crash", "analyze", str(core), "--symbols", str(exe.parent)])
+    assert r.exit_code == 0, r.output
+    assert "SIGSEGV" in r.output and "crash_here+" in r.output and "call chain" in r.output
+    bad = CliRunner().invoke(main, ["crash", "analyze", str(exe)])  # not a core
+    assert bad.exit_code == 1 and str(exe) in bad.output
