@@ -15,8 +15,9 @@ import gevent
 from locust import events
 from locust.runners import WorkerRunner
 
+from testbed.load.counters import PHASES_FILE
+from testbed.load.deadline_user import DeadlineDevice
 from testbed.load.runtime import CONTEXT
-from testbed.load.users import DeadlineDevice
 
 log = logging.getLogger("testbed.load.deadline")
 
@@ -26,10 +27,10 @@ class Device(DeadlineDevice):
 
 
 def _mark(name: str) -> None:
-    """Append the phase's start (wall clock) to OUT/phases.jsonl: the host side lines samples up with it."""
+    """Append the phase's start (wall clock) to the output's phases file: the host side lines samples up with it."""
     out = CONTEXT.require_config().get("output_dir")
     if out and os.path.isdir(out):
-        with open(os.path.join(out, "phases.jsonl"), "a", encoding="utf-8") as fh:
+        with open(os.path.join(out, PHASES_FILE), "a", encoding="utf-8") as fh:
             fh.write(json.dumps({"phase": name, "at": time.time()}) + "\n")
 
 

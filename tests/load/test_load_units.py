@@ -146,6 +146,8 @@ class _Server:
 
 @pytest.mark.parametrize("mode", ["hang", "drip"])
 def test_board_http_gives_up_at_the_total_deadline(mode):
+    from testbed.contract.device_api import SYNC_PATH
+    from testbed.deadline import Deadline
     from testbed.load.boardhttp import BoardHttp, DeadlineExceeded
 
     server = _Server(mode)
@@ -153,7 +155,7 @@ def test_board_http_gives_up_at_the_total_deadline(mode):
         client = BoardHttp(f"http://127.0.0.1:{server.port}")
         start = time.monotonic()
         with pytest.raises(DeadlineExceeded):
-            client.request("POST", "/device/v1/sync", {}, b"{}", start + 1.0)
+            client.request("POST", SYNC_PATH, {}, b"{}", Deadline(1.0, start=start))
         took = time.monotonic() - start
         # a total deadline: a dripping server (a byte every 50 ms) must not extend it
         assert 0.95 <= took <= 1.2
@@ -178,3 +180,38 @@ def test_bench_bottleneck_verdicts():
     assert bottleneck(0.95, 0.9, locust_processes=2, cpu_count=2) == "machine CPU (client and server together)"
     assert bottleneck(0.3, 0.95, locust_processes=1, cpu_count=4) == "server CPU"
     assert bottleneck(0.2, 0.2, locust_processes=1, cpu_count=2).startswith("no CPU saturated")
+
+
+def test_a_bad_parameter_value_fails_at_once_naming_it_and_its_type(tmp_path):
+    from testbed.load.cli import load
+
+    out = tmp_path / "o"
+    result = CliRunner().invoke(load, ["run", "sizes", "--param", "crash_interval=fast", "--out", str(out)])
+    assert result.exit_code != 0
+    assert "crash_interval='fast'" in result.output and "a number" in result.output
+    assert not out.exists()  # nothing started: no service, no output directory
+
+
+def test_parameters_are_typed_and_bounded():
+    from testbed.load.params import ParamError
+    from testbed.load.scenarios import get
+
+    throttling = get("throttling")
+    p = throttling.resolve_params({"signatures": "4", "intent": "false", "rotate_seconds": 2}, 10, 10.0, 1)
+    assert p["signatures"] == 4 and p["intent"] is False and p["rotate_seconds"] == 2.0 and p["rounds"] == 5
+    assert len(p["run_id"]) == 12
+    for bad in ({"signatures": "1.5"}, {"signatures": 0}, {"intent": "yes"}, {"rotate_seconds": "[1]"}):
+        with pytest.raises(ParamError, match=next(iter(bad))):
+            throttling.resolve_params(bad, 10, 10.0, 1)
+    with pytest.raises(ParamError, match="sync_period"):
+        get("fleet").resolve_params({}, 10, 5.0, 1)  # shorter than one sync period
+
+
+def test_every_scenario_is_registered_with_its_locustfile():
+    from testbed.load.runner import SCENARIO_DIR
+    from testbed.load.scenarios import SCENARIOS
+
+    assert set(SCENARIOS) == {"sizes", "throttling", "deadline", "fleet", "durability"}
+    for scenario in SCENARIOS.values():
+        assert (SCENARIO_DIR / scenario.locustfile).is_file()
+        scenario.resolve_params({}, scenario.users, scenario.duration, 1)  # the defaults are valid
