@@ -99,3 +99,10 @@ def test_bench_ingest_reports_both_targets_and_ratio(tmp_path):
     html = Path(s["html"]).read_text()
     assert html.count("<svg") == 3 and "<polyline" in html
     assert s["durable_at_half_sink_rate"]["offered_per_s"] == pytest.approx(0.5 * s["sink"]["uploads_per_s"], rel=0.01)
+    # both sides' server CPU per upload, their cost ratio and the bottleneck of each, from the same client
+    cpu = s["server_cpu_ms_per_upload"]
+    assert cpu == {"sink": s["sink"]["server_cpu_ms_per_upload"], "durable": s["durable"]["server_cpu_ms_per_upload"]}
+    assert s["cpu_cost_ratio"] == pytest.approx(cpu["durable"] / cpu["sink"], abs=0.01)
+    assert set(s["bottleneck"]) == {"sink", "durable"} and all(s["bottleneck"].values())
+    assert s["client"]["same_for_both_sides"] and s["client"]["locust_processes"] == 1
+    assert isinstance(s["targets"]["cpu_cost_met"], bool)
