@@ -159,9 +159,16 @@ def lab_unavailable() -> str | None:
 
 
 @pytest.fixture
-def netlab() -> Iterator[NetLab]:
+def netlab_class() -> type[NetLab]:
+    """The lab class, for a test that manages the lab itself (skips where no lab can be made)."""
     why = lab_unavailable()
     if why:
         pytest.skip(f"no network namespace lab: {why}")
-    with NetLab() as lab:
+    return NetLab
+
+
+@pytest.fixture
+def netlab(netlab_class: type[NetLab]) -> Iterator[NetLab]:
+    """A lab of network namespaces, removed after the test whatever its outcome."""
+    with netlab_class() as lab:
         yield lab

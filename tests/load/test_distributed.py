@@ -94,3 +94,24 @@ def test_throttling_with_master_workers_and_service_on_separate_hosts(netlab, tm
     assert t["signatures"] >= 6 and t["signatures_at_exactly_n"] == t["signatures"]
     assert 0 < s["counters"]["stored"] <= THROTTLE_LIMIT * t["signatures"]
     assert t["share_skipped_at_intent"] + t["share_skipped_on_device"] > 0.5
+
+
+def test_the_lab_removes_its_namespaces_and_processes_even_when_the_test_fails(netlab_class, tmp_path):
+    lab = netlab_class()
+    with pytest.raises(RuntimeError, match="the test failed"), lab:
+        a, _b = lab.add_host("a"), lab.add_host("b")
+        server = ("import socket, time; s = socket.socket(); "
+                  f"s.bind(('{a.address}', 7000)); s.listen(); c, _ = s.accept(); c.sendall(b'hi'); time.sleep(600)")
+        proc = lab.popen("a", [sys.executable, "-c", server], tmp_path / "a.log")
+        client = ("import socket, time\n"
+                  "for _ in range(100):\n"
+                  "    try:\n"
+                  f"        print(socket.create_connection(('{a.address}', 7000), timeout=2).recv(2).decode()); break\n"
+                  "    except ConnectionRefusedError:\n"
+                  "        time.sleep(0.05)\n")
+        # one host reaches the other through the lab's network
+        assert lab.run("b", [sys.executable, "-c", client]).stdout.strip() == "hi"
+        raise RuntimeError("the test failed")
+    assert proc.poll() is not None  # ended by the lab
+    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    assert lab.prefix not in names
