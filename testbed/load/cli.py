@@ -25,7 +25,8 @@ def list_scenarios() -> None:
     """The scenarios and their defaults."""
     for spec in SCENARIOS.values():
         click.echo(f"{spec.name:<11} {spec.summary}")
-        click.echo(f"{'':<11} default: {spec.users} users, {spec.duration:.0f} s, locustfile scenarios/load/{spec.locustfile}")
+        where = f"scenarios/load/{spec.locustfile}" if spec.locustfile else "yours (--locustfile PATH)"
+        click.echo(f"{'':<11} default: {spec.users} users, {spec.duration:.0f} s, locustfile {where}")
         for p in spec.params:
             default = "(computed)" if p.default is None else json.dumps(p.default)
             click.echo(f"{'':<11}   --param {p.name}={default}  {p.expected()}: {p.help}")
@@ -55,10 +56,12 @@ def list_scenarios() -> None:
 @click.option("--allow-private-service", is_flag=True,
               help="Accept a --service-url on a private address (10/8, 172.16/12, 192.168/16): only for a test "
                    "network of your own, e.g. network namespaces on this machine.")
+@click.option("--locustfile", type=click.Path(dir_okay=False, path_type=Path),
+              help="Your own locustfile (its users subclass testbed.load.users.DeviceUser...); needed by 'custom'.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary JSON on stdout.")
 def run(scenario, users, duration, workers, devices, out_dir, service_url, control_token, service_pid,
         throttle_limit, params, master, expect_workers, master_bind_host, master_port, worker, master_host,
-        allow_private_service, as_json) -> None:
+        allow_private_service, locustfile, as_json) -> None:
     """Run SCENARIO headless, bounded in time and count, and check its invariants.
 
     Starts its own service on 127.0.0.1 (unless --service-url), claims the
@@ -69,7 +72,7 @@ def run(scenario, users, duration, workers, devices, out_dir, service_url, contr
     if master and worker:
         raise click.UsageError("--master and --worker exclude each other")
     if worker:
-        _run_remote_worker(scenario, master_host, master_port, out_dir)
+        _run_remote_worker(scenario, master_host, master_port, out_dir, locustfile)
         return
     if master and not expect_workers:
         raise click.UsageError("--master needs --expect-workers N")
@@ -80,7 +83,7 @@ def run(scenario, users, duration, workers, devices, out_dir, service_url, contr
         scenario=scenario, out_dir=out, users=users, duration=duration, workers=workers, devices=devices,
         service_url=service_url, control_token=control_token, service_pid=service_pid,
         throttle_limit=throttle_limit, params=_parse_params(params),
-        allow_remote_service=allow_private_service,
+        allow_remote_service=allow_private_service, locustfile=locustfile,
         remote_workers=expect_workers if master else 0, master_bind_host=master_bind_host,
         master_port=master_port,
     )
@@ -101,16 +104,21 @@ def run(scenario, users, duration, workers, devices, out_dir, service_url, contr
         sys.exit(1)
 
 
-def _run_remote_worker(scenario: str, master_host: str | None, master_port: int, out_dir: Path | None) -> None:
-    from testbed.load.runner import SCENARIO_DIR, run_external, worker_args
+def _run_remote_worker(scenario: str, master_host: str | None, master_port: int, out_dir: Path | None,
+                       locustfile: Path | None) -> None:
+    from testbed.load.runner import run_external, worker_args
+    from testbed.load.scenarios.run import locustfile_of
 
     if not master_host:
         raise click.UsageError("--worker needs --master-host")
-    spec = SCENARIOS[scenario]
+    try:
+        path = locustfile_of(SCENARIOS[scenario], RunOptions(scenario, Path("."), locustfile=locustfile))
+    except ScenarioError as exc:
+        raise click.UsageError(str(exc)) from exc
     out = out_dir or Path("load-results") / f"{scenario}-worker-{time.strftime('%Y%m%d-%H%M%S')}"
     log = out / "locust-worker.log"
     click.echo(f"worker for {scenario}: joining {master_host}:{master_port}; log in {log}", err=True)
-    code = run_external(worker_args(SCENARIO_DIR / spec.locustfile, master_host, master_port), log, 3600 + 300)
+    code = run_external(worker_args(path, master_host, master_port), log, 3600 + 300)
     sys.exit(code)
 
 

@@ -1,8 +1,10 @@
-"""What the service stored, as the checks after a load run read it: through the service's own API.
+"""What the service stored, as the checks after a load run read it: through the service's control API.
 
-The checks never open the service's database or its blob store; they ask the
-running service (its control API's evidence paths, docs/service.md) for the
-run's tenant's durable dumps and their stored bytes.
+The checks never open the service's database or its blob store, and do not use
+the product's audited support access: they ask the running service's evidence
+paths (``GET /testbed/v1/dumps``, ``.../dumps/{id}/blob``, docs/service.md) for
+the run's tenant's durable dumps and their stored bytes. The listing waits
+for the service's writer to settle, so nothing is polled.
 """
 
 from __future__ import annotations
@@ -10,18 +12,15 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from testbed.service.client import Client, ServiceError
-
-#: the reason the checks give for reading dumps
-REASON = "load run checks"
+from testbed.service.client import ControlClient, ServiceError
 
 
 class Evidence:
-    """The dumps one tenant has on the service (durable ones only) and their bytes."""
+    """The durable dumps of one tenant on the service, and their bytes."""
 
-    def __init__(self, url: str, support_token: str, tenant_id: str) -> None:
+    def __init__(self, url: str, control_token: str, tenant_id: str) -> None:
         self.tenant_id = tenant_id
-        self._client = Client(url, support_token)
+        self._client = ControlClient(url, control_token)
 
     def __enter__(self) -> Evidence:
         return self
@@ -30,13 +29,13 @@ class Evidence:
         self._client.close()
 
     def dumps(self) -> list[dict[str, Any]]:
-        """Every stored dump of the tenant (``id``, ``signature``, ``size``, ...)."""
-        return self._client.support_dumps(reason=REASON, tenantId=self.tenant_id, limit=10_000)
+        """Every durable dump of the tenant (``id``, ``signature``, ``size``, ``sha256``, ...)."""
+        return self._client.dumps(tenantId=self.tenant_id)
 
     def blob(self, dump_id: str) -> bytes | None:
         """The stored bytes of one dump; None when the service does not know it."""
         try:
-            return self._client.support_read(dump_id, REASON)
+            return self._client.blob(dump_id)
         except ServiceError as exc:
             if exc.status == 404:
                 return None

@@ -211,7 +211,36 @@ def test_every_scenario_is_registered_with_its_locustfile():
     from testbed.load.runner import SCENARIO_DIR
     from testbed.load.scenarios import SCENARIOS
 
-    assert set(SCENARIOS) == {"sizes", "throttling", "deadline", "fleet", "durability"}
+    assert set(SCENARIOS) == {"sizes", "throttling", "deadline", "fleet", "durability", "custom"}
     for scenario in SCENARIOS.values():
-        assert (SCENARIO_DIR / scenario.locustfile).is_file()
+        assert scenario.name == "custom" or (SCENARIO_DIR / scenario.locustfile).is_file()
         scenario.resolve_params({}, scenario.users, scenario.duration, 1)  # the defaults are valid
+
+
+def test_custom_needs_a_locustfile_before_anything_starts(tmp_path):
+    from testbed.load.cli import load
+
+    out = tmp_path / "o"
+    result = CliRunner().invoke(load, ["run", "custom", "--out", str(out)])
+    assert result.exit_code != 0 and "--locustfile" in result.output and not out.exists()
+    result = CliRunner().invoke(load, ["run", "custom", "--locustfile", str(tmp_path / "none.py"), "--out", str(out)])
+    assert result.exit_code != 0 and "no such file" in result.output and not out.exists()
+
+
+def test_stats_table_shows_percentiles_stored_and_skip_shares():
+    from testbed.load.table import stats_table
+
+    summary = {
+        "requests": {"intent": {"requests": 10, "failures": 0, "per_second": 2.5, "p50_ms": 4, "p99_ms": 9},
+                     "upload le8k": {"requests": 4, "failures": 1, "per_second": 1, "p50_ms": 60, "p99_ms": None}},
+        "counters": {"crashes": 20, "stored": 3, "skipped_intent": 6, "skipped_local": 5},
+        "checks": {"locust_ran": {"ok": True}, "no_failed_uploads": {"ok": False}},
+    }
+    text = stats_table(summary)
+    lines = text.splitlines()
+    assert lines[0].split() == ["request", "count", "failed", "per", "s", "p50", "ms", "p99", "ms"]
+    assert lines[2].split() == ["intent", "10", "0", "2.5", "4", "9"]
+    assert lines[3].split() == ["upload", "le8k", "4", "1", "1", "60", "-"]
+    assert "stored (201s seen by devices): 3" in text
+    assert "skipped at intent: 6 (30.0% of crashes)" in text and "skipped on the device: 5 (25.0% of crashes)" in text
+    assert "FAIL no_failed_uploads" in text and "ok   locust_ran" in text

@@ -44,6 +44,8 @@ class RunOptions:
     master_port: int = 5557
     #: a service URL outside loopback is refused unless the caller made its network (a test's own namespaces)
     allow_remote_service: bool = False
+    #: run this locustfile instead of the scenario's (the ``custom`` scenario needs one)
+    locustfile: Path | None = None
 
 
 def say(opts: RunOptions, msg: str) -> None:

@@ -61,11 +61,24 @@ def plan_run(opts: RunOptions) -> tuple[LoadScenario, dict[str, Any], int, int]:
             raise ScenarioError("--service-url needs --control-token (the service's control API token)")
         if scenario.needs_pid and not opts.service_pid:
             raise ScenarioError(f"{scenario.name} measures the service's memory and sockets: give --service-pid")
+    locustfile_of(scenario, opts)
     processes = opts.workers or opts.remote_workers or 1
     users = scenario.users_for(users, processes)
     params = scenario.resolve_params(dict(opts.params), users, duration, processes)
     n_devices = max(opts.devices or scenario.devices(users), processes)
     return scenario, params, users, n_devices
+
+
+def locustfile_of(scenario: LoadScenario, opts: RunOptions) -> Path:
+    """The locustfile the run uses: ``--locustfile``, else the scenario's own in scenarios/load/."""
+    if opts.locustfile is not None:
+        path = Path(opts.locustfile).resolve()
+        if not path.is_file():
+            raise ScenarioError(f"--locustfile {opts.locustfile}: no such file")
+        return path
+    if not scenario.locustfile:
+        raise ScenarioError(f"the {scenario.name} scenario runs your own locustfile: give --locustfile PATH")
+    return SCENARIO_DIR / scenario.locustfile
 
 
 def run_scenario(opts: RunOptions) -> dict[str, Any]:
@@ -89,7 +102,7 @@ def run_scenario(opts: RunOptions) -> dict[str, Any]:
         config_path = out / "config.json"
         write_private_json(config_path, config)  # it holds the run's tokens and device secrets
         plan = LocustPlan(
-            locustfile=SCENARIO_DIR / scenario.locustfile,
+            locustfile=locustfile_of(scenario, opts),
             host=service.url,
             out_dir=out,
             config_path=config_path,

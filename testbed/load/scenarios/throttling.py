@@ -55,7 +55,7 @@ class Throttling(LoadScenario):
         summary["throttling"] = section
         sent = C.per_key(sums, C.UPLOAD_SENT)
         acked = C.per_key(sums, C.STORED)
-        with Evidence(run.service.url, run.fleet.support_token, run.fleet.tenant_id) as evidence:
+        with Evidence(run.service.url, run.service.control_token, run.fleet.tenant_id) as evidence:
             stored_by_sig = evidence.stored_per_signature()
         wrong: list[dict[str, Any]] = []
         exact = 0
