@@ -26,6 +26,11 @@ from testbed.load.runtime import CONTEXT
 JSON_HEADERS = {api.CONTENT_TYPE: "application/json"}
 
 
+# Read and check the core fixtures now, when Locust imports the locustfile: not in the first
+# crash of the timed run (on a busy machine a short run can end before that is done).
+load_cores()
+
+
 class DeadlineDevice(User):
     """A device under a slow, hung or dripping service: one deadline per crash.
 

@@ -31,6 +31,10 @@ from testbed.load import device_calls as calls
 from testbed.load.cores import CoreFixture, load_cores
 from testbed.load.runtime import CONTEXT
 
+# Read and check the core fixtures now, when Locust imports the locustfile: not in the first
+# crash of the timed run (on a busy machine a short run can end before that is done).
+load_cores()
+
 
 class Outcome(StrEnum):
     """What became of one crash's upload."""
