@@ -132,6 +132,14 @@ def _cpu_seconds(pid: int) -> float:
     return total
 
 
+def _machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (all processes, all cores)."""
+    import psutil
+
+    t = psutil.cpu_times()
+    return float(sum(t) - t.idle - getattr(t, "iowait", 0.0))
+
+
 def _children_cpu_seconds() -> float:
     """CPU of this process's waited-for children: the Locust processes of a run once it has ended."""
     t = os.times()
@@ -142,12 +150,14 @@ def _children_cpu_seconds() -> float:
 SATURATED = 0.85
 
 
-def bottleneck(client_cores: float, server_cores: float, locust_processes: int, cpu_count: int) -> str:
+def bottleneck(client_cores: float, server_cores: float, locust_processes: int, cpu_count: int,
+               machine_cores: float | None = None) -> str:
     """Which side limited a run, from the CPU each used (in cores, averaged over the run).
 
     A Locust process runs its users on one core (gevent, one thread), so the
     client is saturated near one core per process; client and server share
-    this machine's cores.
+    this machine's cores. ``machine_cores``, the whole machine's busy CPU,
+    tells a machine filled by other processes apart from an idle one.
     """
     if client_cores >= SATURATED * locust_processes:
         return "client CPU"
@@ -155,6 +165,8 @@ def bottleneck(client_cores: float, server_cores: float, locust_processes: int, 
         return "machine CPU (client and server together)"
     if server_cores >= SATURATED:
         return "server CPU"
+    if machine_cores is not None and machine_cores >= SATURATED * cpu_count:
+        return "machine CPU (other processes: the figures are not the harness's)"
     return "no CPU saturated (latency-bound or paced)"
 
 
@@ -200,17 +212,19 @@ def run_bench(out: Path, users: int, duration: float, rounds: int, workers: int,
             if target.startswith("sink"):
                 with Sink(run_dir) as sink:
                     devices = [[f"{i:0128x}", "sink"] for i in range(n_devices)]
-                    cpu0, client0 = _cpu_seconds(sink.pid), _children_cpu_seconds()
+                    cpu0, client0, busy0 = _cpu_seconds(sink.pid), _children_cpu_seconds(), _machine_busy_seconds()
                     result = _run(run_dir, sink.url, {"service_url": sink.url, "devices": devices}, run_params,
                                   users, duration, workers)
                     cpu, client = _cpu_seconds(sink.pid) - cpu0, _children_cpu_seconds() - client0
+                    busy = _machine_busy_seconds() - busy0
             else:
                 with ServiceProcess(run_dir / "service-data", rate_limit=0, log_path=run_dir / "service.log") as svc:
                     fleet = provision(svc.url, svc.control_token or "", n_devices, name="bench",
                                       progress=lambda m: None)
-                    cpu0, client0 = _cpu_seconds(svc.pid), _children_cpu_seconds()
+                    cpu0, client0, busy0 = _cpu_seconds(svc.pid), _children_cpu_seconds(), _machine_busy_seconds()
                     result = _run(run_dir, svc.url, fleet.to_config(), run_params, users, duration, workers)
                     cpu, client = _cpu_seconds(svc.pid) - cpu0, _children_cpu_seconds() - client0
+                    busy = _machine_busy_seconds() - busy0
             figures = _figures(result, 0.0)
             # server CPU per upload (all its threads, user + system): a cost that machine load does not distort
             figures["server_cpu_ms_per_upload"] = round(1000 * cpu / max(figures["uploads"], 1), 3)
@@ -219,8 +233,11 @@ def run_bench(out: Path, users: int, duration: float, rounds: int, workers: int,
             figures["client_cpu_ms_per_upload"] = round(1000 * client / max(figures["uploads"], 1), 3)
             figures["server_cpu_cores"] = round(cpu / duration, 2)
             figures["client_cpu_cores"] = round(client / duration, 2)
+            # the whole machine over the run, and what neither side used (other processes)
+            figures["machine_cpu_cores"] = round(busy / duration, 2)
+            figures["other_cpu_cores"] = round(max(0.0, busy - cpu - client) / duration, 2)
             figures["bottleneck"] = bottleneck(client / duration, cpu / duration, max(workers, 1),
-                                               os.cpu_count() or 1)
+                                               os.cpu_count() or 1, busy / duration)
             if "pace" in run_params:
                 figures["offered_per_s"] = round(run_params["pace"] * users, 1)
             runs[target].append(figures)
@@ -236,6 +253,8 @@ def run_bench(out: Path, users: int, duration: float, rounds: int, workers: int,
             "client_cpu_ms_per_upload": statistics.median(x["client_cpu_ms_per_upload"] for x in rs),
             "server_cpu_cores": statistics.median(x["server_cpu_cores"] for x in rs),
             "client_cpu_cores": statistics.median(x["client_cpu_cores"] for x in rs),
+            "machine_cpu_cores": statistics.median(x["machine_cpu_cores"] for x in rs),
+            "other_cpu_cores": statistics.median(x["other_cpu_cores"] for x in rs),
             # the most frequent verdict over the rounds
             "bottleneck": statistics.mode(x["bottleneck"] for x in rs),
             "rounds": rs,
@@ -329,6 +348,7 @@ def bench_ingest(users: int, duration: float, rounds: int, workers: int, out_dir
         click.echo(f"client (Locust) CPU per upload: sink run {s['client_cpu_ms_per_upload']} ms, "
                    f"durable run {d['client_cpu_ms_per_upload']} ms")
         click.echo(f"bottleneck: sink run {s['bottleneck']} (client {s['client_cpu_cores']} cores, "
-                   f"server {s['server_cpu_cores']}); durable run {d['bottleneck']} "
-                   f"(client {d['client_cpu_cores']} cores, server {d['server_cpu_cores']})")
+                   f"server {s['server_cpu_cores']}, other processes {s['other_cpu_cores']}); durable run "
+                   f"{d['bottleneck']} (client {d['client_cpu_cores']} cores, server {d['server_cpu_cores']}, "
+                   f"other processes {d['other_cpu_cores']})")
     click.echo(f"HTML summary: {summary['html']}", err=True)

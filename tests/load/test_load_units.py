@@ -180,6 +180,9 @@ def test_bench_bottleneck_verdicts():
     assert bottleneck(0.95, 0.9, locust_processes=2, cpu_count=2) == "machine CPU (client and server together)"
     assert bottleneck(0.3, 0.95, locust_processes=1, cpu_count=4) == "server CPU"
     assert bottleneck(0.2, 0.2, locust_processes=1, cpu_count=2).startswith("no CPU saturated")
+    # neither side near a core, but the machine full: other processes took it, and the verdict says so
+    assert bottleneck(0.2, 0.2, locust_processes=1, cpu_count=2, machine_cores=1.9).startswith("machine CPU (other")
+    assert bottleneck(0.2, 0.2, locust_processes=1, cpu_count=2, machine_cores=0.5).startswith("no CPU saturated")
 
 
 def test_a_bad_parameter_value_fails_at_once_naming_it_and_its_type(tmp_path):

@@ -95,6 +95,7 @@ def test_bench_ingest_reports_both_targets_and_ratio(tmp_path):
         assert s[target]["server_cpu_ms_per_upload"] > 0
         assert s[target]["client_cpu_ms_per_upload"] > 0 and s[target]["client_cpu_cores"] > 0
         assert s[target]["bottleneck"]
+        assert s[target]["machine_cpu_cores"] >= s[target]["other_cpu_cores"] >= 0
     assert s["ratio_uploads_per_s"] == pytest.approx(s["durable"]["uploads_per_s"] / s["sink"]["uploads_per_s"], abs=0.01)
     html = Path(s["html"]).read_text()
     assert html.count("<svg") == 3 and "<polyline" in html
