@@ -229,15 +229,17 @@ def run_bench(out: Path, users: int, duration: float, rounds: int, workers: int,
             # server CPU per upload (all its threads, user + system): a cost that machine load does not distort
             figures["server_cpu_ms_per_upload"] = round(1000 * cpu / max(figures["uploads"], 1), 3)
             # the Locust processes' CPU (all of it: start-up, users, stats, reports), per upload and in
-            # cores over the run's length; with the server's, which side was the bottleneck
+            # cores; with the server's and the machine's, which side was the bottleneck
             figures["client_cpu_ms_per_upload"] = round(1000 * client / max(figures["uploads"], 1), 3)
-            figures["server_cpu_cores"] = round(cpu / duration, 2)
-            figures["client_cpu_cores"] = round(client / duration, 2)
-            # the whole machine over the run, and what neither side used (other processes)
-            figures["machine_cpu_cores"] = round(busy / duration, 2)
-            figures["other_cpu_cores"] = round(max(0.0, busy - cpu - client) / duration, 2)
-            figures["bottleneck"] = bottleneck(client / duration, cpu / duration, max(workers, 1),
-                                               os.cpu_count() or 1, busy / duration)
+            # in cores: CPU seconds over the measured window (the Locust run, its start-up included)
+            wall = max(result.wall_seconds, 1e-9)
+            figures["server_cpu_cores"] = round(cpu / wall, 2)
+            figures["client_cpu_cores"] = round(client / wall, 2)
+            # the whole machine over the same window, and what neither side used (other processes)
+            figures["machine_cpu_cores"] = round(busy / wall, 2)
+            figures["other_cpu_cores"] = round(max(0.0, busy - cpu - client) / wall, 2)
+            figures["bottleneck"] = bottleneck(client / wall, cpu / wall, max(workers, 1), os.cpu_count() or 1,
+                                               busy / wall)
             if "pace" in run_params:
                 figures["offered_per_s"] = round(run_params["pace"] * users, 1)
             runs[target].append(figures)
