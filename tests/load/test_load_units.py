@@ -247,3 +247,17 @@ def test_stats_table_shows_percentiles_stored_and_skip_shares():
     assert "stored (201s seen by devices): 3" in text
     assert "skipped at intent: 6 (30.0% of crashes)" in text and "skipped on the device: 5 (25.0% of crashes)" in text
     assert "FAIL no_failed_uploads" in text and "ok   locust_ran" in text
+
+
+def test_summary_page_labels_the_time_axis_and_tables_checks_and_requests(tmp_path):
+    chart = report.svg_chart("Users", "users", {"users": [(0.0, 1.0), (10.0, 4.0), (20.0, 4.0)]})
+    assert "seconds since the start of the run" in chart
+    assert all(f">{x}</text>" in chart for x in ("0", "5", "10", "15", "20"))  # ticks, not only the end
+    summary = {"checks": {"exactly_n": {"ok": False, "wrong": 2}, "locust_ran": {"ok": True}},
+               "requests": {"sync": {"requests": 3, "failures": 0, "per_second": 1.5, "p50_ms": 4, "p99_ms": 7}}}
+    page = tmp_path / "s.html"
+    report.write_html(page, "t", summary, [chart], {})
+    text = page.read_text()
+    assert "<td>exactly_n</td>" in text and "FAIL" in text and "wrong=2" in text
+    assert "<td>sync</td><td>3</td><td>0</td><td>1.5</td><td>4</td><td>7</td>" in text
+    assert "<details>" in text  # the raw JSON is still there, folded
