@@ -5,7 +5,7 @@ compressed day: 167 syncs a second. Each Locust user drives a slice of the
 fleet. Run it with ``testbed load run fleet``.
 """
 
-from testbed.load.users import FleetUser
+from testbed.load.fleet_user import FleetUser
 
 
 class Fleet(FleetUser):

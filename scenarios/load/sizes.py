@@ -10,6 +10,7 @@ import random
 import secrets
 import time
 
+from testbed.contract.device_api import SIGNATURE_HEX
 from testbed.load.cores import bucket_of, load_cores
 from testbed.load.runtime import CONTEXT
 from testbed.load.schedule import stage_at
@@ -34,7 +35,7 @@ class SizesDevice(DeviceUser):
         stage = stage_at(elapsed, float(params["duration"]) / stages, stages)
         # stage k (0-based) runs the k+1 smallest buckets, each equally often, whatever their fixture counts
         allowed = buckets[: max(1, round(len(buckets) * (stage + 1) / stages))]
-        return random.choice(random.choice(allowed)), secrets.token_hex(16)
+        return random.choice(random.choice(allowed)), secrets.token_hex(SIGNATURE_HEX // 2)
 
 
 class SizesRamp(StepRamp):

@@ -11,13 +11,15 @@ import hashlib
 import random
 import time
 
+from testbed.contract.device_api import SIGNATURE_HEX
+from testbed.load import counters as C
 from testbed.load.cores import load_cores
 from testbed.load.runtime import CONTEXT
-from testbed.load.users import DeviceUser
+from testbed.load.users import DeviceUser, Outcome
 
 
 def round_signatures(run_id: str, round_no: int, count: int) -> list[str]:
-    return [hashlib.sha256(f"throttle|{run_id}|{round_no}|{k}".encode()).hexdigest()[:32] for k in range(count)]
+    return [hashlib.sha256(f"throttle|{run_id}|{round_no}|{k}".encode()).hexdigest()[:SIGNATURE_HEX] for k in range(count)]
 
 
 class ThrottleDevice(DeviceUser):
@@ -33,8 +35,8 @@ class ThrottleDevice(DeviceUser):
         return cores[k % len(cores)], signatures[k]
 
     def upload(self, fixture, signature):
-        CONTEXT.counters.add(f"upload_sent:{signature}")
+        CONTEXT.counters.add(C.keyed(C.UPLOAD_SENT, signature))
         outcome = super().upload(fixture, signature)
-        if outcome == "stored":
-            CONTEXT.counters.add(f"stored:{signature}")
+        if outcome == Outcome.STORED:
+            CONTEXT.counters.add(C.keyed(C.STORED, signature))
         return outcome

@@ -11,7 +11,14 @@ applies (the paced sink shows the harness's own latency at that load). Reported 
 over the rounds), and the ratio durable / sink; plus an HTML page with
 throughput and latency over time.
 
-Targets (issue 6): durable >= 50% of the sink's uploads/s, p99 <= 100 ms.
+Both sides get the same client: the same Locust user class (``MixDevice`` of
+``scenarios/load/mix.py``), the same users, Locust processes, duration and body
+mix, in the same invocation. The JSON gives, per side, the server's CPU per
+upload and which side (client, server, the machine) was the bottleneck, and
+the cost ratio of the two servers' CPU per upload.
+
+Targets: durable >= 50% of the sink's uploads/s; durable p99 <= 50 ms at half
+the sink's rate; durable server CPU per upload at most 3x the sink's.
 """
 
 from __future__ import annotations
@@ -23,12 +30,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import click
 
+from testbed.deadline import Deadline
 from testbed.load import report
 from testbed.load.cores import load_cores
 from testbed.load.provision import provision
@@ -41,7 +48,10 @@ from testbed.load.runner import (
 )
 
 TARGET_RATIO = 0.5
-TARGET_P99_MS = 100.0
+TARGET_P99_MS = 50.0
+TARGET_CPU_COST_RATIO = 3.0
+#: the Locust user class both sides are driven with
+CLIENT_USER_CLASS = "MixDevice (scenarios/load/mix.py)"
 
 
 class Sink:
@@ -64,15 +74,15 @@ class Sink:
             )
         finally:
             log.close()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
+        deadline = Deadline(20.0)
+        while not deadline.expired:
             if self.proc.poll() is not None:
                 raise click.ClickException(f"the sink exited with {self.proc.returncode}; see {self.workdir / 'sink.log'}")
             if ready.exists():
                 info = json.loads(ready.read_text())
                 self.url, self.pid = info["url"], info["pid"]
                 return self
-            time.sleep(0.02)
+            deadline.sleep(0.02)
         self.__exit__()
         raise click.ClickException("the sink did not start within 20 s")
 
@@ -108,10 +118,26 @@ def _figures(result: LocustResult, warmup: float) -> dict[str, Any]:
 
 
 def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a server: its process and every process under it (a multi-process service)."""
     import psutil
 
-    times = psutil.Process(pid).cpu_times()
-    return float(times.user + times.system)
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+        except psutil.Error:  # gone between the listing and the reading
+            continue
+        total += float(times.user + times.system)
+    return total
+
+
+def _machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (all processes, all cores)."""
+    import psutil
+
+    t = psutil.cpu_times()
+    return float(sum(t) - t.idle - getattr(t, "iowait", 0.0))
 
 
 def _children_cpu_seconds() -> float:
@@ -124,12 +150,14 @@ def _children_cpu_seconds() -> float:
 SATURATED = 0.85
 
 
-def bottleneck(client_cores: float, server_cores: float, locust_processes: int, cpu_count: int) -> str:
+def bottleneck(client_cores: float, server_cores: float, locust_processes: int, cpu_count: int,
+               machine_cores: float | None = None) -> str:
     """Which side limited a run, from the CPU each used (in cores, averaged over the run).
 
     A Locust process runs its users on one core (gevent, one thread), so the
     client is saturated near one core per process; client and server share
-    this machine's cores.
+    this machine's cores. ``machine_cores``, the whole machine's busy CPU,
+    tells a machine filled by other processes apart from an idle one.
     """
     if client_cores >= SATURATED * locust_processes:
         return "client CPU"
@@ -137,6 +165,8 @@ def bottleneck(client_cores: float, server_cores: float, locust_processes: int, 
         return "machine CPU (client and server together)"
     if server_cores >= SATURATED:
         return "server CPU"
+    if machine_cores is not None and machine_cores >= SATURATED * cpu_count:
+        return "machine CPU (other processes: the figures are not the harness's)"
     return "no CPU saturated (latency-bound or paced)"
 
 
@@ -182,27 +212,34 @@ def run_bench(out: Path, users: int, duration: float, rounds: int, workers: int,
             if target.startswith("sink"):
                 with Sink(run_dir) as sink:
                     devices = [[f"{i:0128x}", "sink"] for i in range(n_devices)]
-                    cpu0, client0 = _cpu_seconds(sink.pid), _children_cpu_seconds()
+                    cpu0, client0, busy0 = _cpu_seconds(sink.pid), _children_cpu_seconds(), _machine_busy_seconds()
                     result = _run(run_dir, sink.url, {"service_url": sink.url, "devices": devices}, run_params,
                                   users, duration, workers)
                     cpu, client = _cpu_seconds(sink.pid) - cpu0, _children_cpu_seconds() - client0
+                    busy = _machine_busy_seconds() - busy0
             else:
                 with ServiceProcess(run_dir / "service-data", rate_limit=0, log_path=run_dir / "service.log") as svc:
                     fleet = provision(svc.url, svc.control_token or "", n_devices, name="bench",
                                       progress=lambda m: None)
-                    cpu0, client0 = _cpu_seconds(svc.pid), _children_cpu_seconds()
+                    cpu0, client0, busy0 = _cpu_seconds(svc.pid), _children_cpu_seconds(), _machine_busy_seconds()
                     result = _run(run_dir, svc.url, fleet.to_config(), run_params, users, duration, workers)
                     cpu, client = _cpu_seconds(svc.pid) - cpu0, _children_cpu_seconds() - client0
+                    busy = _machine_busy_seconds() - busy0
             figures = _figures(result, 0.0)
             # server CPU per upload (all its threads, user + system): a cost that machine load does not distort
             figures["server_cpu_ms_per_upload"] = round(1000 * cpu / max(figures["uploads"], 1), 3)
             # the Locust processes' CPU (all of it: start-up, users, stats, reports), per upload and in
-            # cores over the run's length; with the server's, which side was the bottleneck
+            # cores; with the server's and the machine's, which side was the bottleneck
             figures["client_cpu_ms_per_upload"] = round(1000 * client / max(figures["uploads"], 1), 3)
-            figures["server_cpu_cores"] = round(cpu / duration, 2)
-            figures["client_cpu_cores"] = round(client / duration, 2)
-            figures["bottleneck"] = bottleneck(client / duration, cpu / duration, max(workers, 1),
-                                               os.cpu_count() or 1)
+            # in cores: CPU seconds over the measured window (the Locust run, its start-up included)
+            wall = max(result.wall_seconds, 1e-9)
+            figures["server_cpu_cores"] = round(cpu / wall, 2)
+            figures["client_cpu_cores"] = round(client / wall, 2)
+            # the whole machine over the same window, and what neither side used (other processes)
+            figures["machine_cpu_cores"] = round(busy / wall, 2)
+            figures["other_cpu_cores"] = round(max(0.0, busy - cpu - client) / wall, 2)
+            figures["bottleneck"] = bottleneck(client / wall, cpu / wall, max(workers, 1), os.cpu_count() or 1,
+                                               busy / wall)
             if "pace" in run_params:
                 figures["offered_per_s"] = round(run_params["pace"] * users, 1)
             runs[target].append(figures)
@@ -218,6 +255,8 @@ def run_bench(out: Path, users: int, duration: float, rounds: int, workers: int,
             "client_cpu_ms_per_upload": statistics.median(x["client_cpu_ms_per_upload"] for x in rs),
             "server_cpu_cores": statistics.median(x["server_cpu_cores"] for x in rs),
             "client_cpu_cores": statistics.median(x["client_cpu_cores"] for x in rs),
+            "machine_cpu_cores": statistics.median(x["machine_cpu_cores"] for x in rs),
+            "other_cpu_cores": statistics.median(x["other_cpu_cores"] for x in rs),
             # the most frequent verdict over the rounds
             "bottleneck": statistics.mode(x["bottleneck"] for x in rs),
             "rounds": rs,
@@ -226,6 +265,8 @@ def run_bench(out: Path, users: int, duration: float, rounds: int, workers: int,
         med[target]["offered_per_s"] = statistics.median(x["offered_per_s"] for x in runs[target])
     ratio = med["durable"]["uploads_per_s"] / med["sink"]["uploads_per_s"] if med["sink"]["uploads_per_s"] else 0.0
     paced = med["durable_paced"]
+    sink_cpu, durable_cpu = med["sink"]["server_cpu_ms_per_upload"], med["durable"]["server_cpu_ms_per_upload"]
+    cost_ratio = round(durable_cpu / sink_cpu, 2) if sink_cpu else None
     summary: dict[str, Any] = {
         "benchmark": "ingest",
         "users": users, "duration_s": duration, "rounds": rounds, "locust_workers": workers,
@@ -237,12 +278,20 @@ def run_bench(out: Path, users: int, duration: float, rounds: int, workers: int,
         # durable p99 is to be read against
         "sink_at_half_sink_rate": med["sink_paced"],
         "ratio_uploads_per_s": round(ratio, 3),
+        # what one upload costs the server, each side's own process(es), user + system CPU
+        "server_cpu_ms_per_upload": {"sink": sink_cpu, "durable": durable_cpu},
+        "cpu_cost_ratio": cost_ratio,
+        "bottleneck": {"sink": med["sink"]["bottleneck"], "durable": med["durable"]["bottleneck"]},
+        "client": {"user_class": CLIENT_USER_CLASS, "users": users, "locust_processes": max(workers, 1),
+                   "locust_workers": workers, "same_for_both_sides": True},
         "targets": {
             "ratio_at_least": TARGET_RATIO, "durable_p99_ms_at_most": TARGET_P99_MS,
             "ratio_met": ratio >= TARGET_RATIO,
             # p99 at the load the ratio target asks for: half the sink's rate, offered at a fixed pace,
             # and that rate actually achieved
             "p99_met": paced["p99_ms"] <= TARGET_P99_MS and paced["uploads_per_s"] >= 0.95 * paced["offered_per_s"],
+            "cpu_cost_ratio_at_most": TARGET_CPU_COST_RATIO,
+            "cpu_cost_met": cost_ratio is not None and cost_ratio <= TARGET_CPU_COST_RATIO,
         },
         "cpu_count": os.cpu_count(),
         "html": str(out / "bench-ingest.html"),
@@ -296,10 +345,12 @@ def bench_ingest(users: int, duration: float, rounds: int, workers: int, out_dir
                    f"{p['uploads_per_s']:.0f} uploads/s, p50 {p['p50_ms']} ms, p99 {p['p99_ms']} ms")
         click.echo(f"ratio:   {summary['ratio_uploads_per_s']:.2f} (target >= {TARGET_RATIO})")
         click.echo(f"server CPU per upload: sink {s['server_cpu_ms_per_upload']} ms, "
-                   f"durable {d['server_cpu_ms_per_upload']} ms")
+                   f"durable {d['server_cpu_ms_per_upload']} ms (cost ratio {summary['cpu_cost_ratio']}, "
+                   f"target <= {TARGET_CPU_COST_RATIO:g})")
         click.echo(f"client (Locust) CPU per upload: sink run {s['client_cpu_ms_per_upload']} ms, "
                    f"durable run {d['client_cpu_ms_per_upload']} ms")
         click.echo(f"bottleneck: sink run {s['bottleneck']} (client {s['client_cpu_cores']} cores, "
-                   f"server {s['server_cpu_cores']}); durable run {d['bottleneck']} "
-                   f"(client {d['client_cpu_cores']} cores, server {d['server_cpu_cores']})")
+                   f"server {s['server_cpu_cores']}, other processes {s['other_cpu_cores']}); durable run "
+                   f"{d['bottleneck']} (client {d['client_cpu_cores']} cores, server {d['server_cpu_cores']}, "
+                   f"other processes {d['other_cpu_cores']})")
     click.echo(f"HTML summary: {summary['html']}", err=True)

@@ -6,8 +6,9 @@ Under Locust (gevent-patched sockets) the same code is cooperative.
 from __future__ import annotations
 
 import socket
-import time
 from urllib.parse import urlsplit
+
+from testbed.deadline import Deadline
 
 
 class BoardHttpError(Exception):
@@ -22,7 +23,7 @@ class BoardHttp:
     """HTTP/1.1 as the firmware speaks it: a new connection per request, Connection: close.
 
     Every step (connect, send, each read) is bounded by the time left until
-    ``deadline`` (a ``time.monotonic()`` value), so the whole exchange ends
+    ``deadline`` (one :class:`testbed.deadline.Deadline` per crash), so the whole exchange ends
     at the deadline however the server behaves (slow, hung, dripping bytes).
     """
 
@@ -34,10 +35,12 @@ class BoardHttp:
         self.port = parts.port or 80
 
     def request(
-        self, method: str, path: str, headers: dict[str, str], body: bytes, deadline: float
+        self, method: str, path: str, headers: dict[str, str], body: bytes, deadline: Deadline
     ) -> tuple[int, dict[str, str], bytes]:
         def left() -> float:
-            remaining = deadline - time.monotonic()
+            remaining = deadline.remaining
+            if remaining is None:
+                raise ValueError("a device's deadline must have a timeout")
             if remaining <= 0:
                 raise DeadlineExceeded(f"{method} {path}: deadline passed")
             return remaining

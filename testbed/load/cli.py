@@ -9,20 +9,10 @@ from pathlib import Path
 
 import click
 
-from testbed.load.scenarios import SCENARIOS, RunOptions, ScenarioError, run_scenario
-
-
-def _parse_params(values: tuple[str, ...]) -> dict[str, object]:
-    out: dict[str, object] = {}
-    for item in values:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{item!r}: expected KEY=VALUE", param_hint="--param")
-        try:
-            out[key] = json.loads(raw)
-        except ValueError:
-            out[key] = raw
-    return out
+from testbed import settings
+from testbed.load.params import ParamError, parse_cli
+from testbed.load.scenarios import SCENARIOS, RunOptions, ScenarioError, plan_run, run_scenario
+from testbed.load.table import stats_table
 
 
 @click.group()
@@ -35,7 +25,11 @@ def list_scenarios() -> None:
     """The scenarios and their defaults."""
     for spec in SCENARIOS.values():
         click.echo(f"{spec.name:<11} {spec.summary}")
-        click.echo(f"{'':<11} default: {spec.users} users, {spec.duration:.0f} s, locustfile scenarios/load/{spec.locustfile}")
+        where = f"scenarios/load/{spec.locustfile}" if spec.locustfile else "yours (--locustfile PATH)"
+        click.echo(f"{'':<11} default: {spec.users} users, {spec.duration:.0f} s, locustfile {where}")
+        for p in spec.params:
+            default = "(computed)" if p.default is None else json.dumps(p.default)
+            click.echo(f"{'':<11}   --param {p.name}={default}  {p.expected()}: {p.help}")
 
 
 @load.command("run")
@@ -48,7 +42,7 @@ def list_scenarios() -> None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Output directory (default ./load-results/<scenario>-<time>).")
 @click.option("--service-url", help="Use a running service (http://127.0.0.x:PORT) instead of starting one.")
-@click.option("--control-token", envvar="TESTBED_CONTROL_TOKEN", help="Its control API token (with --service-url).")
+@click.option("--control-token", envvar=settings.CONTROL_TOKEN, help="Its control API token (with --service-url).")
 @click.option("--service-pid", type=int, help="Its process id (with --service-url; the deadline scenario measures its memory).")
 @click.option("--throttle-limit", type=click.IntRange(1, 1000), help="Dumps stored per signature (the service's; default 5).")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
@@ -59,10 +53,15 @@ def list_scenarios() -> None:
 @click.option("--master-port", type=int, default=5557, show_default=True, help="The master's port for workers.")
 @click.option("--worker", is_flag=True, help="Be a worker of a master on another machine (with --master-host).")
 @click.option("--master-host", help="The master to join (with --worker).")
+@click.option("--allow-private-service", is_flag=True,
+              help="Accept a --service-url on a private address (10/8, 172.16/12, 192.168/16): only for a test "
+                   "network of your own, e.g. network namespaces on this machine.")
+@click.option("--locustfile", type=click.Path(dir_okay=False, path_type=Path),
+              help="Your own locustfile (its users subclass testbed.load.users.DeviceUser...); needed by 'custom'.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary JSON on stdout.")
 def run(scenario, users, duration, workers, devices, out_dir, service_url, control_token, service_pid,
         throttle_limit, params, master, expect_workers, master_bind_host, master_port, worker, master_host,
-        as_json) -> None:
+        allow_private_service, locustfile, as_json) -> None:
     """Run SCENARIO headless, bounded in time and count, and check its invariants.
 
     Starts its own service on 127.0.0.1 (unless --service-url), claims the
@@ -73,7 +72,7 @@ def run(scenario, users, duration, workers, devices, out_dir, service_url, contr
     if master and worker:
         raise click.UsageError("--master and --worker exclude each other")
     if worker:
-        _run_remote_worker(scenario, master_host, master_port, out_dir)
+        _run_remote_worker(scenario, master_host, master_port, out_dir, locustfile)
         return
     if master and not expect_workers:
         raise click.UsageError("--master needs --expect-workers N")
@@ -84,15 +83,19 @@ def run(scenario, users, duration, workers, devices, out_dir, service_url, contr
         scenario=scenario, out_dir=out, users=users, duration=duration, workers=workers, devices=devices,
         service_url=service_url, control_token=control_token, service_pid=service_pid,
         throttle_limit=throttle_limit, params=_parse_params(params),
+        allow_remote_service=allow_private_service, locustfile=locustfile,
         remote_workers=expect_workers if master else 0, master_bind_host=master_bind_host,
         master_port=master_port,
     )
     try:
+        plan_run(opts)  # every option and parameter checked before anything starts
         summary = run_scenario(opts)
     except (ScenarioError, ValueError, FileNotFoundError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:
         click.echo(json.dumps(summary, indent=2))
+    else:
+        click.echo(stats_table(summary))
     failed = [name for name, c in summary["checks"].items() if not c.get("ok")]
     out_abs = summary["output_dir"]
     click.echo(f"{scenario}: {'all checks passed' if not failed else 'FAILED: ' + ', '.join(failed)}", err=True)
@@ -101,14 +104,26 @@ def run(scenario, users, duration, workers, devices, out_dir, service_url, contr
         sys.exit(1)
 
 
-def _run_remote_worker(scenario: str, master_host: str | None, master_port: int, out_dir: Path | None) -> None:
-    from testbed.load.runner import SCENARIO_DIR, run_external, worker_args
+def _run_remote_worker(scenario: str, master_host: str | None, master_port: int, out_dir: Path | None,
+                       locustfile: Path | None) -> None:
+    from testbed.load.runner import run_external, worker_args
+    from testbed.load.scenarios.run import locustfile_of
 
     if not master_host:
         raise click.UsageError("--worker needs --master-host")
-    spec = SCENARIOS[scenario]
+    try:
+        path = locustfile_of(SCENARIOS[scenario], RunOptions(scenario, Path("."), locustfile=locustfile))
+    except ScenarioError as exc:
+        raise click.UsageError(str(exc)) from exc
     out = out_dir or Path("load-results") / f"{scenario}-worker-{time.strftime('%Y%m%d-%H%M%S')}"
     log = out / "locust-worker.log"
     click.echo(f"worker for {scenario}: joining {master_host}:{master_port}; log in {log}", err=True)
-    code = run_external(worker_args(SCENARIO_DIR / spec.locustfile, master_host, master_port), log, 3600 + 300)
+    code = run_external(worker_args(path, master_host, master_port), log, 3600 + 300)
     sys.exit(code)
+
+
+def _parse_params(values: tuple[str, ...]) -> dict[str, str]:
+    try:
+        return parse_cli(values)
+    except ParamError as exc:
+        raise click.BadParameter(str(exc), param_hint="--param") from exc

@@ -25,8 +25,21 @@ class LoadSetupError(RuntimeError):
     """The service refused or failed a setup step; the message says which and why."""
 
 
+#: what ``allow_private`` accepts besides loopback (RFC 1918)
+PRIVATE_NETWORKS = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
+
+
 def check_loopback_url(url: str, what: str = "service URL") -> str:
     """Return ``url`` without a trailing slash if it is http://<loopback>[:port]; else raise ValueError."""
+    return check_service_url(url, what)
+
+
+def check_service_url(url: str, what: str = "service URL", *, allow_private: bool = False) -> str:
+    """``url`` without a trailing slash if it is http://<loopback>[:port]; else raise ValueError.
+
+    ``allow_private`` also accepts a private address (10/8, 172.16/12, 192.168/16): only for
+    a network the caller made itself on this machine, such as a test's own network namespaces.
+    """
     parts = urlsplit(url)
     if parts.scheme != "http":
         raise ValueError(f"{what} {url!r}: only http:// is supported")
@@ -37,7 +50,7 @@ def check_loopback_url(url: str, what: str = "service URL") -> str:
         raise ValueError(
             f"{what} {url!r}: the host must be a loopback IP address (127.0.0.0/8 or ::1), not a name"
         ) from None
-    if not addr.is_loopback:
+    if not addr.is_loopback and not (allow_private and any(addr in net for net in PRIVATE_NETWORKS)):
         raise ValueError(f"{what} {url!r}: load runs target loopback only (127.0.0.0/8 or ::1), not {host}")
     if parts.path not in ("", "/") or parts.query:
         raise ValueError(f"{what} {url!r}: give the service root only (no path or query)")
@@ -82,9 +95,10 @@ def provision(
     name: str = "load",
     threads: int = 8,
     progress: Callable[[str], None] | None = None,
+    allow_private: bool = False,
 ) -> Fleet:
     """Create a tenant, a product and an opted-in device group, and claim ``devices`` devices."""
-    url = check_loopback_url(service_url)
+    url = check_service_url(service_url, allow_private=allow_private)
     if devices < 1:
         raise ValueError(f"devices must be >= 1, got {devices}")
     say = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from testbed.deadline import Deadline
 from testbed.paths import REPO_ROOT
 
 SCENARIO_DIR = REPO_ROOT / "scenarios" / "load"
@@ -102,11 +103,19 @@ def _common_args(plan: LocustPlan) -> list[str]:
     return [sys.executable, "-m", "locust", "-f", str(plan.locustfile), "--tb-config", str(plan.config_path)]
 
 
-def master_args(plan: LocustPlan, *, expect_workers: int, bind_host: str, bind_port: int) -> list[str]:
-    return _head_args(plan) + [
+#: how long a master waits for workers on other machines before it gives up
+REMOTE_WORKERS_MAX_WAIT_S = 300
+
+
+def master_args(plan: LocustPlan, *, expect_workers: int, bind_host: str, bind_port: int,
+                max_wait: int | None = None) -> list[str]:
+    args = _head_args(plan) + [
         "--master", "--expect-workers", str(expect_workers),
         "--master-bind-host", bind_host, "--master-bind-port", str(bind_port),
     ]
+    if max_wait is not None:
+        args += ["--expect-workers-max-wait", str(max_wait)]
+    return args
 
 
 def worker_args(locustfile: Path, master_host: str, master_port: int) -> list[str]:
@@ -164,21 +173,21 @@ def _progress_line(plan: LocustPlan, elapsed: float) -> str | None:
 
 def _wait(head: subprocess.Popen, plan: LocustPlan, started: float, log) -> int:
     """Wait for the head process, printing progress every ``progress_every`` s; stop it at the hard limit."""
-    next_report = started + plan.progress_every
+    limit = Deadline(plan.hard_limit, start=started)
+    report = Deadline(plan.progress_every, start=started)
     while True:
-        left = plan.hard_limit - (time.monotonic() - started)
-        if left <= 0:
+        if limit.expired:
             log.write(f"\ntestbed: Locust still running after {plan.hard_limit:.0f} s; stopping it\n")
             log.flush()
             _stop(head)
             return head.returncode if head.returncode is not None else -9
         try:
-            return head.wait(timeout=min(left, 1.0))
+            return head.wait(timeout=limit.remaining_or(1.0))
         except subprocess.TimeoutExpired:
             pass
-        if plan.progress is not None and time.monotonic() >= next_report:
-            next_report += plan.progress_every
-            line = _progress_line(plan, time.monotonic() - started)
+        if plan.progress is not None and report.expired:
+            report = Deadline(plan.progress_every)
+            line = _progress_line(plan, limit.elapsed)
             if line:
                 plan.progress(line)
 
@@ -196,7 +205,7 @@ def run_locust(plan: LocustPlan) -> LocustResult:
             if plan.remote_workers > 0:
                 head = subprocess.Popen(
                     master_args(plan, expect_workers=plan.remote_workers, bind_host=plan.master_bind_host,
-                                bind_port=plan.master_port),
+                                bind_port=plan.master_port, max_wait=REMOTE_WORKERS_MAX_WAIT_S),
                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=_env(), cwd=plan.out_dir,
                 )
                 procs.append(head)

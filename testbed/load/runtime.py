@@ -32,9 +32,10 @@ import gevent
 from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
+from testbed.load import counters as C
+
 log = logging.getLogger("testbed.load")
 
-COUNTERS_FILE = "tb_counters.json"
 #: keep at most this many raw samples per key per process (memory bound on long runs)
 MAX_SAMPLES = 200_000
 
@@ -152,7 +153,7 @@ class RunContext:
         out = self.require_config().get("output_dir")
         if not out or not Path(out).is_dir():
             return None
-        return Path(out) / f"acked-w{self.worker_index}-{os.getpid()}.jsonl"
+        return Path(out) / C.acked_journal_name(self.worker_index, os.getpid())
 
 
 CONTEXT = RunContext()
@@ -195,6 +196,7 @@ def _on_init(environment, **_kwargs) -> None:
         @events.report_to_master.add_listener
         def _report(client_id, data, **_kw) -> None:
             data["tb"] = CONTEXT.counters.take()
+            data["tb"]["worker"] = CONTEXT.worker_index
 
         return
 
@@ -221,6 +223,10 @@ def _on_init(environment, **_kwargs) -> None:
         def _merge(client_id, data, **_kw) -> None:
             if "tb" in data:
                 CONTEXT.counters.merge(data["tb"])
+                # which worker did how much: the summary shows that every worker's share arrived
+                worker = str(data["tb"].get("worker", client_id))
+                total = data.get("stats_total") or {}
+                CONTEXT.counters.add(C.keyed(C.WORKER_REQUESTS, worker), float(total.get("num_requests", 0)))
 
 
 @events.test_start.add_listener
@@ -242,7 +248,7 @@ def _watch_loop_lag(interval: float = 0.05) -> None:
         gevent.sleep(interval)
         lag = time.monotonic() - before - interval
         if lag > 0.02:
-            CONTEXT.counters.sample("loop_lag", [round(time.time(), 3), round(lag, 4)])
+            CONTEXT.counters.sample(C.LOOP_LAG, [round(time.time(), 3), round(lag, 4)])
 
 
 @events.quit.add_listener
@@ -254,7 +260,7 @@ def _write_counters(exit_code, **_kwargs) -> None:
     out = config.get("output_dir")
     if not out:
         return
-    path = Path(out) / COUNTERS_FILE
+    path = Path(out) / C.COUNTERS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(CONTEXT.counters.snapshot()))

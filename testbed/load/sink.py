@@ -20,24 +20,30 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from testbed.contract import device_api as api
 from testbed.service.uvicorn_choice import UVICORN_HTTP, UVICORN_LOOP
+
+#: the region the sink claims to have stored in (any of the service's regions would do)
+SINK_REGION = "EastUS"
 
 
 async def upload(request: Request) -> Response:
     n = 0
     async for chunk in request.stream():
         n += len(chunk)
-    return JSONResponse({"id": uuid.uuid4().hex, "region": "EastUS", "bytes": n}, status_code=201)
+    return JSONResponse({api.UploadResponse.ID: uuid.uuid4().hex, api.UploadResponse.REGION: SINK_REGION, "bytes": n},
+                        status_code=201)
 
 
 async def intent(request: Request) -> Response:
     await request.body()
-    return JSONResponse({"action": "upload"})
+    return JSONResponse({api.IntentResponse.ACTION: api.IntentAction.UPLOAD})
 
 
 async def sync(request: Request) -> Response:
     await request.body()
-    return JSONResponse({"optIn": True, "throttledSignatures": [], "validitySeconds": 172800})
+    return JSONResponse({api.SyncResponse.OPT_IN: True, api.SyncResponse.THROTTLED_SIGNATURES: [],
+                         api.SyncResponse.VALIDITY_SECONDS: api.VALIDITY_SECONDS})
 
 
 async def health(request: Request) -> Response:
@@ -46,9 +52,9 @@ async def health(request: Request) -> Response:
 
 def create_app() -> Starlette:
     return Starlette(routes=[
-        Route("/device/v1/crashdumps", upload, methods=["POST"]),
-        Route("/device/v1/crashdumps/intent", intent, methods=["POST"]),
-        Route("/device/v1/sync", sync, methods=["POST"]),
+        Route(api.UPLOAD_PATH, upload, methods=["POST"]),
+        Route(api.INTENT_PATH, intent, methods=["POST"]),
+        Route(api.SYNC_PATH, sync, methods=["POST"]),
         Route("/healthz", health, methods=["GET"]),
     ])
 

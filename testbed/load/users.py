@@ -2,64 +2,51 @@
 
 - ``DeviceUser`` (FastHttpUser): syncs, and on each crash asks intent and
   uploads a real gzip'd ARM core; the base of the sizes, throttling, bench
-  and durability scenarios.
-- ``BoardHttp`` / ``DeadlineDevice``: a device that talks like the firmware
-  (one request per connection, ``Connection: close``) under one 5 s deadline
-  per crash that covers connect, send and response of intent and upload
-  together (a total, not a per-read timeout). Used by the deadline scenario.
-- ``FleetUser``: one Locust user drives a slice of a large fleet, each device
-  syncing on its own compressed schedule.
+  and durability scenarios. ``MixDevice``: each crash a new bug.
+- ``testbed.load.deadline_user.DeadlineDevice``: a device that talks like the
+  firmware under one 5 s deadline per crash (the deadline scenario).
+- ``testbed.load.fleet_user.FleetUser``: one Locust user drives a slice of a
+  large fleet, each device syncing on its own compressed schedule.
 
-Request names group statistics: ``sync``, ``intent``, ``upload <bucket>``,
-``crash <phase> ok|gave-up``, ``fleet sync``.
+Paths, headers and fields come from ``testbed.contract``; the counters and request
+names from ``testbed.load.counters``. A locustfile of one's own can subclass these
+(docs/load.md, "Your own locustfile").
 """
 
 from __future__ import annotations
 
-import heapq
 import json
 import random
 import secrets
 import time
-from typing import Any
+from enum import StrEnum
 
 import gevent
-from locust import FastHttpUser, User, constant, task
+from locust import FastHttpUser, constant, task
 
-from testbed.load.boardhttp import BoardHttp, BoardHttpError, DeadlineExceeded
+from testbed.contract import device_api as api
+from testbed.contract.events import DumpSkipReason
+from testbed.load import counters as C
+from testbed.load import device_calls as calls
 from testbed.load.cores import CoreFixture, load_cores
 from testbed.load.runtime import CONTEXT
 
-SYNC_PATH = "/device/v1/sync"
-INTENT_PATH = "/device/v1/crashdumps/intent"
-UPLOAD_PATH = "/device/v1/crashdumps"
-FIRMWARE_VERSION = "load-0.1"
+# Read and check the core fixtures now, when Locust imports the locustfile: not in the first
+# crash of the timed run (on a busy machine a short run can end before that is done).
+load_cores()
 
 
-def device_auth(device_id: str, secret: str) -> str:
-    return f"Device {device_id}:{secret}"
+class Outcome(StrEnum):
+    """What became of one crash's upload."""
+
+    STORED = "stored"
+    THROTTLED = api.SkipReason.THROTTLED.value
+    RATELIMIT = DumpSkipReason.RATELIMIT.value
+    ERROR = "error"
 
 
-def upload_headers(auth: str, signature: str, crash_time: int | None = None) -> dict[str, str]:
-    headers = {
-        "Authorization": auth,
-        "Content-Type": "application/gzip",
-        "X-Crash-Signature": signature,
-        "X-Component-Class": "App",
-        "X-Component-Name": "crashapp",
-    }
-    if crash_time is not None:
-        headers["X-Crash-Time"] = str(crash_time)
-    return headers
-
-
-def _json_or_none(content: bytes | None) -> Any:
-    if not content:
-        return None
-    try:
-        return json.loads(content)
-    except ValueError:
-        return None
+#: intent's answer when the device is to upload
+UPLOAD = api.IntentAction.UPLOAD.value
 
 
 class DeviceUser(FastHttpUser):
@@ -80,7 +67,7 @@ class DeviceUser(FastHttpUser):
 
     def on_start(self) -> None:
         self.device_id, self.secret = CONTEXT.next_device()
-        self.auth = device_auth(self.device_id, self.secret)
+        self.auth = api.device_authorization(self.device_id, self.secret)
         params = CONTEXT.params
         self.crash_interval = float(params.get("crash_interval", 0))
         self.pace = float(params.get("pace", 0))
@@ -98,95 +85,86 @@ class DeviceUser(FastHttpUser):
     # protocol steps -------------------------------------------------------------
     def sync(self) -> None:
         with self.client.post(
-            SYNC_PATH,
-            json={"firmwareVersion": FIRMWARE_VERSION, "deviceTime": int(time.time()), "spooled": 0},
-            headers={"Authorization": self.auth},
-            name="sync",
-            catch_response=True,
+            api.SYNC_PATH, json=calls.sync_body(), headers={api.AUTHORIZATION: self.auth},
+            name=C.Request.SYNC, catch_response=True,
         ) as resp:
-            body = _json_or_none(resp.content)
+            body = calls.json_or_none(resp.content)
             if resp.status_code != 200 or not isinstance(body, dict):
                 resp.failure(f"sync: HTTP {resp.status_code}")
-                CONTEXT.counters.add("sync_failed")
+                CONTEXT.counters.add(C.SYNC_FAILED)
                 return
-            self.opt_in = bool(body.get("optIn"))
-            self.throttled = set(body.get("throttledSignatures") or [])
-            CONTEXT.counters.add("sync_ok")
+            self.opt_in = bool(body.get(api.SyncResponse.OPT_IN))
+            self.throttled = set(body.get(api.SyncResponse.THROTTLED_SIGNATURES) or [])
+            CONTEXT.counters.add(C.SYNC_OK)
 
     def intent(self, fixture: CoreFixture, signature: str) -> str:
-        """'upload', or the reason to skip."""
+        """'upload', or the reason to skip ('ratelimit', 'error', or the service's reason)."""
         with self.client.post(
-            INTENT_PATH,
-            json={"signature": signature, "size": fixture.size, "componentClass": "App", "component": "crashapp"},
-            headers={"Authorization": self.auth},
-            name="intent",
-            catch_response=True,
+            api.INTENT_PATH, json=calls.intent_body(signature, fixture.size),
+            headers={api.AUTHORIZATION: self.auth}, name=C.Request.INTENT, catch_response=True,
         ) as resp:
-            body = _json_or_none(resp.content)
+            body = calls.json_or_none(resp.content)
             if resp.status_code == 429:
                 resp.failure("intent: 429 rate limited")
-                self._backoff(resp.headers.get("Retry-After"))
-                return "ratelimit"
+                self._backoff(resp.headers.get(api.RETRY_AFTER_HEADER))
+                return Outcome.RATELIMIT
             if resp.status_code != 200 or not isinstance(body, dict):
                 resp.failure(f"intent: HTTP {resp.status_code}")
-                return "error"
-            if body.get("action") == "upload":
-                return "upload"
-            return str(body.get("reason") or "skip")
+                return Outcome.ERROR
+            if calls.intent_says_upload(body):
+                return UPLOAD
+            return calls.intent_skip_reason(body)
 
-    def upload(self, fixture: CoreFixture, signature: str) -> str:
-        """'stored', 'throttled', 'ratelimit' or 'error'."""
-        name = f"upload {fixture.bucket}"
+    def upload(self, fixture: CoreFixture, signature: str) -> Outcome:
         with self.client.post(
-            UPLOAD_PATH,
-            data=fixture.body,
-            headers=upload_headers(self.auth, signature, int(time.time())),
-            name=name,
-            catch_response=True,
+            api.UPLOAD_PATH, data=fixture.body,
+            headers=calls.upload_headers(self.auth, signature, int(time.time())),
+            name=C.upload_request(fixture.bucket), catch_response=True,
         ) as resp:
-            body = _json_or_none(resp.content)
+            body = calls.json_or_none(resp.content)
             status = resp.status_code
-            if status == 201 and isinstance(body, dict) and body.get("id"):
-                CONTEXT.counters.add("stored")
-                CONTEXT.counters.add("stored_bytes", fixture.size)
+            dump_id = calls.stored_id(body) if status == 201 else None
+            if dump_id:
+                CONTEXT.counters.add(C.STORED)
+                CONTEXT.counters.add(C.STORED_BYTES, fixture.size)
                 if self.journal is not None:
-                    self._journal(body["id"], fixture, signature)
-                return "stored"
-            if status == 200 and isinstance(body, dict) and body.get("skipped"):
-                CONTEXT.counters.add("throttled_at_upload")
-                CONTEXT.counters.add("bytes_sent_throttled", fixture.size)
+                    self._journal(dump_id, fixture, signature)
+                return Outcome.STORED
+            if status == 200 and calls.upload_skipped(body):
+                CONTEXT.counters.add(C.THROTTLED_AT_UPLOAD)
+                CONTEXT.counters.add(C.BYTES_SENT_THROTTLED, fixture.size)
                 self.throttled.add(signature)
-                return "throttled"
+                return Outcome.THROTTLED
             if status == 429:
                 resp.failure("upload: 429 rate limited")
-                CONTEXT.counters.add("ratelimited")
-                self._backoff(resp.headers.get("Retry-After"))
-                return "ratelimit"
+                CONTEXT.counters.add(C.RATELIMITED)
+                self._backoff(resp.headers.get(api.RETRY_AFTER_HEADER))
+                return Outcome.RATELIMIT
             resp.failure(f"upload: HTTP {status} {(resp.content or b'')[:200]!r}")
-            CONTEXT.counters.add("upload_failed")
-            return "error"
+            CONTEXT.counters.add(C.UPLOAD_FAILED)
+            return Outcome.ERROR
 
     def crash(self, fixture: CoreFixture, signature: str) -> str:
         """One crash as the firmware handles it; returns what happened."""
         self.crashes += 1
-        CONTEXT.counters.add("crashes")
+        CONTEXT.counters.add(C.CRASHES)
         if self.sync_every and self.crashes % self.sync_every == 0:
             self.sync()
         if not self.opt_in:
-            CONTEXT.counters.add("skipped_optout")
-            return "optout"
+            CONTEXT.counters.add(C.SKIPPED_OPTOUT)
+            return api.SkipReason.OPTOUT
         if signature in self.throttled:
-            CONTEXT.counters.add("skipped_local")
-            CONTEXT.counters.add("bytes_saved", fixture.size)
+            CONTEXT.counters.add(C.SKIPPED_LOCAL)
+            CONTEXT.counters.add(C.BYTES_SAVED, fixture.size)
             return "skipped-local"
         if self.ask_intent:
             decision = self.intent(fixture, signature)
-            if decision != "upload":
-                CONTEXT.counters.add(f"skipped_intent_{decision}")
-                if decision not in ("error", "ratelimit"):
-                    CONTEXT.counters.add("skipped_intent")
-                    CONTEXT.counters.add("bytes_saved", fixture.size)
-                if decision == "throttled":
+            if decision != UPLOAD:
+                CONTEXT.counters.add(C.skipped_intent_reason(decision))
+                if decision not in (Outcome.ERROR, Outcome.RATELIMIT):
+                    CONTEXT.counters.add(C.SKIPPED_INTENT)
+                    CONTEXT.counters.add(C.BYTES_SAVED, fixture.size)
+                if decision == api.SkipReason.THROTTLED:
                     self.throttled.add(signature)
                 return f"intent-{decision}"
         return self.upload(fixture, signature)
@@ -229,152 +207,4 @@ class MixDevice(DeviceUser):
     abstract = True
 
     def next_crash(self) -> tuple[CoreFixture, str]:
-        return random.choice(load_cores()), secrets.token_hex(16)
-
-
-class DeadlineDevice(User):
-    """A device under a slow, hung or dripping service: one deadline per crash.
-
-    Each crash: intent, then upload, all within ``deadline`` seconds (default
-    5) of the crash. The time from the crash to the moment the device has its
-    answer or has closed its connection is recorded as ``crash <phase> ok``
-    or ``crash <phase> gave-up`` and as an exact sample (``handled_s``,
-    ``gave_up_s``) for the summary. Phases come from ``params.phases``.
-    """
-
-    abstract = True
-    wait_time = constant(0)
-
-    def on_start(self) -> None:
-        self.device_id, self.secret = CONTEXT.next_device()
-        self.auth = device_auth(self.device_id, self.secret)
-        params = CONTEXT.params
-        self.deadline_s = float(params.get("deadline", 5.0))
-        self.crash_interval = float(params.get("crash_interval", 0.2))
-        self.http = BoardHttp(self.host)
-        self.fixtures = load_cores()
-        self.started = CONTEXT.test_started or time.monotonic()
-        # Opt-in is known from a sync before the faults start (phase 0 has none).
-        deadline = time.monotonic() + self.deadline_s
-        try:
-            self.http.request("POST", SYNC_PATH, {"Authorization": self.auth, "Content-Type": "application/json"},
-                              b"{}", deadline)
-        except (DeadlineExceeded, BoardHttpError):
-            CONTEXT.counters.add("sync_failed")
-
-    def _phase(self) -> str:
-        phases = CONTEXT.params.get("phases") or [{"name": "run", "seconds": 1e9}]
-        elapsed = time.monotonic() - self.started
-        for phase in phases:
-            elapsed -= float(phase["seconds"])
-            if elapsed < 0:
-                return str(phase["name"])
-        return "after"
-
-    def _fire(self, name: str, start_wall: float, elapsed: float, length: int, exc: Exception | None) -> None:
-        self.environment.events.request.fire(
-            request_type="CRASH", name=name, response_time=elapsed * 1000.0,
-            response_length=length, exception=exc, context={}, start_time=start_wall,
-        )
-
-    @task
-    def crash_task(self) -> None:
-        fixture = random.choice(self.fixtures)
-        signature = secrets.token_hex(16)
-        phase = self._phase()
-        start_wall = time.time()
-        t0 = time.monotonic()
-        deadline = t0 + self.deadline_s
-        outcome: Exception | None = None
-        sent = 0
-        try:
-            intent_body = json.dumps({"signature": signature, "size": fixture.size,
-                                      "componentClass": "App", "component": "crashapp"}).encode()
-            status, _h, body = self.http.request(
-                "POST", INTENT_PATH, {"Authorization": self.auth, "Content-Type": "application/json"},
-                intent_body, deadline)
-            decision = _json_or_none(body) if status == 200 else None
-            if isinstance(decision, dict) and decision.get("action") == "upload":
-                status, _h, body = self.http.request(
-                    "POST", UPLOAD_PATH, upload_headers(self.auth, signature, int(time.time())),
-                    fixture.body, deadline)
-                sent = fixture.size
-                if status not in (200, 201):
-                    outcome = BoardHttpError(f"upload: HTTP {status}")
-            elif status != 200:
-                outcome = BoardHttpError(f"intent: HTTP {status}")
-        except DeadlineExceeded as exc:
-            outcome = exc
-        except BoardHttpError as exc:
-            outcome = exc
-        elapsed = time.monotonic() - t0
-        if elapsed > self.deadline_s + 0.2:
-            CONTEXT.counters.sample("late", [round(time.time(), 3), round(elapsed, 4)])
-        CONTEXT.counters.sample("handled_s", elapsed)
-        CONTEXT.counters.sample(f"handled_s:{phase}", elapsed)
-        if isinstance(outcome, DeadlineExceeded):
-            CONTEXT.counters.add("gave_up")
-            CONTEXT.counters.add(f"gave_up:{phase}")
-            CONTEXT.counters.sample("gave_up_s", elapsed)
-            self._fire(f"crash {phase} gave-up", start_wall, elapsed, sent, outcome)
-        else:
-            CONTEXT.counters.add("answered" if outcome is None else "errors")
-            CONTEXT.counters.add(f"{'answered' if outcome is None else 'errors'}:{phase}")
-            self._fire(f"crash {phase} {'ok' if outcome is None else 'error'}", start_wall, elapsed, sent, outcome)
-        if self.crash_interval > 0:
-            gevent.sleep(random.expovariate(1.0 / self.crash_interval))
-
-
-class FleetUser(FastHttpUser):
-    """Drives a slice of a large fleet: every device syncs once per ``sync_period`` seconds.
-
-    Devices of the slice are spread evenly over the period (each at its own
-    phase), so the whole fleet makes ``devices / sync_period`` syncs a second.
-    Records ``fleet sync`` requests and, as samples, how late each sync started
-    against its schedule (``lateness_s``): a service that keeps up keeps that small.
-    """
-
-    abstract = True
-    wait_time = constant(0)
-    network_timeout = 10.0
-    connection_timeout = 5.0
-
-    def on_start(self) -> None:
-        params = CONTEXT.params
-        self.period = float(params.get("sync_period", 60.0))
-        users = max(1, int(params.get("fleet_users_per_process", 1)))
-        mine = CONTEXT.devices()
-        slot = CONTEXT.next_slot()
-        self.slice = mine[slot % users :: users]
-        now = time.monotonic()
-        n = max(1, len(self.slice))
-        offset = random.random() * self.period / n
-        # (due time, index into slice)
-        self.schedule = [(now + offset + i * self.period / n, i) for i in range(len(self.slice))]
-        heapq.heapify(self.schedule)
-        self.synced: set[int] = set()
-
-    @task
-    def next_sync(self) -> None:
-        if not self.schedule:
-            gevent.sleep(1.0)
-            return
-        due, index = heapq.heappop(self.schedule)
-        wait = due - time.monotonic()
-        if wait > 0:
-            gevent.sleep(wait)
-        CONTEXT.counters.sample("lateness_s", max(0.0, time.monotonic() - due))
-        device_id, secret = self.slice[index]
-        with self.client.post(
-            SYNC_PATH, json={"firmwareVersion": FIRMWARE_VERSION, "deviceTime": int(time.time())},
-            headers={"Authorization": device_auth(device_id, secret)}, name="fleet sync", catch_response=True,
-        ) as resp:
-            if resp.status_code == 200:
-                CONTEXT.counters.add("fleet_syncs")
-                if index not in self.synced:
-                    self.synced.add(index)
-                    CONTEXT.counters.add("fleet_devices_synced")
-            else:
-                resp.failure(f"sync: HTTP {resp.status_code}")
-                CONTEXT.counters.add("fleet_sync_failed")
-        heapq.heappush(self.schedule, (due + self.period, index))
+        return random.choice(load_cores()), secrets.token_hex(api.SIGNATURE_HEX // 2)

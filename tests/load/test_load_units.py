@@ -146,6 +146,8 @@ class _Server:
 
 @pytest.mark.parametrize("mode", ["hang", "drip"])
 def test_board_http_gives_up_at_the_total_deadline(mode):
+    from testbed.contract.device_api import SYNC_PATH
+    from testbed.deadline import Deadline
     from testbed.load.boardhttp import BoardHttp, DeadlineExceeded
 
     server = _Server(mode)
@@ -153,7 +155,7 @@ def test_board_http_gives_up_at_the_total_deadline(mode):
         client = BoardHttp(f"http://127.0.0.1:{server.port}")
         start = time.monotonic()
         with pytest.raises(DeadlineExceeded):
-            client.request("POST", "/device/v1/sync", {}, b"{}", start + 1.0)
+            client.request("POST", SYNC_PATH, {}, b"{}", Deadline(1.0, start=start))
         took = time.monotonic() - start
         # a total deadline: a dripping server (a byte every 50 ms) must not extend it
         assert 0.95 <= took <= 1.2
@@ -178,3 +180,84 @@ def test_bench_bottleneck_verdicts():
     assert bottleneck(0.95, 0.9, locust_processes=2, cpu_count=2) == "machine CPU (client and server together)"
     assert bottleneck(0.3, 0.95, locust_processes=1, cpu_count=4) == "server CPU"
     assert bottleneck(0.2, 0.2, locust_processes=1, cpu_count=2).startswith("no CPU saturated")
+    # neither side near a core, but the machine full: other processes took it, and the verdict says so
+    assert bottleneck(0.2, 0.2, locust_processes=1, cpu_count=2, machine_cores=1.9).startswith("machine CPU (other")
+    assert bottleneck(0.2, 0.2, locust_processes=1, cpu_count=2, machine_cores=0.5).startswith("no CPU saturated")
+
+
+def test_a_bad_parameter_value_fails_at_once_naming_it_and_its_type(tmp_path):
+    from testbed.load.cli import load
+
+    out = tmp_path / "o"
+    result = CliRunner().invoke(load, ["run", "sizes", "--param", "crash_interval=fast", "--out", str(out)])
+    assert result.exit_code != 0
+    assert "crash_interval='fast'" in result.output and "a number" in result.output
+    assert not out.exists()  # nothing started: no service, no output directory
+
+
+def test_parameters_are_typed_and_bounded():
+    from testbed.load.params import ParamError
+    from testbed.load.scenarios import get
+
+    throttling = get("throttling")
+    p = throttling.resolve_params({"signatures": "4", "intent": "false", "rotate_seconds": 2}, 10, 10.0, 1)
+    assert p["signatures"] == 4 and p["intent"] is False and p["rotate_seconds"] == 2.0 and p["rounds"] == 5
+    assert len(p["run_id"]) == 12
+    for bad in ({"signatures": "1.5"}, {"signatures": 0}, {"intent": "yes"}, {"rotate_seconds": "[1]"}):
+        with pytest.raises(ParamError, match=next(iter(bad))):
+            throttling.resolve_params(bad, 10, 10.0, 1)
+    with pytest.raises(ParamError, match="sync_period"):
+        get("fleet").resolve_params({}, 10, 5.0, 1)  # shorter than one sync period
+
+
+def test_every_scenario_is_registered_with_its_locustfile():
+    from testbed.load.runner import SCENARIO_DIR
+    from testbed.load.scenarios import SCENARIOS
+
+    assert set(SCENARIOS) == {"sizes", "throttling", "deadline", "fleet", "durability", "custom"}
+    for scenario in SCENARIOS.values():
+        assert scenario.name == "custom" or (SCENARIO_DIR / scenario.locustfile).is_file()
+        scenario.resolve_params({}, scenario.users, scenario.duration, 1)  # the defaults are valid
+
+
+def test_custom_needs_a_locustfile_before_anything_starts(tmp_path):
+    from testbed.load.cli import load
+
+    out = tmp_path / "o"
+    result = CliRunner().invoke(load, ["run", "custom", "--out", str(out)])
+    assert result.exit_code != 0 and "--locustfile" in result.output and not out.exists()
+    result = CliRunner().invoke(load, ["run", "custom", "--locustfile", str(tmp_path / "none.py"), "--out", str(out)])
+    assert result.exit_code != 0 and "no such file" in result.output and not out.exists()
+
+
+def test_stats_table_shows_percentiles_stored_and_skip_shares():
+    from testbed.load.table import stats_table
+
+    summary = {
+        "requests": {"intent": {"requests": 10, "failures": 0, "per_second": 2.5, "p50_ms": 4, "p99_ms": 9},
+                     "upload le8k": {"requests": 4, "failures": 1, "per_second": 1, "p50_ms": 60, "p99_ms": None}},
+        "counters": {"crashes": 20, "stored": 3, "skipped_intent": 6, "skipped_local": 5},
+        "checks": {"locust_ran": {"ok": True}, "no_failed_uploads": {"ok": False}},
+    }
+    text = stats_table(summary)
+    lines = text.splitlines()
+    assert lines[0].split() == ["request", "count", "failed", "per", "s", "p50", "ms", "p99", "ms"]
+    assert lines[2].split() == ["intent", "10", "0", "2.5", "4", "9"]
+    assert lines[3].split() == ["upload", "le8k", "4", "1", "1", "60", "-"]
+    assert "stored (201s seen by devices): 3" in text
+    assert "skipped at intent: 6 (30.0% of crashes)" in text and "skipped on the device: 5 (25.0% of crashes)" in text
+    assert "FAIL no_failed_uploads" in text and "ok   locust_ran" in text
+
+
+def test_summary_page_labels_the_time_axis_and_tables_checks_and_requests(tmp_path):
+    chart = report.svg_chart("Users", "users", {"users": [(0.0, 1.0), (10.0, 4.0), (20.0, 4.0)]})
+    assert "seconds since the start of the run" in chart
+    assert all(f">{x}</text>" in chart for x in ("0", "5", "10", "15", "20"))  # ticks, not only the end
+    summary = {"checks": {"exactly_n": {"ok": False, "wrong": 2}, "locust_ran": {"ok": True}},
+               "requests": {"sync": {"requests": 3, "failures": 0, "per_second": 1.5, "p50_ms": 4, "p99_ms": 7}}}
+    page = tmp_path / "s.html"
+    report.write_html(page, "t", summary, [chart], {})
+    text = page.read_text()
+    assert "<td>exactly_n</td>" in text and "FAIL" in text and "wrong=2" in text
+    assert "<td>sync</td><td>3</td><td>0</td><td>1.5</td><td>4</td><td>7</td>" in text
+    assert "<details>" in text  # the raw JSON is still there, folded

@@ -95,7 +95,47 @@ def test_bench_ingest_reports_both_targets_and_ratio(tmp_path):
         assert s[target]["server_cpu_ms_per_upload"] > 0
         assert s[target]["client_cpu_ms_per_upload"] > 0 and s[target]["client_cpu_cores"] > 0
         assert s[target]["bottleneck"]
+        assert s[target]["machine_cpu_cores"] >= s[target]["other_cpu_cores"] >= 0
     assert s["ratio_uploads_per_s"] == pytest.approx(s["durable"]["uploads_per_s"] / s["sink"]["uploads_per_s"], abs=0.01)
     html = Path(s["html"]).read_text()
     assert html.count("<svg") == 3 and "<polyline" in html
     assert s["durable_at_half_sink_rate"]["offered_per_s"] == pytest.approx(0.5 * s["sink"]["uploads_per_s"], rel=0.01)
+    # both sides' server CPU per upload, their cost ratio and the bottleneck of each, from the same client
+    cpu = s["server_cpu_ms_per_upload"]
+    assert cpu == {"sink": s["sink"]["server_cpu_ms_per_upload"], "durable": s["durable"]["server_cpu_ms_per_upload"]}
+    assert s["cpu_cost_ratio"] == pytest.approx(cpu["durable"] / cpu["sink"], abs=0.01)
+    assert set(s["bottleneck"]) == {"sink", "durable"} and all(s["bottleneck"].values())
+    assert s["client"]["same_for_both_sides"] and s["client"]["locust_processes"] == 1
+    assert isinstance(s["targets"]["cpu_cost_met"], bool)
+
+
+OWN_LOCUSTFILE = """
+import random
+import secrets
+
+from testbed.load.cores import load_cores
+from testbed.load.runtime import CONTEXT
+from testbed.load.users import DeviceUser
+
+
+class SmallestBodies(DeviceUser):
+    \"\"\"Each crash a new bug, with one of the `bodies` smallest fixtures (a parameter of this file).\"\"\"
+
+    def next_crash(self):
+        return random.choice(load_cores()[: CONTEXT.params["bodies"]]), secrets.token_hex(16)
+"""
+
+
+def test_own_locustfile_runs_on_the_testbeds_fleet_and_device_users(tmp_path):
+    from testbed.load.cores import load_cores
+
+    locustfile = tmp_path / "mine.py"
+    locustfile.write_text(OWN_LOCUSTFILE)
+    s = _run(tmp_path, "custom", users=4, duration=4, locustfile=locustfile,
+             params={"bodies": "1", "crash_interval": "0.1"})
+    assert not _failed(s), _failed(s)
+    assert s["params"]["bodies"] == 1 and s["params"]["crash_interval"] == 0.1
+    smallest = load_cores()[0].bucket
+    uploads = {name for name in s["requests"] if name.startswith("upload ")}
+    assert uploads == {f"upload {smallest}"}
+    assert s["counters"]["stored"] > 0 and s["requests"]["sync"]["requests"] >= 4
