@@ -28,8 +28,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+from testbed.scenario.registry import ACTIONS, EXPECTATIONS
 from testbed.scenario.results import ScenarioResult
-from testbed.scenario.schema import STEP_SPECS, Scenario, ScenarioError, scenario_from_data
+from testbed.scenario.schema import Scenario, ScenarioError, scenario_from_data
 
 
 class ScenarioBuilder:
@@ -102,12 +103,30 @@ class ScenarioBuilder:
         return self
 
     def __getattr__(self, action: str):
-        if action in STEP_SPECS:
+        """Every registered action is a method: ``.link_down("eu-1")``, ``.warp(by="49h")``;
+        ``.expect_<kind>(...)`` adds an expectation of a registered kind."""
+        if action in ACTIONS:
+            cls = ACTIONS[action]
+
             def add(boards: Any = None, **args: Any) -> ScenarioBuilder:
                 return self.step(action, boards, **args)
 
+            add.__name__, add.__doc__ = action, f"{cls.help} (fields: {', '.join(cls.specs())})"
             return add
+        if action.startswith("expect_") and action[len("expect_"):] in EXPECTATIONS:
+            kind = action[len("expect_"):]
+            check = EXPECTATIONS[kind]
+
+            def add_expectation(**args: Any) -> ScenarioBuilder:
+                return self.expect(kind, **args)
+
+            add_expectation.__name__ = action
+            add_expectation.__doc__ = f"{check.help} (fields: {', '.join(check.specs())})"
+            return add_expectation
         raise AttributeError(action)
+
+    def __dir__(self) -> list[str]:
+        return [*super().__dir__(), *ACTIONS, *(f"expect_{k}" for k in EXPECTATIONS)]
 
     # ---- result
     def build(self) -> Scenario:

@@ -10,13 +10,7 @@ from pathlib import Path
 
 import click
 
-from testbed.scenario.schema import (
-    EXPECT_SPECS,
-    STEP_SPECS,
-    ScenarioError,
-    load_scenarios,
-    scale_fleet,
-)
+from testbed.scenario.schema import ScenarioError, load_scenarios, scale_fleet
 
 
 def _default_report_dir() -> Path:
@@ -150,18 +144,16 @@ def report_cmd(results_json, report) -> None:
 
 
 @scenario.command("reference")
-def reference_cmd() -> None:
-    """List every step action and expectation with its fields."""
-    for title, specs in (("steps", STEP_SPECS), ("expectations", EXPECT_SPECS)):
-        click.echo(f"{title}:")
-        for name, (fields, shorthand, help_text) in specs.items():
-            parts = []
-            for fname, (kind, required, default) in fields.items():
-                k = kind[0] + ":" + "|".join(kind[1]) if isinstance(kind, tuple) else kind
-                parts.append(f"{fname}={k}{'' if required else ' (default ' + repr(default) + ')'}")
-            click.echo(f"  {name}: {help_text}")
-            if parts:
-                click.echo(f"      {', '.join(parts)}" + (f"; shorthand: `{name}: <{shorthand}>`" if shorthand else ""))
+@click.option("--write-docs", is_flag=True, help="Rewrite the tables of docs/scenarios.md from the registry.")
+def reference_cmd(write_docs: bool) -> None:
+    """List every step action and expectation with its fields (the registry's tables)."""
+    from testbed.scenario import reference
+
+    if write_docs:
+        changed = reference.write_docs()
+        click.echo(f"{'updated' if changed else 'up to date'}: {reference.docs_path()}")
+        return
+    click.echo("steps:\n" + reference.steps_table() + "\n\nexpectations:\n" + reference.expectations_table())
 
 
 DEMO_SCENARIO = "demo-eu-field-story.yaml"
