@@ -195,11 +195,21 @@ def run_scenario(scenario: Scenario, *, workdir: str | Path | None = None, repor
     return result
 
 
+class ScenarioInconclusive(Exception):
+    """A run where nothing failed but a timing verdict is INCONCLUSIVE (the host starved a board).
+
+    Under pytest (the testbed plugin) a test that raises it is reported as skipped with the
+    reason: neither a pass nor a failure.
+    """
+
+
 def describe_failures(result: ScenarioResult) -> str:
-    lines = [f"scenario {result.name} ({result.path}) failed:"]
+    lines = [f"scenario {result.name} ({result.path}) {'is inconclusive' if result.inconclusive else 'failed'}:"]
     if result.error:
         lines.append(f"  error: {result.error}")
     for e in result.failures:
+        lines.append(f"  {e.text} (line {e.line}): {e.detail}")
+    for e in result.inconclusives:
         lines.append(f"  {e.text} (line {e.line}): {e.detail}")
     if not result.expectations and not result.error:
         lines.append("  no expectation was evaluated")
@@ -207,7 +217,11 @@ def describe_failures(result: ScenarioResult) -> str:
 
 
 def result_ok(result: ScenarioResult) -> ScenarioResult:
-    """Raise AssertionError naming every failed expectation (for tests); return the result otherwise."""
+    """Return the result when every expectation held. Raise AssertionError naming every failed
+    expectation (or the run's error); raise :class:`ScenarioInconclusive` when nothing failed but
+    a timing verdict is inconclusive (under pytest: a skip with the reason, never a pass)."""
+    if result.inconclusive:
+        raise ScenarioInconclusive(describe_failures(result))
     if not result.passed:
         raise AssertionError(describe_failures(result))
     return result

@@ -112,3 +112,10 @@ def qemu_board_factory() -> BoardFactory:
 
     make.capabilities = getattr(QemuBoard, "capabilities", QEMU_CAPABILITIES)  # type: ignore[attr-defined]
     return make
+
+
+def host_cpu_of(board: Any) -> Any:
+    """The board's host-CPU monitor (``board.host_cpu``) when it declares the host-cpu capability, else None."""
+    if Capability.HOST_CPU not in capabilities_of(board):
+        return None
+    return getattr(board, "host_cpu", None)

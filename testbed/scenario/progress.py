@@ -7,7 +7,9 @@ import threading
 from typing import TextIO
 
 from testbed.scenario.model import Scenario, Step
-from testbed.scenario.results import ExpectationResult, ScenarioResult, StepRecord
+from testbed.scenario.results import ExpectationResult, ScenarioResult, StepRecord, Verdict
+
+COLOURS = {Verdict.PASS: "32", Verdict.FAIL: "31", Verdict.INCONCLUSIVE: "33"}
 
 
 class Progress:
@@ -16,6 +18,7 @@ class Progress:
         self.color = self.stream.isatty() if color is None else color
         self.passed = 0
         self.failed = 0
+        self.inconclusive = 0
         self._lock = threading.Lock()
 
     def _c(self, text: str, code: str) -> str:
@@ -40,15 +43,20 @@ class Progress:
             self.say(self._c(f"   [{sc.name}] step {step.index + 1} FAILED: {record.error}", "31"))
 
     def expectation(self, sc: Scenario, res: ExpectationResult) -> None:
-        if res.passed:
+        if res.verdict == Verdict.PASS:
             self.passed += 1
+        elif res.verdict == Verdict.INCONCLUSIVE:
+            self.inconclusive += 1
         else:
             self.failed += 1
-        mark = self._c("PASS", "32") if res.passed else self._c("FAIL", "31")
-        self.say(f"   [{sc.name}] {mark} {res.text}: {res.detail}   (so far {self.passed} passed, {self.failed} failed)")
+        mark = self._c(res.verdict, COLOURS[res.verdict])
+        tally = f"so far {self.passed} passed, {self.failed} failed"
+        if self.inconclusive:
+            tally += f", {self.inconclusive} inconclusive"
+        self.say(f"   [{sc.name}] {mark} {res.text}: {res.detail}   ({tally})")
 
     def scenario_end(self, res: ScenarioResult) -> None:
-        verdict = self._c("PASS", "32;1") if res.passed else self._c("FAIL", "31;1")
+        verdict = self._c(res.verdict, COLOURS[res.verdict] + ";1")
         self.say(f"== {res.name}: {verdict} in {res.duration:.1f} s")
 
 

@@ -26,15 +26,16 @@ from testbed import settings
 from testbed.board.firmware import FirmwareDriver
 from testbed.board.protocols import Board, BoardFactory
 from testbed.deadline import Deadline
-from testbed.eventlog import EventLog, EventLogTimeout
 from testbed.scenario.boards import (
     capabilities_of,
     check_capabilities,
     declared_capabilities,
     event_log_of,
     firmware_of,
+    host_cpu_of,
 )
 from testbed.scenario.boards import qemu_board_factory as qemu_board_factory
+from testbed.scenario.cpu import BoardCpu
 from testbed.scenario.evidence import Evidence, Finding, StoredDump
 from testbed.scenario.model import Expectation, Scenario, ScenarioError, Step, format_duration
 from testbed.scenario.progress import Progress as Progress
@@ -48,7 +49,8 @@ from testbed.scenario.results import (
 )
 from testbed.scenario.service_side import ServiceSide
 from testbed.scenario.steps import StepFailed as StepFailed
-from testbed.scenario.timeline import OUTCOMES, RESTARTS, crash_episodes
+from testbed.scenario.verdict import judge
+from testbed.scenario.waits import BoardWaits
 
 #: The 5 s deadline plus margin: how long the final check waits for crashed apps to be restarted.
 SETTLE_SECONDS = 6.0
@@ -93,11 +95,10 @@ class ScenarioRun:
         self.result = ScenarioResult(scenario.name, scenario.path, scenario.description)
         self.t0 = time.monotonic()
         self.boards: dict[str, Board] = {}
-        self.logs: dict[str, EventLog[Any]] = {}
         self._firmware: dict[str, FirmwareDriver] = {}
         self.side = ServiceSide(scenario)
-        self.action_mark: dict[str, int] = {}
-        self.action_mark_t = 0.0
+        self.waits = BoardWaits(lambda: self.t0)
+        self.cpu = BoardCpu(lambda: self.t0)
         self._open: dict[str, Interval] = {}
 
     # ---- what actions use (StepContext)
@@ -140,12 +141,8 @@ class ScenarioRun:
     def now(self) -> float:
         return time.monotonic() - self.t0
 
-    def _event(self, e: Any) -> BoardEvent:
-        return BoardEvent(e.name, dict(e.fields), e.monotonic - self.t0, e.wall)
-
     def board_events(self, name: str) -> list[BoardEvent]:
-        log = self.logs.get(name)
-        return [self._event(e) for e in log.snapshot()] if log is not None else []
+        return self.waits.events(name)
 
     def fan_out(self, boards: list[str], fn: Callable[[str], Any]) -> list[Any]:
         if len(boards) == 1:
@@ -154,58 +151,13 @@ class ScenarioRun:
             return list(pool.map(fn, boards))
 
     def event_mark(self, board: str) -> int:
-        return self.logs[board].mark()
+        return self.waits.mark(board)
 
     def wait_any(self, board: str, names: tuple[str, ...], since: int, timeout: float) -> Any:
-        try:
-            return self.logs[board].wait_for(lambda e: e.name in names, timeout, since=since)[0]
-        except EventLogTimeout:
-            raise StepFailed(f"{board}: no {' or '.join(names)} within {format_duration(timeout)}"
-                             f"{self._kernel_crash(board)}") from None  # fmt: skip
+        return self.waits.wait_any(board, names, since, timeout)
 
     def wait_events(self, board: str, event: str, where: dict[str, str] | None, count: int, timeout: float) -> None:
-        log = self.logs[board]
-        baseline = self.action_mark.get(board, 0)
-        where = where or {}
-
-        def fits(e: Any) -> bool:
-            return e.name == event and all(e.fields.get(k) == v for k, v in where.items())
-
-        match: Callable[[Any], bool] = fits
-        # An outcome or a restart counts only when it belongs to a crash of this run of actions,
-        # so a late restart of an earlier crash is not taken for the new one's.
-        if event in (*OUTCOMES, *RESTARTS) and where.get("spooled") != "1":
-            seen = [self._event(e) for e in log.snapshot()[:baseline]]
-            done = [self._belonging(seen, event, where)]
-
-            def match(e: Any) -> bool:
-                seen.append(self._event(e))
-                n = self._belonging(seen, event, where)
-                hit, done[0] = n > done[0], n
-                return hit
-
-        try:
-            log.wait_for(match, Deadline(timeout), since=baseline, count=count, what=event)
-        except EventLogTimeout:
-            got = ", ".join(e.name + (f"({e.fields['reason']})" if e.fields.get("reason") else "")
-                            for e in log.snapshot(baseline)[-8:]) or "none"  # fmt: skip
-            raise StepFailed(f"{board}: {count} new {event}{' ' + str(where) if where else ''} did not come within "
-                             f"{format_duration(timeout)} (events since the previous step: {got})"
-                             f"{self._kernel_crash(board)}") from None  # fmt: skip
-
-    def _belonging(self, events: list[BoardEvent], event: str, where: dict[str, str]) -> int:
-        n = 0
-        for ep in crash_episodes(events):
-            got = ep.restart if event in RESTARTS else ep.outcome
-            if ep.crash.t >= self.action_mark_t and got is not None and got.name == event and all(
-                got.fields.get(k) == v for k, v in where.items()
-            ):
-                n += 1
-        return n
-
-    def _kernel_crash(self, board: str) -> str:
-        crash = getattr(getattr(self.boards.get(board), "console", None), "crash", None)
-        return f"; the kernel crashed: {crash}" if crash is not None else ""
+        self.waits.wait_events(board, event, where, count, timeout)
 
     def reprovision(self, board: str) -> None:
         from testbed.board.identity import Identity
@@ -254,7 +206,9 @@ class ScenarioRun:
             t = time.monotonic()
             board = factory(name, device_id, secret, port)
             self.boards[name] = board
-            self.logs[name] = event_log_of(board)
+            console = getattr(board, "console", None)
+            self.waits.add(name, event_log_of(board), lambda: getattr(console, "crash", None))
+            self.cpu.add(name, host_cpu_of(board))
             self.progress.setup(sc, f"{name} restored and provisioned in {time.monotonic() - t:.1f} s "
                                 f"(device {device_id[:12]}..., group {self.board_group[name]})")  # fmt: skip
 
@@ -268,6 +222,7 @@ class ScenarioRun:
             if errors:
                 raise StepFailed("board setup failed: " + "; ".join(errors))
         check_capabilities(sc, lambda b: capabilities_of(self.boards[b]))
+        self.result.host_cpu_boards = [b for b in sc.boards if b in self.cpu.monitors]
         self.progress.setup(sc, f"boards ready in {time.monotonic() - started:.1f} s")
 
     def _close_boards(self) -> None:
@@ -280,18 +235,6 @@ class ScenarioRun:
                 board.close()
             except Exception:  # noqa: BLE001 (teardown goes on)
                 pass
-
-    def _settle(self, limit: float = SETTLE_SECONDS) -> None:
-        """Before the final verdict: wait (bounded) until every crash seen has its restart."""
-        deadline = Deadline(limit)
-        for b in self.sc.boards:
-            mark = self.event_mark(b)
-            pending = sum(1 for ep in crash_episodes(self.board_events(b)) if ep.crash.t >= 0 and ep.restart is None)
-            if pending:
-                try:
-                    self.logs[b].wait_for(lambda e: e.name in RESTARTS, deadline, since=mark, count=pending)
-                except EventLogTimeout:
-                    pass  # the expectations say what is missing
 
     # ---- expectations
     def evidence(self) -> Evidence:
@@ -314,8 +257,10 @@ class ScenarioRun:
                 finding = exp.check.evaluate(ev)
             except Exception as exc:  # noqa: BLE001 (a broken check is a failed expectation)
                 finding = Finding(False, f"could not be checked: {exc}")
-            res = ExpectationResult(exp.text, exp.kind, finding.passed, finding.detail, exp.line,
-                                    step.index if step else None, self.now())  # fmt: skip
+            judged = judge(exp.check, finding, self.cpu.figures, ev.now)
+            res = ExpectationResult(exp.text, exp.kind, finding.passed, judged.detail, exp.line,
+                                    step.index if step else None, self.now(), verdict=judged.verdict,
+                                    timing=exp.check.timing, host_cpu=[f.to_dict() for f in judged.figures])  # fmt: skip
             self.result.expectations.append(res)
             self.progress.expectation(self.sc, res)
 
@@ -323,14 +268,13 @@ class ScenarioRun:
     def _run_steps(self) -> None:
         sc = self.sc
         deadline = Deadline(sc.timeout)
-        self.action_mark = {b: self.event_mark(b) for b in sc.boards}
+        self.waits.start_actions(self.now())
         after_action = False
         for step in sc.steps:
             is_action = step.action not in ("wait", "check")
             if is_action and not after_action:
                 # a wait counts events from the start of the run of actions before it
-                self.action_mark = {b: self.event_mark(b) for b in sc.boards}
-                self.action_mark_t = self.now()
+                self.waits.start_actions(self.now())
             after_action = is_action
             if step.at is not None and step.at > self.now():
                 time.sleep(step.at - self.now())
@@ -361,7 +305,7 @@ class ScenarioRun:
                 self._setup(stack)
                 self.t0 = time.monotonic()
                 self._run_steps()
-                self._settle()
+                self.waits.settle(self.sc.boards, SETTLE_SECONDS)
                 self.check(self.sc.expect, None)
             except KeyboardInterrupt:
                 res.error = "interrupted (Ctrl-C): boards and service were torn down"
@@ -376,6 +320,10 @@ class ScenarioRun:
                 for interval in list(self._open.values()):
                     interval.end = self.now()
                 self._open.clear()
+                try:
+                    self.cpu.attach(res, {b: self.board_events(b) for b in self.sc.boards}, self.now())
+                except Exception as exc:  # noqa: BLE001 (figures are evidence, not the verdict)
+                    res.error = res.error or f"reading the boards' host CPU failed: {exc}"
                 if self.side.running:
                     try:
                         res.dumps = self.side.collect_dumps(self.opt.symbol_dirs)

@@ -47,7 +47,7 @@ class FakeFirmware:
     opt_in: bool = False
     link_up: bool = True
     clock_offset: float = 0.0
-    restart_s: float = 0.05  # how long the app manager takes to restart the app after its crash
+    restart_s: float = 0.0  # how long (really) the app manager takes to restart the app after its crash
     commands: list[str] = field(default_factory=list)
 
     def client(self) -> DeviceClient:
@@ -103,7 +103,8 @@ class FakeFirmware:
                                                     "region": str(stored.get("region"))})  # fmt: skip
             except ServiceError as exc:
                 self.emit(EventName.UPLOAD_FAIL, {"app": app, "sig": sig, "reason": f"http-{exc.status}"})
-        took = max(self.restart_s, time.monotonic() - t0)
+        time.sleep(self.restart_s)
+        took = time.monotonic() - t0
         self.emit(EventName.APP_RESTART, {"app": app, "after_ms": str(int(took * 1000))})
         return "", 0
 
@@ -112,6 +113,26 @@ class FakeFirmware:
         if code:
             raise RuntimeError(f"{cmd} exited {code}")
         return out
+
+
+@dataclass(frozen=True)
+class FakeWindow:
+    cpu_s: float
+    wait_s: float
+    wall_s: float
+
+
+class FakeHostCpu:
+    """A host-CPU monitor whose board waits ``share`` of any window for a CPU."""
+
+    def __init__(self, share: float) -> None:
+        self.share = share
+        self.windows: list[tuple[float, float]] = []
+
+    def window(self, t0_monotonic: float, t1_monotonic: float) -> FakeWindow:
+        self.windows.append((t0_monotonic, t1_monotonic))
+        wall = max(0.0, t1_monotonic - t0_monotonic)
+        return FakeWindow(wall * (1 - self.share), wall * self.share, wall)
 
 
 class FakeConsole:
@@ -134,9 +155,12 @@ class FakeConsole:
 class FakeBoard:
     """Implements the Board protocol; ``calls`` records the board-level operations."""
 
-    def __init__(self, name: str, capabilities: frozenset[Capability] = frozenset(Capability)) -> None:
+    def __init__(self, name: str, capabilities: frozenset[Capability] = frozenset(Capability),
+                 host_cpu: FakeHostCpu | None = None) -> None:  # fmt: skip
         self.name = name
-        self.capabilities = capabilities
+        self.capabilities = capabilities if host_cpu else capabilities - {Capability.HOST_CPU}
+        if host_cpu is not None:
+            self.host_cpu = host_cpu
         self.events: list[FakeEvent] = []
         self.calls: list[str] = []
         self._lock = threading.Lock()
@@ -183,8 +207,11 @@ class FakeBoard:
 class FakeFactory:
     """A board factory that says what its boards can do before making them."""
 
-    def __init__(self, capabilities: dict[str, frozenset[Capability]] | None = None) -> None:
+    def __init__(self, capabilities: dict[str, frozenset[Capability]] | None = None, *,
+                 starved: dict[str, float] | None = None, restart_s: float = 0.0) -> None:  # fmt: skip
         self.caps = capabilities or {}
+        self.starved = starved or {}  # board -> share of time it waits for a CPU (measured boards)
+        self.restart_s = restart_s
         self.made: dict[str, FakeBoard] = {}
 
     def capabilities_for(self, name: str) -> frozenset[Capability]:
@@ -194,7 +221,9 @@ class FakeFactory:
         from testbed.board.identity import Identity
         from testbed.scenario.boards import firmware_of
 
-        board = FakeBoard(name, self.capabilities_for(name))
+        share = self.starved.get(name)
+        board = FakeBoard(name, self.capabilities_for(name), FakeHostCpu(share) if share is not None else None)
+        board.fw.restart_s = self.restart_s
         firmware_of(board).provision(Identity.for_port(device_id, secret, port))
         self.made[name] = board
         return board
