@@ -73,7 +73,7 @@ class CappedInflater:
         return self.inflated
 
 
-def check_core(data: bytes, max_inflated: int) -> int:
+def check_core(data: bytes, max_inflated: int, machines: tuple[str, ...] = ("arm",)) -> int:
     """Check a whole gzip body (see ``CappedInflater``); returns the inflated size or raises ApiError."""
     inflater = CappedInflater(max_inflated)
     # feed() already bounds each inflate step to ``STEP`` output bytes; no need to slice the input

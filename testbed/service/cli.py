@@ -28,20 +28,28 @@ def service() -> None:
     """The mock Security Service (public, device, support and control APIs)."""
 
 
+def _setting_options(f):
+    """One click option per setting of the defaults table (testbed.service.settings)."""
+    from testbed.service.settings import SETTINGS
+
+    for setting in reversed(SETTINGS):
+        if setting.type is bool:
+            f = click.option(setting.flag, setting.keyword, is_flag=True, default=setting.default, help=setting.help)(f)
+            continue
+        kind = click.IntRange(min=setting.minimum) if setting.type is int else click.FloatRange(min=setting.minimum)
+        f = click.option(setting.flag, setting.keyword, type=kind, default=setting.default, show_default=True, help=setting.help)(f)
+    return f
+
+
 @service.command("run")
 @_data_dir_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback only unless forced).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8443, show_default=True, help="TCP port; 0 picks a free one.")
 @click.option("--allow-non-loopback", is_flag=True, help="Allow a --host outside 127.0.0.0/8 (not for the testbed).")
-@click.option("--enable-control", is_flag=True, help="Enable the /testbed/v1 control API (clock, faults, tenants).")
+@click.option("--enable-control", is_flag=True, help="Enable the /testbed/v1 control API (clock, faults, tenants, evidence).")
 @click.option("--control-token-file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Where to write the control token [default: <data-dir>/control.token].")
 @click.option("--ready-file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write {url, port, pid, controlToken} as JSON here once listening.")
-@click.option("--throttle-limit", type=click.IntRange(1, 1_000_000), default=5, show_default=True, help="Dumps kept per crash signature and tenant.")
-@click.option("--max-upload-bytes", type=click.IntRange(1), default=256 * 1024, show_default=True, help="Cap on a compressed upload.")
-@click.option("--max-inflated-bytes", type=click.IntRange(1), default=4 * 1024 * 1024, show_default=True, help="Cap on an upload's inflated size.")
-@click.option("--rate-limit", type=click.IntRange(0), default=120, show_default=True, help="Crash requests (intent + upload) per device per minute; 0 disables.")
-@click.option("--rate-burst", type=click.IntRange(1), default=30, show_default=True, help="Burst allowance of the per-device rate limit.")
-@click.option("--sweep-interval", type=click.FloatRange(0.1), default=10.0, show_default=True, help="Seconds between retention sweeps.")
+@_setting_options
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="warning", show_default=True)
 @click.option("--exit-with-parent", "parent_pid", type=int, default=None, hidden=True, help="Stop when this parent process is gone (ServiceProcess sets it).")
 def run(
@@ -52,28 +60,18 @@ def run(
     enable_control: bool,
     control_token_file: Path | None,
     ready_file: Path | None,
-    throttle_limit: int,
-    max_upload_bytes: int,
-    max_inflated_bytes: int,
-    rate_limit: int,
-    rate_burst: int,
-    sweep_interval: float,
     log_level: str,
     parent_pid: int | None,
+    **settings: object,
 ) -> None:
     """Run the service in the foreground until interrupted."""
-    from testbed.service.app import ServiceConfig
     from testbed.service.server import HostError, serve
+    from testbed.service.settings import BY_KEYWORD, ServiceConfig
 
     config = ServiceConfig(
         data_dir=data_dir.resolve(),
         enable_control=enable_control,
-        throttle_limit=throttle_limit,
-        max_upload_bytes=max_upload_bytes,
-        max_inflated_bytes=max_inflated_bytes,
-        rate_limit_per_minute=rate_limit,
-        rate_limit_burst=rate_burst,
-        sweep_interval=sweep_interval,
+        **{BY_KEYWORD[keyword].name: value for keyword, value in settings.items()},
     )
     try:
         serve(
@@ -133,7 +131,7 @@ def tenant_list(data_dir: Path) -> None:
         raise click.ClickException(f"no service database in {data_dir}")
     store = Store(data_dir / "service.db")
     try:
-        rows = store.conn.execute("SELECT id, name FROM tenants ORDER BY created_at, rowid").fetchall()
+        rows = store.tenants()
     finally:
         store.close()
     click.echo(json.dumps([{"Id": r["id"], "Name": r["name"]} for r in rows], indent=2))

@@ -18,6 +18,10 @@ from typing import Any
 
 import httpx
 
+from testbed.contract import device_api as api
+from testbed.contract.device_api import IntentRequest
+from testbed.contract.errors import ERROR_CODE, ERROR_DETAIL, ERROR_TITLE
+
 DEFAULT_TIMEOUT = 30.0
 
 
@@ -30,13 +34,13 @@ class ServiceError(Exception):
         self.method = method
         self.url = url
         details = "; ".join(
-            f"{e.get('ErrorCode', '?')}: {e.get('Detail') or e.get('Title', '')}" for e in errors
+            f"{e.get(ERROR_CODE, '?')}: {e.get(ERROR_DETAIL) or e.get(ERROR_TITLE, '')}" for e in errors
         )
         super().__init__(f"{method} {url} -> {status}: {details or 'no error body'}")
 
     @property
     def code(self) -> str | None:
-        return self.errors[0].get("ErrorCode") if self.errors else None
+        return self.errors[0].get(ERROR_CODE) if self.errors else None
 
 
 def _errors_of(response: httpx.Response) -> list[dict[str, Any]]:
@@ -66,7 +70,7 @@ class _Base:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.url = url.rstrip("/")
-        headers = {"Authorization": auth_header} if auth_header else {}
+        headers = {api.AUTHORIZATION: auth_header} if auth_header else {}
         self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, transport=transport)
 
     def close(self) -> None:
@@ -241,17 +245,22 @@ class DeviceClient(_Base):
     """The device API, authenticated with the secret issued at claim."""
 
     def __init__(self, url: str, device_id: str, secret: str, timeout: float = DEFAULT_TIMEOUT, transport: httpx.BaseTransport | None = None) -> None:
-        super().__init__(url, f"Device {device_id}:{secret}", timeout, transport)
+        super().__init__(url, api.device_authorization(device_id, secret), timeout, transport)
         self.device_id = device_id
 
     def sync(self, **info: Any) -> dict[str, Any]:
-        return self._json("POST", "/device/v1/sync", json=info)
+        return self._json("POST", api.SYNC_PATH, json=info)
 
     def intent(self, signature: str, size: int, component_class: str = "App", component: str = "app") -> dict[str, Any]:
         return self._json(
             "POST",
-            "/device/v1/crashdumps/intent",
-            json={"signature": signature, "size": size, "componentClass": component_class, "component": component},
+            api.INTENT_PATH,
+            json={
+                IntentRequest.SIGNATURE: signature,
+                IntentRequest.SIZE: size,
+                IntentRequest.COMPONENT_CLASS: component_class,
+                IntentRequest.COMPONENT: component,
+            },
         )
 
     def upload_raw(
@@ -263,18 +272,21 @@ class DeviceClient(_Base):
         content_type: str = "application/gzip",
         crash_time: int | None = None,
         extra_headers: dict[str, str] | None = None,
+        upload_id: str | None = None,
     ) -> httpx.Response:
         """POST a dump and return the response whatever its status."""
         headers = {
-            "Content-Type": content_type,
-            "X-Crash-Signature": signature,
-            "X-Component-Class": component_class,
-            "X-Component-Name": component,
+            api.CONTENT_TYPE: content_type,
+            api.SIGNATURE_HEADER: signature,
+            api.COMPONENT_CLASS_HEADER: component_class,
+            api.COMPONENT_NAME_HEADER: component,
         }
         if crash_time is not None:
-            headers["X-Crash-Time"] = str(crash_time)
+            headers[api.CRASH_TIME_HEADER] = str(crash_time)
+        if upload_id is not None:
+            headers[api.UPLOAD_ID_HEADER] = upload_id
         headers.update(extra_headers or {})
-        return self.http.post("/device/v1/crashdumps", content=body, headers=headers)
+        return self.http.post(api.UPLOAD_PATH, content=body, headers=headers)
 
     def upload(self, body: bytes, signature: str, **kwargs: Any) -> dict[str, Any]:
         """POST a dump; returns ``{"id", "region"}`` or ``{"skipped": ...}``; raises on 4xx/5xx."""
@@ -331,3 +343,21 @@ class ControlClient(_Base):
 
     def stats(self) -> dict[str, Any]:
         return self._json("GET", "/testbed/v1/stats")
+
+    # the testbed's evidence (no audit rows: not the product's support access) ----------------
+    def dumps(self, **filters: Any) -> list[dict[str, Any]]:
+        """Every durable dump, oldest first; filters: tenantId, deviceId, signature, region."""
+        params = {k: v for k, v in filters.items() if v is not None}
+        return self._json("GET", "/testbed/v1/dumps", params=params)["Items"]
+
+    def blob(self, dump_id: str) -> bytes:
+        """A stored dump's bytes (the gzip as uploaded); ServiceError 404 when unknown."""
+        return self._request("GET", f"/testbed/v1/dumps/{dump_id}/blob").content
+
+    def storage(self) -> dict[str, dict[str, int]]:
+        """Per region, what its store physically holds: ``{"dumps", "bytes", "otherFiles"}``."""
+        return self._json("GET", "/testbed/v1/storage")["regions"]
+
+    def config(self) -> dict[str, Any]:
+        """The service's effective settings (every key of testbed.service.settings.SETTINGS)."""
+        return self._json("GET", "/testbed/v1/config")

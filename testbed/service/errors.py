@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from starlette.responses import JSONResponse
 
+from testbed.contract.errors import error_body
+
 
 class ApiError(Exception):
     """An error answered to the client as ``[{"ErrorCode", "Title", "Detail"}]``."""
@@ -30,8 +32,7 @@ class ApiError(Exception):
 def error_response(
     status: int, code: str, title: str, detail: str = "", headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    body = [{"ErrorCode": code, "Title": title, "Detail": detail or title}]
-    return JSONResponse(body, status_code=status, headers=headers)
+    return JSONResponse(error_body(code, title, detail), status_code=status, headers=headers)
 
 
 def bad_request(detail: str, code: str = "BadRequest") -> ApiError:

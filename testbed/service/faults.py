@@ -21,6 +21,9 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from testbed.contract import device_api
+from testbed.contract.errors import error_body
+
 MODES = ("delay", "hang", "drip", "status")
 
 
@@ -57,7 +60,7 @@ class Faults:
 
 
 class FaultMiddleware:
-    def __init__(self, app, faults: Faults, prefix: str = "/device/") -> None:
+    def __init__(self, app, faults: Faults, prefix: str = device_api.PREFIX + "/") -> None:
         self.app = app
         self.faults = faults
         self.prefix = prefix
@@ -84,17 +87,11 @@ class FaultMiddleware:
 
     async def _status(self, fault: Fault, send) -> None:
         body = json.dumps(
-            [
-                {
-                    "ErrorCode": "InjectedFault",
-                    "Title": "A fault injected by the testbed control API.",
-                    "Detail": f"status {fault.status}",
-                }
-            ]
+            error_body("InjectedFault", "A fault injected by the testbed control API.", f"status {fault.status}")
         ).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         if fault.status == 429:
-            headers.append((b"retry-after", b"1"))
+            headers.append((device_api.RETRY_AFTER_HEADER.lower().encode(), b"1"))
         await send({"type": "http.response.start", "status": fault.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 

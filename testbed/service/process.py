@@ -11,8 +11,11 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import httpx
+
+from testbed.service.settings import BY_KEYWORD
 
 
 class ServiceStartError(RuntimeError):
@@ -33,15 +36,10 @@ class ServiceProcess:
         port: int = 0,
         enable_control: bool = True,
         *,
-        throttle_limit: int | None = None,
-        rate_limit: int | None = None,
-        rate_burst: int | None = None,
-        max_upload_bytes: int | None = None,
-        max_inflated_bytes: int | None = None,
-        sweep_interval: float | None = None,
         extra_args: list[str] | None = None,
         startup_timeout: float = 20.0,
         log_path: Path | str | None = None,
+        **settings: Any,
     ) -> None:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if data_dir is None:
@@ -50,14 +48,11 @@ class ServiceProcess:
         self.data_dir = Path(data_dir).resolve()
         self.requested_port = port
         self.enable_control = enable_control
-        self.options = {
-            "--throttle-limit": throttle_limit,
-            "--rate-limit": rate_limit,
-            "--rate-burst": rate_burst,
-            "--max-upload-bytes": max_upload_bytes,
-            "--max-inflated-bytes": max_inflated_bytes,
-            "--sweep-interval": sweep_interval,
-        }
+        unknown = sorted(set(settings) - set(BY_KEYWORD))
+        if unknown:
+            raise TypeError(f"unknown service setting(s) {', '.join(unknown)}; one of {', '.join(sorted(BY_KEYWORD))}")
+        #: flag -> value of every setting given (None: the service's default)
+        self.options: dict[str, Any] = {BY_KEYWORD[k].flag: v for k, v in settings.items()}
         self.extra_args = list(extra_args or [])
         self.startup_timeout = startup_timeout
         self.log_path = Path(log_path) if log_path else self.data_dir / "service.log"
@@ -86,8 +81,9 @@ class ServiceProcess:
         if self.enable_control:
             cmd += ["--enable-control", "--control-token-file", str(self.data_dir / "control.token")]
         for flag, value in self.options.items():
-            if value is not None:
-                cmd += [flag, str(value)]
+            if value is None or value is False:
+                continue
+            cmd += [flag] if value is True else [flag, str(value)]
         return cmd + self.extra_args
 
     def start(self) -> ServiceProcess:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import uvicorn
 
-from testbed.service.app import ServiceConfig, create_app
+from testbed.service.app import create_app
+from testbed.service.settings import ServiceConfig
 from testbed.service.uvicorn_choice import UVICORN_HTTP, UVICORN_LOOP
 
 
@@ -125,7 +126,7 @@ def serve(
         log_level=log_level,
         access_log=False,
         lifespan="on",
-        timeout_keep_alive=5,
+        timeout_keep_alive=config.keep_alive_timeout,
         # uvloop and httptools (both dependencies) when installed: less CPU per request than
         # asyncio's loop and h11. The bench's sink (testbed.load.sink) uses the same choice.
         loop=UVICORN_LOOP,

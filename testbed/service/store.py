@@ -11,9 +11,10 @@ import hashlib
 import secrets
 import sqlite3
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from testbed.service.store_dumps import DumpRows
 
 REGIONS = ("EU", "EastUS", "WestUS")
 ROLES = ("Administrator", "Contributor", "Reader", "Support")
@@ -51,7 +52,7 @@ CREATE TABLE IF NOT EXISTS dumps (
     group_id TEXT NOT NULL, signature TEXT NOT NULL, region TEXT NOT NULL,
     blob TEXT NOT NULL, size INTEGER NOT NULL, inflated_size INTEGER NOT NULL,
     component_class TEXT NOT NULL, component_name TEXT NOT NULL, crash_time INTEGER,
-    created_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL, upload_id TEXT, sha256 TEXT
 );
 CREATE INDEX IF NOT EXISTS dumps_signature ON dumps (tenant_id, signature);
 CREATE INDEX IF NOT EXISTS dumps_created ON dumps (created_at);
@@ -74,19 +75,6 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
-@dataclass(frozen=True)
-class Principal:
-    """Who a bearer token belongs to."""
-
-    token_hash: str
-    tenant_id: str | None
-    role: str
-
-    @property
-    def label(self) -> str:
-        return f"{self.role}:{self.token_hash[:12]}"
-
-
 def connect(db_path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(str(db_path), isolation_level=None, check_same_thread=False, timeout=10)
     conn.row_factory = sqlite3.Row
@@ -97,57 +85,36 @@ def connect(db_path: Path) -> sqlite3.Connection:
     return conn
 
 
-def group_json(row: sqlite3.Row) -> dict[str, Any]:
-    """A device group as Azure Sphere's DeviceGroupV2."""
-    return {
-        "Id": row["id"],
-        "Name": row["name"],
-        "Description": row["description"],
-        "ProductId": row["product_id"],
-        "TenantId": row["tenant_id"],
-        "OsFeedType": row["os_feed_type"],
-        "UpdatePolicy": row["update_policy"],
-        "AllowCrashDumpsCollection": bool(row["allow_crash_dumps"]),
-        "RegionalDataBoundary": row["boundary"],
-    }
-
-
-def product_json(row: sqlite3.Row) -> dict[str, Any]:
-    return {
-        "Id": row["id"],
-        "TenantId": row["tenant_id"],
-        "Name": row["name"],
-        "Description": row["description"],
-    }
-
-
-def dump_json(row: sqlite3.Row) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "tenantId": row["tenant_id"],
-        "deviceId": row["device_id"],
-        "deviceGroupId": row["group_id"],
-        "signature": row["signature"],
-        "region": row["region"],
-        "size": row["size"],
-        "inflatedSize": row["inflated_size"],
-        "componentClass": row["component_class"],
-        "componentName": row["component_name"],
-        "crashTime": row["crash_time"],
-        "createdAt": row["created_at"],
-    }
-
-
-class Store:
-    """Typed access to the metadata database."""
+class Store(DumpRows):
+    """Typed access to the metadata database: every SQL statement on its tables is here
+    (the dump rows' in :class:`testbed.service.store_dumps.DumpRows`)."""
 
     def __init__(self, db_path: Path) -> None:
         self.db_path = db_path
         self.conn = connect(db_path)
         self.conn.executescript(SCHEMA)
+        self.migrate_dumps()
 
     def close(self) -> None:
         self.conn.close()
+
+    def disable_autocheckpoint(self) -> None:
+        """WAL checkpoints are run by the ingest flusher (``checkpoint``), off the writer's path."""
+        self.conn.execute("PRAGMA wal_autocheckpoint=0")
+
+    def checkpoint(self) -> None:
+        self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    # transactions (the ingest writer's) -------------------------------------
+    def begin(self) -> None:
+        """Take the write lock now (``BEGIN IMMEDIATE``)."""
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def commit(self) -> None:
+        self.conn.execute("COMMIT")
+
+    def rollback(self) -> None:
+        self.conn.execute("ROLLBACK")
 
     # meta -----------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
@@ -175,6 +142,9 @@ class Store:
             (id_or_name, id_or_name, id_or_name),
         ).fetchone()
 
+    def tenants(self) -> list[sqlite3.Row]:
+        return self.conn.execute("SELECT id, name FROM tenants ORDER BY created_at, rowid").fetchall()
+
     def tenant(self, tenant_id: str) -> sqlite3.Row | None:
         return self.conn.execute("SELECT * FROM tenants WHERE id = ?", (tenant_id,)).fetchone()
 
@@ -192,12 +162,12 @@ class Store:
         )
         return token
 
-    def principal(self, token: str) -> Principal | None:
-        h = hash_secret(token)
-        row = self.conn.execute("SELECT * FROM tokens WHERE hash = ?", (h,)).fetchone()
-        if row is None:
-            return None
-        return Principal(token_hash=h, tenant_id=row["tenant_id"], role=row["role"])
+    def token(self, token_hash: str) -> sqlite3.Row | None:
+        """The token row (tenant_id, role, label) of a token's hash."""
+        return self.conn.execute("SELECT * FROM tokens WHERE hash = ?", (token_hash,)).fetchone()
+
+    def token_hashes(self) -> list[str]:
+        return [r["hash"] for r in self.conn.execute("SELECT hash FROM tokens")]
 
     # products ---------------------------------------------------------------
     def create_product(self, tenant_id: str, name: str, description: str | None, now: int):
@@ -291,46 +261,6 @@ class Store:
 
     def move_device(self, device_id: str, group_id: str) -> None:
         self.conn.execute("UPDATE devices SET group_id = ? WHERE id = ?", (group_id, device_id))
-
-    # dumps --------------------------------------------------------------------
-    def throttled_signatures(self, tenant_id: str, limit: int) -> list[str]:
-        rows = self.conn.execute(
-            "SELECT signature FROM dumps WHERE tenant_id = ? GROUP BY signature "
-            "HAVING COUNT(*) >= ? ORDER BY signature",
-            (tenant_id, limit),
-        ).fetchall()
-        return [r["signature"] for r in rows]
-
-    def signature_count(self, tenant_id: str, signature: str) -> int:
-        row = self.conn.execute(
-            "SELECT COUNT(*) AS n FROM dumps WHERE tenant_id = ? AND signature = ?",
-            (tenant_id, signature),
-        ).fetchone()
-        return int(row["n"])
-
-    def dump(self, dump_id: str) -> sqlite3.Row | None:
-        return self.conn.execute("SELECT * FROM dumps WHERE id = ?", (dump_id,)).fetchone()
-
-    def dumps(self, filters: dict[str, Any], limit: int) -> list[sqlite3.Row]:
-        where = []
-        params: list[Any] = []
-        for key, column in (
-            ("tenantId", "tenant_id"),
-            ("deviceId", "device_id"),
-            ("deviceGroupId", "group_id"),
-            ("signature", "signature"),
-            ("region", "region"),
-        ):
-            if filters.get(key) is not None:
-                where.append(f"{column} = ?")
-                params.append(filters[key])
-        if filters.get("since") is not None:
-            where.append("created_at >= ?")
-            params.append(filters["since"])
-        clause = ("WHERE " + " AND ".join(where)) if where else ""
-        return self.conn.execute(
-            f"SELECT * FROM dumps {clause} ORDER BY created_at, id LIMIT ?", (*params, limit)
-        ).fetchall()
 
     # audit --------------------------------------------------------------------
     def add_audit(self, at: int, actor: str, action: str, dump_id: str | None, reason: str) -> int:

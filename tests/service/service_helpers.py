@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
 import secrets
-import sqlite3
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from testbed.paths import REPO_ROOT
+from testbed.service.client import ControlClient
+
+if TYPE_CHECKING:
+    from testbed.service.process import ServiceProcess
 
 CORES_DIR = REPO_ROOT / "testbed" / "load" / "cores"
 
@@ -26,33 +29,24 @@ def new_signature() -> str:
     return secrets.token_hex(16)
 
 
-def snapshot(data_dir: Path) -> dict[str, object]:
-    """What a refused request must not change: blob files and every table's rows."""
-    blobs = {
-        str(p.relative_to(data_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted((data_dir / "blobs").rglob("*"))
-        if p.is_file() and not p.name.startswith(".")
-    }
-    conn = sqlite3.connect(f"file:{data_dir / 'service.db'}?mode=ro", uri=True)
-    try:
-        tables = {}
-        for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
-            if name in ("audit", "pending_blobs") or name.startswith("sqlite_"):
-                continue
-            tables[name] = sorted(map(repr, conn.execute(f"SELECT * FROM {name}")))
-    finally:
-        conn.close()
-    return {"blobs": blobs, "tables": tables}
+def control_of(service: ServiceProcess) -> ControlClient:
+    assert service.control_token, "the service runs without its control API"
+    return ControlClient(service.url, service.control_token)
 
 
-def blob_regions(data_dir: Path, dump_id: str, timeout: float = 5.0) -> list[str]:
-    """Regions holding the dump's blob file (written just after the 201: polled briefly)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = sorted(p.parent.name for p in (data_dir / "blobs").rglob(f"{dump_id}.gz"))
-        if found or time.monotonic() > deadline:
-            return found
-        time.sleep(0.01)
+def snapshot(service: ServiceProcess) -> dict[str, object]:
+    """What a refused upload must not change: the durable dumps and what each region's store
+    physically holds (through the control API's evidence endpoints)."""
+    with control_of(service) as control:
+        dumps = [(d["id"], d["sha256"]) for d in control.dumps()]
+        storage = {region: (s["dumps"], s["bytes"]) for region, s in control.storage().items()}
+    return {"dumps": dumps, "storage": storage}
+
+
+def blob_regions(service: ServiceProcess, dump_id: str) -> list[str]:
+    """Regions whose store holds the dump (the control API lists durable dumps only)."""
+    with control_of(service) as control:
+        return [d["region"] for d in control.dumps() if d["id"] == dump_id]
 
 
 #: The device of :func:`seed_data_dir`.

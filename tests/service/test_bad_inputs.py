@@ -131,20 +131,20 @@ def test_bad_upload_is_refused_and_nothing_stored(service, device, core_gz: byte
         body = core_gz + b"\x00garbage"
     elif body is None:
         body = core_gz
-    before = snapshot(service.data_dir)
+    before = snapshot(service)
     r = _post(device, body, headers)
     assert r.status_code == status, r.text
     errors = r.json()
     assert isinstance(errors, list) and set(errors[0]) == {"ErrorCode", "Title", "Detail"}
     assert errors[0]["Detail"]
-    assert snapshot(service.data_dir) == before
+    assert snapshot(service) == before
 
 
 def test_chunked_upload_without_length_is_411(service, device, core_gz: bytes) -> None:
-    before = snapshot(service.data_dir)
+    before = snapshot(service)
     r = _post(device, core_gz, {}, chunked=True)
     assert r.status_code == 411 and r.json()[0]["ErrorCode"] == "LengthRequired"
-    assert snapshot(service.data_dir) == before
+    assert snapshot(service) == before
 
 
 def test_good_upload_after_bad_ones_still_works(device, core_gz: bytes) -> None:
@@ -192,12 +192,12 @@ def test_fuzz_uploads_never_5xx_and_refusals_store_nothing(service, device, body
         "X-Component-Name": name,
         "X-Crash-Time": ctime,
     }
-    before = snapshot(service.data_dir)
+    before = snapshot(service)
     r = _post(device, body, headers)
     assert r.status_code < 500, r.text
     if r.status_code != 201:
         assert isinstance(r.json(), (list, dict))
-        assert snapshot(service.data_dir) == before
+        assert snapshot(service) == before
 
 
 JSONISH = st.recursive(

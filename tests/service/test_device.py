@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import gzip
-import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from service_helpers import blob_regions, new_signature, snapshot
+from service_helpers import blob_regions, control_of, new_signature, snapshot
 
 from testbed.service.client import Client, DeviceClient, ServiceError
 
@@ -45,10 +44,10 @@ def test_fresh_group_is_opted_out_everywhere(service, claimed_device, device_gro
     with dev.client() as c:
         assert c.sync()["optIn"] is False
         assert c.intent(sig, len(core_gz)) == {"action": "skip", "reason": "optout"}
-        before = snapshot(service.data_dir)
+        before = snapshot(service)
         r = c.upload_raw(core_gz, sig)
     assert r.status_code == 403 and r.json()[0]["ErrorCode"] == "Forbidden"
-    assert snapshot(service.data_dir) == before
+    assert snapshot(service) == before
 
 
 def test_consent_is_enforced_server_side_after_disable(service, tenant_admin: Client, claimed_device, device_group, core_gz) -> None:
@@ -58,10 +57,10 @@ def test_consent_is_enforced_server_side_after_disable(service, tenant_admin: Cl
         assert c.sync()["optIn"] is True  # the device believes it is opted in
         assert c.upload(core_gz, new_signature())["region"] in ("EastUS", "WestUS")
         tenant_admin.update_device_group(tenant_admin.tenant_id, group["Id"], AllowCrashDumpsCollection=False)
-        before = snapshot(service.data_dir)
+        before = snapshot(service)
         r = c.upload_raw(core_gz, new_signature())
         assert r.status_code == 403
-        assert snapshot(service.data_dir) == before
+        assert snapshot(service) == before
         assert c.sync()["optIn"] is False
 
 
@@ -73,7 +72,7 @@ def test_eu_group_stores_in_eu_only_also_across_boundary_changes(service, tenant
         with dev.client() as c:
             out = c.upload(core_gz, new_signature())
         assert out["region"] == "EU"
-        assert blob_regions(service.data_dir, out["id"]) == ["EU"]
+        assert blob_regions(service, out["id"]) == ["EU"]
         eu_ids.append(out["id"])
     tenant_admin.update_device_group(tenant_admin.tenant_id, group["Id"], RegionalDataBoundary="None")
     us_regions = set()
@@ -81,13 +80,13 @@ def test_eu_group_stores_in_eu_only_also_across_boundary_changes(service, tenant
         with dev.client() as c:
             out = c.upload(core_gz, new_signature())
         assert out["region"] in ("EastUS", "WestUS")
-        assert blob_regions(service.data_dir, out["id"]) == [out["region"]]
+        assert blob_regions(service, out["id"]) == [out["region"]]
         us_regions.add(out["region"])
     tenant_admin.update_device_group(tenant_admin.tenant_id, group["Id"], RegionalDataBoundary="EU")
     with devs[0].client() as c:
         assert c.upload(core_gz, new_signature())["region"] == "EU"
     for dump_id in eu_ids:  # earlier EU dumps never moved
-        assert blob_regions(service.data_dir, dump_id) == ["EU"]
+        assert blob_regions(service, dump_id) == ["EU"]
 
 
 def test_none_boundary_placement_is_deterministic_per_device(claimed_device, device_group, core_gz) -> None:
@@ -122,9 +121,8 @@ def test_throttling_stores_exactly_n_under_concurrency(service, claimed_device, 
         assert c.intent(sig, len(core_gz)) == {"action": "skip", "reason": "throttled"}
         assert c.upload(core_gz, sig) == {"skipped": "throttled"}
         assert c.intent(new_signature(), len(core_gz)) == {"action": "upload"}
-    conn = sqlite3.connect(f"file:{service.data_dir / 'service.db'}?mode=ro", uri=True)
-    assert conn.execute("SELECT COUNT(*) FROM dumps WHERE signature = ?", (sig,)).fetchone()[0] == 5
-    conn.close()
+    with control_of(service) as control:
+        assert len(control.dumps(signature=sig)) == 5
 
 
 def test_throttling_is_per_tenant(service, control, claimed_device, device_group, core_gz) -> None:
@@ -163,15 +161,18 @@ def test_retention_deletes_blob_and_row_after_29_days(service, control, support_
     dev = claimed_device()
     with dev.client() as c:
         old = c.upload(core_gz, new_signature())
-    (region,) = blob_regions(service.data_dir, old["id"])
-    old_blob = service.data_dir / "blobs" / region / f"{old['id']}.gz"
+    (region,) = blob_regions(service, old["id"])
     control.advance_clock(28 * 86400)
-    assert old_blob.exists()
+    assert control.blob(old["id"]) == core_gz
     with dev.client() as c:
         young = c.upload(core_gz, new_signature())
     out = control.advance_clock(1 * 86400 + 5)
     assert out["expired"] >= 1
-    assert not old_blob.exists()
+    with pytest.raises(ServiceError) as gone:
+        control.blob(old["id"])
+    assert gone.value.status == 404
+    assert old["id"] not in {d["id"] for d in control.dumps(region=region)}
+    assert control.storage()[region]["dumps"] == len(control.dumps(region=region))  # its file went too
     ids = {d["id"] for d in support_client.support_dumps(deviceId=dev.device_id)}
     assert old["id"] not in ids and young["id"] in ids
     with pytest.raises(ServiceError) as err:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sqlite3
+import hashlib
 import subprocess
 import sys
 import threading
@@ -26,14 +26,22 @@ def _setup(svc: ServiceProcess, n_devices: int, boundary: str = "None") -> list[
 
 
 def _stored(svc: ServiceProcess) -> tuple[set[str], set[str]]:
-    """(dump ids with rows, blob file names) read straight from the data directory."""
-    conn = sqlite3.connect(f"file:{svc.data_dir / 'service.db'}?mode=ro", uri=True)
-    try:
-        rows = {r[0] for r in conn.execute("SELECT id FROM dumps")}
-    finally:
-        conn.close()
-    files = {p.name for p in (svc.data_dir / "blobs").rglob("*") if p.is_file() and not p.name.startswith(".")}
-    return rows, files
+    """(dump ids with rows, dump ids whose blob is whole), through the control API's evidence:
+    every listed dump's bytes match its hash, and the stores physically hold exactly those
+    dump files (no orphan)."""
+    with ControlClient(svc.url, svc.control_token) as control:
+        dumps = control.dumps()
+        rows = {d["id"] for d in dumps}
+        whole = {d["id"] for d in dumps if hashlib.sha256(control.blob(d["id"])).hexdigest() == d["sha256"]}
+        storage = control.storage()
+    assert sum(s["dumps"] for s in storage.values()) == len(rows)
+    return rows, whole
+
+
+def _other_files(svc: ServiceProcess) -> int:
+    """Files in the stores that are not dump files (temporary files, journals)."""
+    with ControlClient(svc.url, svc.control_token) as control:
+        return sum(s["otherFiles"] for s in control.storage().values())
 
 
 def test_sigkill_during_uploads_keeps_every_acknowledged_dump(tmp_path, core_gz) -> None:
@@ -69,7 +77,8 @@ def test_sigkill_during_uploads_keeps_every_acknowledged_dump(tmp_path, core_gz)
         svc.start()
         rows, files = _stored(svc)
         assert set(acked) <= rows  # every 201 survived the crash
-        assert {f"{i}.gz" for i in rows} == files  # no orphan or temporary files, no row without blob
+        assert rows == files  # no orphan, no row without its whole blob
+        assert _other_files(svc) == 0  # no temporary files; the journals were replayed and removed
         with ControlClient(svc.url, svc.control_token) as control:
             support = control.create_token("Support")
         with Client(svc.url, support) as s:
@@ -90,17 +99,19 @@ def test_restart_keeps_everything(tmp_path, core_gz) -> None:
             control.advance_clock(3600)
             t_before = control.clock()["serverTime"]
         svc.stop()
-        assert list(svc.data_dir.rglob(".batch-*")) == []  # a clean stop leaves no journals
-        assert len(list(svc.data_dir.rglob("*.gz"))) == len(ids)
         svc.start()
         with ControlClient(svc.url, svc.control_token) as control:  # a new control token each start
+            assert control.stats()["journalsAtStart"] == 0  # a clean stop leaves no journals
+            assert sum(s["dumps"] for s in control.storage().values()) == len(ids)
             assert control.clock()["serverTime"] >= t_before  # the warped clock persists
         d = devices[0]
         with DeviceClient(svc.url, d["DeviceId"], d["DeviceSecret"]) as c:  # secrets survive
             assert c.sync()["optIn"] is True
         rows, files = _stored(svc)
-        assert set(ids) <= rows and {f"{i}.gz" for i in ids} <= files
-        assert all(p.parent.name == "EU" for p in (svc.data_dir / "blobs").rglob("*.gz"))
+        assert set(ids) <= rows and set(ids) <= files
+        with ControlClient(svc.url, svc.control_token) as control:
+            storage = control.storage()
+        assert storage["EU"]["dumps"] == len(ids) and storage["EastUS"]["dumps"] == storage["WestUS"]["dumps"] == 0
 
 
 def test_orphans_are_removed_at_start(tmp_path, core_gz) -> None:
@@ -110,7 +121,9 @@ def test_orphans_are_removed_at_start(tmp_path, core_gz) -> None:
         (svc.data_dir / "blobs" / "EU" / ".tmp-deadbeef").write_bytes(b"half")
         (svc.data_dir / "blobs" / "WestUS" / "0123.gz").write_bytes(core_gz)
         svc.start()
-        assert [p for p in (svc.data_dir / "blobs").rglob("*") if p.is_file()] == []
+        with ControlClient(svc.url, svc.control_token) as control:
+            storage = control.storage()
+        assert all(s["dumps"] == s["otherFiles"] == 0 for s in storage.values()), storage
 
 
 # ------------------------------------------------------------------------------ faults
@@ -234,5 +247,6 @@ def test_settle_waits_for_blob_files(service, control, claimed_device, core_gz) 
     with dev.client() as c:
         ids = [c.upload(core_gz, new_signature())["id"] for _ in range(3)]
     control.settle()
+    listed = {d["id"]: d for d in control.dumps(deviceId=dev.device_id)}
     for dump_id in ids:
-        assert len(list((service.data_dir / "blobs").rglob(f"{dump_id}.gz"))) == 1
+        assert listed[dump_id]["sha256"] == hashlib.sha256(control.blob(dump_id)).hexdigest()

@@ -1,0 +1,127 @@
+"""Validation of request input: JSON bodies, fields, names, group settings."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+
+from testbed.service.errors import ApiError, bad_request
+from testbed.service.state import state_of
+
+
+def digits(text: str) -> bool:
+    """ASCII digits only (str.isdigit() accepts "²", which int() refuses)."""
+    return 0 < len(text) <= 18 and text.isascii() and text.isdigit()
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def too_large(limit: int) -> ApiError:
+    return ApiError(413, "PayloadTooLarge", "The request body is too large.", f"at most {limit} bytes")
+
+
+async def read_json(request: Request, required: bool = True) -> dict[str, Any]:
+    """The body as a JSON object, read with a size bound (413 past it)."""
+    limit = state_of(request).config.max_json_bytes
+    length = request.headers.get("content-length")
+    if length is not None and (not digits(length) or int(length) > limit):
+        raise too_large(limit)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise too_large(limit)
+    if not body.strip():
+        if required:
+            raise bad_request("A JSON object body is required.")
+        return {}
+    try:
+        value = json.loads(bytes(body), parse_constant=_no_constant)
+        # Lone surrogates ("\ud800") parse but are not text; refuse them here.
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except (ValueError, UnicodeError) as exc:
+        raise bad_request(f"The body is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise bad_request("The body must be a JSON object.")
+    return value
+
+
+def check_fields(body: dict[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise bad_request(f"Unknown field(s): {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}.")
+
+
+def control_character(value: str) -> str | None:
+    """The first control character of ``value`` as ``U+XXXX at position N``, or None."""
+    for i, c in enumerate(value):
+        if ord(c) < 32:
+            return f"U+{ord(c):04X} at position {i}"
+    return None
+
+
+def want_str(body: dict[str, Any], key: str, max_len: int, nullable: bool = False) -> str | None:
+    value = body[key]
+    if value is None and nullable:
+        return None
+    if not isinstance(value, str):
+        raise bad_request(f"{key} must be a string.")
+    if key == "Name" and not value.strip():
+        raise bad_request(f"{key} must not be empty.")
+    if len(value) > max_len:
+        raise bad_request(f"{key} must be at most {max_len} characters.")
+    found = control_character(value)
+    if found:
+        raise bad_request(f"{key} must not contain control characters ({found}).")
+    return value
+
+
+def want_01(body: dict[str, Any], key: str) -> int:
+    value = body[key]
+    if isinstance(value, bool) or value not in (0, 1):
+        raise bad_request(f"{key} must be 0 or 1.")
+    return int(value)
+
+
+GROUP_COLUMNS = {
+    "Name": "name",
+    "Description": "description",
+    "OsFeedType": "os_feed_type",
+    "UpdatePolicy": "update_policy",
+    "AllowCrashDumpsCollection": "allow_crash_dumps",
+    "RegionalDataBoundary": "boundary",
+}
+BOUNDARIES = ("None", "EU")
+
+
+def group_fields(body: dict[str, Any], creating: bool) -> dict[str, Any]:
+    """Validate a DeviceGroupV2 create or PATCH body; returns the fields given."""
+    check_fields(body, set(GROUP_COLUMNS))
+    out: dict[str, Any] = {}
+    if creating and "Name" not in body:
+        raise bad_request("Name is required.")
+    if "Name" in body:
+        out["Name"] = want_str(body, "Name", 50)
+    if "Description" in body:
+        out["Description"] = want_str(body, "Description", 100, nullable=True)
+    for key in ("OsFeedType", "UpdatePolicy"):
+        if key in body:
+            out[key] = want_01(body, key)
+    if "AllowCrashDumpsCollection" in body:
+        if not isinstance(body["AllowCrashDumpsCollection"], bool):
+            raise bad_request("AllowCrashDumpsCollection must be true or false.")
+        out["AllowCrashDumpsCollection"] = body["AllowCrashDumpsCollection"]
+    if "RegionalDataBoundary" in body:
+        if body["RegionalDataBoundary"] not in BOUNDARIES:
+            raise bad_request('RegionalDataBoundary must be "None" or "EU".')
+        out["RegionalDataBoundary"] = body["RegionalDataBoundary"]
+    return out
+
+
+def group_columns(fields: dict[str, Any]) -> dict[str, Any]:
+    """Validated group fields as the store's columns (booleans as 0/1)."""
+    return {GROUP_COLUMNS[k]: (int(v) if isinstance(v, bool) else v) for k, v in fields.items()}
