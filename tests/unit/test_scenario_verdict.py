@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import xml.etree.ElementTree as ET
 from io import StringIO
 
 from testbed.scenario.cli import EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_PASS, exit_code
@@ -104,7 +103,9 @@ def _storm(fake_factory, tmp_path, starved: dict[str, float]):
     out = StringIO()
     runner = ScenarioRun(scenario_from_data(STORM, "<storm>"), RunOptions(
         parallel=2, workdir=tmp_path, board_factory=factory, progress=Progress(out, color=False)))  # fmt: skip
-    return runner.run(), out.getvalue(), factory
+    res = runner.run()
+    runner.progress.scenario_end(res)
+    return res, out.getvalue(), factory
 
 
 def test_a_starved_storm_is_inconclusive_and_every_episode_and_step_carries_the_figures(tmp_path, fake_factory):
