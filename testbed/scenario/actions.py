@@ -32,6 +32,7 @@ from testbed.scenario.fields import (
     Text,
     Where,
     arg,
+    check_reason,
 )
 from testbed.scenario.model import format_duration
 from testbed.scenario.registry import Action, action
@@ -115,6 +116,13 @@ class Wait(Action):
     where: dict[str, str] | None = arg(Where(), None)
     count: int = arg(Int(1), 1)
     timeout: float = arg(Duration(), 30.0)
+
+    def validate(self, scope: Scope) -> None:
+        if self.where and "reason" in self.where:
+            try:
+                check_reason(self.event, self.where["reason"])
+            except FieldError as exc:
+                raise FieldError(str(exc), "where.reason") from None
 
     def run(self, ctx: StepContext) -> None:
         ctx.fan_out(self.boards, lambda b: ctx.wait_events(b, self.event, self.where, self.count, self.timeout))

@@ -30,10 +30,12 @@ from testbed.scenario.fields import (
     Groups,
     Int,
     OneOf,
+    Reason,
     Scope,
     Text,
     Where,
     arg,
+    check_reason,
 )
 from testbed.scenario.model import format_duration
 from testbed.scenario.registry import Check, expectation
@@ -216,7 +218,7 @@ class Upload(Counted):
 
     boards: list[str] = arg(Boards(optional=True), "all")
     result: str = arg(OneOf(("ok", "fail")), "ok")
-    reason: str | None = arg(Text(), None)
+    reason: str | None = arg(Reason(EventName.UPLOAD_FAIL), None)
 
     def evaluate(self, ev: Evidence) -> Finding:
         name = EventName.UPLOAD_OK if self.result == "ok" else EventName.UPLOAD_FAIL
@@ -239,6 +241,14 @@ class Events(Counted):
     event: str = arg(Event())
     boards: list[str] = arg(Boards(optional=True), "all")
     where: dict[str, str] | None = arg(Where(), None)
+
+    def validate(self, scope: Scope) -> None:
+        super().validate(scope)
+        if self.where and "reason" in self.where:
+            try:
+                check_reason(self.event, self.where["reason"])
+            except FieldError as exc:
+                raise FieldError(str(exc), "where.reason") from None
 
     def evaluate(self, ev: Evidence) -> Finding:
         bad, seen = [], []

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import MISSING, dataclass, field
 from typing import Any
 
-from testbed.contract.events import EventName
+from testbed.contract.events import HTTP_REASON_EVENTS, REASONS, EventName, reason_is_known
 from testbed.scenario.model import FleetSpec, GroupSpec, parse_duration
 
 
@@ -210,6 +210,30 @@ class Event(Kind):
 
     def doc(self) -> str:
         return "event"
+
+
+@dataclass
+class Reason(Kind):
+    """A ``reason=`` the firmware may print with ``event`` (the contract's reasons)."""
+
+    event: str
+
+    def convert(self, raw: Any, scope: Scope) -> str:
+        return check_reason(self.event, raw)
+
+    def doc(self) -> str:
+        extra = "\\|http-NNN" if self.event in HTTP_REASON_EVENTS else ""
+        return "\\|".join(REASONS[EventName(self.event)]) + extra
+
+
+def check_reason(event: str, raw: Any) -> str:
+    """``raw`` when the firmware may print it as ``event``'s reason (any text for an event without reasons)."""
+    text = str(raw)
+    name = EventName(event) if event in KNOWN_EVENTS else None
+    if name is None or name not in REASONS or reason_is_known(name, text):
+        return text
+    allowed = REASONS[name] + (("http-NNN",) if name in HTTP_REASON_EVENTS else ())
+    raise FieldError(f"{event} has no reason {text!r}{suggest(text, allowed)}; reasons: {', '.join(allowed)}")
 
 
 class CrashId(Kind):

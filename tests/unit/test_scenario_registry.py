@@ -73,3 +73,13 @@ def test_typed_fields_reach_the_instances():
     assert (crash.boards, crash.app, crash.mode, crash.heap_kib, crash.id) == (["x-1"], "crashapp", "segv", 64, "b2")
     assert (check.within, check.upload_slack, check.boards) == (5.0, 0.25, ["x-1"])
     assert sc.expect[0].text == "app_restarted: within=5s boards=x-1 upload_slack=250ms"
+
+
+def test_reasons_are_the_contracts():
+    ok = scenario_from_data(_data({"wait": {"boards": "x-1", "event": "upload-fail", "where": {"reason": "http-503"}}},
+                                  {"upload": {"result": "fail", "reason": "timeout"}}), "<t>")  # fmt: skip
+    assert ok.steps[0].args["where"] == {"reason": "http-503"}
+    with pytest.raises(ScenarioError, match=r"steps\[0\].wait.where.reason.*did you mean 'throttled'"):
+        scenario_from_data(_data({"wait": {"boards": "x-1", "event": "dump-skipped", "where": {"reason": "throttle"}}}), "<t>")
+    with pytest.raises(ScenarioError, match=r"expect\[0\].upload.reason.*upload-fail has no reason 'timed-out'"):
+        scenario_from_data(_data(expect={"upload": {"result": "fail", "reason": "timed-out"}}), "<t>")
