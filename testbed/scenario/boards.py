@@ -35,14 +35,17 @@ def capabilities_of(board: Any) -> frozenset[Capability]:
 def declared_capabilities(factory: Any, board: str) -> frozenset[Capability] | None:
     """What a board factory says its board ``board`` will be able to do, before making it.
 
-    A factory says so with ``capabilities_for(name)`` or a ``capabilities`` attribute; None
-    when it does not say (the check then happens on the made boards, before the first step).
+    A factory says so with a method ``capabilities_for(name)`` or ``capabilities(name)``, or a
+    ``capabilities`` set (every board alike); None when it does not say (the check then happens
+    on the made boards, before the first step).
     """
-    per_board = getattr(factory, "capabilities_for", None)
-    if callable(per_board):
-        return frozenset(per_board(board))
-    caps = getattr(factory, "capabilities", None)
-    return frozenset(caps) if caps is not None else None
+    for attr in ("capabilities_for", "capabilities"):
+        declared = getattr(factory, attr, None)
+        if callable(declared):
+            return frozenset(declared(board))
+        if declared is not None:
+            return frozenset(declared)
+    return None
 
 
 def check_capabilities(scenario: Scenario, caps_of: Callable[[str], frozenset[Capability] | None],

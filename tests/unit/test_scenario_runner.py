@@ -113,3 +113,18 @@ def test_capability_check_names_file_line_step_and_capability(tmp_path):
                                       "the capability pause")  # fmt: skip
     # warp on no board needs no clock; a board whose capabilities are unknown is not checked
     check_capabilities(sc, lambda b: None)
+
+
+def test_a_factory_declares_capabilities_per_board_or_for_all():
+    from testbed.scenario.boards import declared_capabilities
+
+    class PerBoard:
+        def capabilities(self, name: str) -> frozenset[Capability]:
+            return frozenset({Capability.LINK}) if name == "a" else frozenset()
+
+    class AllAlike:
+        capabilities = frozenset({Capability.PAUSE})
+
+    assert declared_capabilities(PerBoard(), "a") == {Capability.LINK} and declared_capabilities(PerBoard(), "b") == set()
+    assert declared_capabilities(AllAlike(), "x") == {Capability.PAUSE}
+    assert declared_capabilities(lambda *a: None, "x") is None
