@@ -172,6 +172,7 @@ def load_all() -> None:
     """Import the modules that register the built-in actions and expectations."""
     import testbed.scenario.actions  # noqa: F401
     import testbed.scenario.expectations  # noqa: F401
+    import testbed.scenario.expectations_board  # noqa: F401
 
 
 __all__ = ["ACTIONS", "EXPECTATIONS", "Action", "Check", "Op", "action", "expectation", "load_all"]

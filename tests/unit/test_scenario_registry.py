@@ -33,7 +33,7 @@ def test_board_operations_declare_their_capabilities():
 
 
 def test_timing_and_functional_expectations_are_declared():
-    assert {n for n, c in EXPECTATIONS.items() if c.timing} == {"app_restarted"}
+    assert {n for n, c in EXPECTATIONS.items() if c.timing} == {"app_restarted", "stored_within"}
 
 
 def _data(step: dict | None = None, expect: dict | None = None) -> dict:

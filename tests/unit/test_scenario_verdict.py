@@ -49,6 +49,21 @@ def test_a_late_restart_on_a_starved_board_is_inconclusive_with_the_figures():
     assert judged.figures[0].to_dict()["starved"] is True
 
 
+def test_a_late_store_is_timing_another_outcome_is_not():
+    ev = _late_restart()
+    ev.events["b-1"] += [BoardEvent("crash", {"app": "crashapp"}, 8.0), BoardEvent("upload-ok", {}, 11.5),
+                         BoardEvent("app-restart", {"app": "crashapp"}, 11.6)]  # fmt: skip
+    exp = _exp("stored_within", within="3s")
+    finding = exp.check.evaluate(ev)
+    assert "b-1: crashapp stored 3.500s after its crash (limit 3s)" in finding.detail
+    assert "crash of crashapp at 1.00s was not stored (fail:timeout)" in finding.detail
+    assert judge(exp.check, finding, _cpu(0.9), 12.0).verdict == Verdict.FAIL  # the failed upload is functional
+    ev.events["b-1"] = ev.events["b-1"][3:]
+    judged = judge(exp.check, exp.check.evaluate(ev), _cpu(0.9), 12.0)
+    assert judged.verdict == Verdict.INCONCLUSIVE and "waited 3.1 s of its 3.5 s episode" in judged.detail
+    assert judge(exp.check, _exp("stored_within", within="4s").check.evaluate(ev), _cpu(0.9), 12.0).verdict == Verdict.PASS
+
+
 def test_a_late_restart_the_host_did_not_starve_fails():
     exp = _exp("app_restarted", within="5s")
     judged = judge(exp.check, exp.check.evaluate(_late_restart()), _cpu(STARVED_SHARE / 2), 10.0)
