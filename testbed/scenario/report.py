@@ -11,6 +11,7 @@ from pathlib import Path
 
 import jinja2
 
+from testbed.contract.events import EventName
 from testbed.scenario.junit import clean_text, junit_tree, write_junit
 from testbed.scenario.results import BoardEvent, Interval, ScenarioResult, Verdict
 from testbed.scenario.timeline import CrashEpisode, crash_episodes
@@ -20,15 +21,15 @@ from testbed.scenario.verdict import STARVED_SHARE
 
 _MARKS = {
     # event: (colour, shape, legend)
-    "crash": ("#d62728", "circle", "crash"),
-    "upload-ok": ("#2ca02c", "triangle", "dump stored"),
-    "upload-fail": ("#ff7f0e", "cross", "upload failed"),
-    "dump-skipped": ("#7f7f7f", "square", "dump skipped"),
-    "app-restart": ("#1f77b4", "diamond", "app restarted"),
-    "os-restart": ("#17becf", "diamond", "OS component restarted"),
-    "sync-ok": ("#9467bd", "tick", "sync"),
-    "sync-fail": ("#9467bd", "cross", "sync failed"),
-    "boot-ready": ("#bbbbbb", "tick", "boot"),
+    EventName.CRASH: ("#d62728", "circle", "crash"),
+    EventName.UPLOAD_OK: ("#2ca02c", "triangle", "dump stored"),
+    EventName.UPLOAD_FAIL: ("#ff7f0e", "cross", "upload failed"),
+    EventName.DUMP_SKIPPED: ("#7f7f7f", "square", "dump skipped"),
+    EventName.APP_RESTART: ("#1f77b4", "diamond", "app restarted"),
+    EventName.OS_RESTART: ("#17becf", "diamond", "OS component restarted"),
+    EventName.SYNC_OK: ("#9467bd", "tick", "sync"),
+    EventName.SYNC_FAIL: ("#9467bd", "cross", "sync failed"),
+    EventName.BOOT_READY: ("#bbbbbb", "tick", "boot"),
 }
 _BANDS = {
     "link-down": ("#ff7f0e", "link down"),
@@ -124,7 +125,7 @@ def _episode_svg(ep: CrashEpisode, x, mid: float, stagger: int = 0) -> list[str]
     """Latency bars of one crash: to stored (above, green) and to restart (below, blue); labels alternate rows."""
     parts = []
     up, down = 11 * stagger, 11 * stagger
-    if ep.outcome is not None and ep.outcome.name == "upload-ok":
+    if ep.outcome is not None and ep.outcome.name == EventName.UPLOAD_OK:
         ms = ep.outcome.fields.get("ms")
         label = f"{ep.to_outcome * 1000:.0f} ms" if ep.to_outcome is not None else ""
         parts.append(f'<line x1="{x(ep.crash.t):.1f}" y1="{mid - 12}" x2="{x(ep.outcome.t):.1f}" y2="{mid - 12}" '
@@ -265,7 +266,7 @@ def _sym(symbol: dict | None) -> str:
 
 def _stats(result: ScenarioResult) -> dict[str, str]:
     eps = [ep for b in result.boards for ep in crash_episodes(b.events)]
-    stored = [ep.to_outcome for ep in eps if ep.outcome is not None and ep.outcome.name == "upload-ok"]
+    stored = [ep.to_outcome for ep in eps if ep.outcome is not None and ep.outcome.name == EventName.UPLOAD_OK]
     restart = [ep.to_restart for ep in eps if ep.to_restart is not None]
 
     def ms(values: list) -> str:
