@@ -167,3 +167,18 @@ def test_pytest_reports_an_inconclusive_scenario_as_skipped(tmp_path):
                           capture_output=True, text=True, cwd=tmp_path, timeout=120)  # fmt: skip
     assert "1 failed, 1 skipped" in proc.stdout, proc.stdout
     assert "INCONCLUSIVE" in proc.stdout and "board b-7 waited 2.4 s of its 5.3 s episode for a CPU" in proc.stdout
+
+
+def test_the_report_and_the_results_json_carry_the_third_verdict(tmp_path, fake_factory):
+    from testbed.scenario.report import render_html
+    from testbed.scenario.results import load_results, save_results
+
+    res, _, _ = _storm(fake_factory, tmp_path, {"b-1": 0.6, "b-2": 0.4})
+    save_results([res], str(tmp_path / "r.json"))
+    (back,) = load_results(str(tmp_path / "r.json"))
+    assert back.verdict == Verdict.INCONCLUSIVE and back.expectations[0].verdict is Verdict.INCONCLUSIVE
+    assert back.episodes[0].host_cpu["starved"] and back.steps[1].host_cpu["b-1"]["wait_s"] > 0
+    html = render_html([back])
+    assert '<span class="badge inconclusive">INCONCLUSIVE</span>' in html
+    assert "1 inconclusive (a board waited more than 25% of an episode for a host CPU" in html
+    assert "host CPU starvation measured on b-1, b-2" in html and "(60%)" in html
