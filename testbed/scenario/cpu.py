@@ -39,8 +39,9 @@ class BoardCpu:
             for ep in crash_episodes(board_events):
                 if ep.crash.t < 0:
                     continue
+                # the OS may print its component's restart before the reporter's crash line
                 end = ep.restart.t if ep.restart is not None else now
-                figures = self.figures(board, ep.crash.t, end)
+                figures = self.figures(board, min(ep.crash.t, end), max(ep.crash.t, end))
                 result.episodes.append(EpisodeRecord(
                     board, ep.app, round(ep.crash.t, 3), ep.outcome_name,
                     round(ep.restart.t, 3) if ep.restart is not None else None, ep.to_restart,
