@@ -62,7 +62,8 @@ class CpuFigures:
         return f"board {self.board} waited {self.wait_s:.1f} s of its {self.wall_s:.1f} s episode for a CPU"
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "share": round(self.share, 3), "starved": self.starved}
+        figures = {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items()}
+        return {**figures, "share": round(self.share, 3), "starved": self.starved}
 
 
 #: (board, start, end in scenario seconds) -> the figures, or None when the board's are not measured
