@@ -70,11 +70,14 @@ def check_capabilities(scenario: Scenario, caps_of: Callable[[str], frozenset[Ca
 def event_log_of(board: Board) -> EventLog[Any]:
     """The board's @tb events as an :class:`EventLog` (the one wait mechanism).
 
-    A board whose ``events`` already is an EventLog gives it; otherwise (adapter) a log
-    fed by the console's listener, seeded with what the console has seen so far.
+    The board's own log when it has one (``board.events`` or ``board.event_log`` or its
+    console's ``event_log``); otherwise (adapter) a log fed by the console's listener,
+    seeded with what the console has seen so far.
     """
-    if isinstance(board.events, EventLog):
-        return board.events
+    console = getattr(board, "console", None)
+    for source in (board.events, getattr(board, "event_log", None), getattr(console, "event_log", None)):
+        if isinstance(source, EventLog):
+            return source
     log: EventLog[Any] = EventLog()
     seen: set[int] = set()
     lock = threading.Lock()

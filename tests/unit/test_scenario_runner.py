@@ -128,3 +128,14 @@ def test_a_factory_declares_capabilities_per_board_or_for_all():
     assert declared_capabilities(PerBoard(), "a") == {Capability.LINK} and declared_capabilities(PerBoard(), "b") == set()
     assert declared_capabilities(AllAlike(), "x") == {Capability.PAUSE}
     assert declared_capabilities(lambda *a: None, "x") is None
+
+
+def test_a_board_with_its_own_event_log_is_waited_on_directly():
+    from types import SimpleNamespace
+
+    from testbed.eventlog import EventLog
+    from testbed.scenario.boards import event_log_of
+
+    log: EventLog = EventLog()
+    board = SimpleNamespace(events=[], console=SimpleNamespace(event_log=log))
+    assert event_log_of(board) is log
