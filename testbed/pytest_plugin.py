@@ -10,9 +10,22 @@ import pytest
 
 from testbed.board.fixtures import *  # noqa: F401,F403
 from testbed.board.fixtures import add_board_options
+from testbed.scenario.api import ScenarioInconclusive
 from testbed.scenario.fixtures import *  # noqa: F401,F403
 from testbed.service.fixtures import *  # noqa: F401,F403
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     add_board_options(parser)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    """A scenario that is INCONCLUSIVE (``ScenarioInconclusive``: the host starved a board) is
+    reported as skipped with its reason: never counted as a pass, not as a failure."""
+    outcome = yield
+    report = outcome.get_result()
+    if call.excinfo is not None and call.excinfo.errisinstance(ScenarioInconclusive):
+        reason = str(call.excinfo.value).replace("\n", " ")
+        report.outcome = "skipped"
+        report.longrepr = (str(item.path), (item.location[1] or 0) + 1, f"INCONCLUSIVE: {reason}")

@@ -28,8 +28,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+from testbed.scenario.registry import ACTIONS, EXPECTATIONS
 from testbed.scenario.results import ScenarioResult
-from testbed.scenario.schema import STEP_SPECS, Scenario, ScenarioError, scenario_from_data
+from testbed.scenario.schema import Scenario, ScenarioError, scenario_from_data
 
 
 class ScenarioBuilder:
@@ -102,12 +103,30 @@ class ScenarioBuilder:
         return self
 
     def __getattr__(self, action: str):
-        if action in STEP_SPECS:
+        """Every registered action is a method: ``.link_down("eu-1")``, ``.warp(by="49h")``;
+        ``.expect_<kind>(...)`` adds an expectation of a registered kind."""
+        if action in ACTIONS:
+            cls = ACTIONS[action]
+
             def add(boards: Any = None, **args: Any) -> ScenarioBuilder:
                 return self.step(action, boards, **args)
 
+            add.__name__, add.__doc__ = action, f"{cls.help} (fields: {', '.join(cls.specs())})"
             return add
+        if action.startswith("expect_") and action[len("expect_"):] in EXPECTATIONS:
+            kind = action[len("expect_"):]
+            check = EXPECTATIONS[kind]
+
+            def add_expectation(**args: Any) -> ScenarioBuilder:
+                return self.expect(kind, **args)
+
+            add_expectation.__name__ = action
+            add_expectation.__doc__ = f"{check.help} (fields: {', '.join(check.specs())})"
+            return add_expectation
         raise AttributeError(action)
+
+    def __dir__(self) -> list[str]:
+        return [*super().__dir__(), *ACTIONS, *(f"expect_{k}" for k in EXPECTATIONS)]
 
     # ---- result
     def build(self) -> Scenario:
@@ -176,11 +195,21 @@ def run_scenario(scenario: Scenario, *, workdir: str | Path | None = None, repor
     return result
 
 
+class ScenarioInconclusive(Exception):
+    """A run where nothing failed but a timing verdict is INCONCLUSIVE (the host starved a board).
+
+    Under pytest (the testbed plugin) a test that raises it is reported as skipped with the
+    reason: neither a pass nor a failure.
+    """
+
+
 def describe_failures(result: ScenarioResult) -> str:
-    lines = [f"scenario {result.name} ({result.path}) failed:"]
+    lines = [f"scenario {result.name} ({result.path}) {'is inconclusive' if result.inconclusive else 'failed'}:"]
     if result.error:
         lines.append(f"  error: {result.error}")
     for e in result.failures:
+        lines.append(f"  {e.text} (line {e.line}): {e.detail}")
+    for e in result.inconclusives:
         lines.append(f"  {e.text} (line {e.line}): {e.detail}")
     if not result.expectations and not result.error:
         lines.append("  no expectation was evaluated")
@@ -188,7 +217,11 @@ def describe_failures(result: ScenarioResult) -> str:
 
 
 def result_ok(result: ScenarioResult) -> ScenarioResult:
-    """Raise AssertionError naming every failed expectation (for tests); return the result otherwise."""
+    """Return the result when every expectation held. Raise AssertionError naming every failed
+    expectation (or the run's error); raise :class:`ScenarioInconclusive` when nothing failed but
+    a timing verdict is inconclusive (under pytest: a skip with the reason, never a pass)."""
+    if result.inconclusive:
+        raise ScenarioInconclusive(describe_failures(result))
     if not result.passed:
         raise AssertionError(describe_failures(result))
     return result

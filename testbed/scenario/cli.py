@@ -10,13 +10,8 @@ from pathlib import Path
 
 import click
 
-from testbed.scenario.schema import (
-    EXPECT_SPECS,
-    STEP_SPECS,
-    ScenarioError,
-    load_scenarios,
-    scale_fleet,
-)
+from testbed.scenario.results import Verdict
+from testbed.scenario.schema import ScenarioError, load_scenarios, scale_fleet
 
 
 def _default_report_dir() -> Path:
@@ -80,11 +75,24 @@ def run_and_report(scenarios, *, parallel: int, junit: str | None, report: str |
     return results, report_path
 
 
+#: Exit codes of `scenario run` and `demo`: every expectation held; something failed (or a run
+#: broke); nothing failed but some timing verdict is inconclusive (the host starved a board).
+EXIT_PASS, EXIT_FAIL, EXIT_INCONCLUSIVE = 0, 1, 3
+_STYLE = {Verdict.PASS: "green", Verdict.FAIL: "red", Verdict.INCONCLUSIVE: "yellow"}
+
+
+def exit_code(results) -> int:
+    if not results or any(r.verdict == Verdict.FAIL for r in results):
+        return EXIT_FAIL
+    return EXIT_INCONCLUSIVE if any(r.verdict == Verdict.INCONCLUSIVE for r in results) else EXIT_PASS
+
+
 def _summary(results, report_path: Path, junit: str | None) -> int:
     passed = sum(1 for r in results if r.passed)
+    inconclusive = sum(1 for r in results if r.inconclusive)
     click.echo("")
     for r in results:
-        mark = click.style("PASS", fg="green", bold=True) if r.passed else click.style("FAIL", fg="red", bold=True)
+        mark = click.style(r.verdict, fg=_STYLE[r.verdict], bold=True)
         held = sum(1 for e in r.expectations if e.passed)
         line = f"{mark} {r.name}: {held}/{len(r.expectations)} expectations held, {len(r.dumps)} dump(s), {r.duration:.1f} s"
         click.echo(line)
@@ -92,11 +100,14 @@ def _summary(results, report_path: Path, junit: str | None) -> int:
             click.echo(f"     error: {r.error.splitlines()[0]}")
         for e in r.failures:
             click.echo(f"     failed: {e.text} (line {e.line}): {e.detail}")
-    click.echo(f"\n{passed}/{len(results)} scenarios passed")
+        for e in r.inconclusives:
+            click.echo(f"     inconclusive: {e.text} (line {e.line}): {e.detail}")
+    tail = f", {inconclusive} inconclusive (the host starved boards: not a verdict on the device)" if inconclusive else ""
+    click.echo(f"\n{passed}/{len(results)} scenarios passed{tail}")
     if junit:
         click.echo(f"JUnit XML: {Path(junit).resolve()}")
     click.echo(f"report: {report_path.resolve()}")
-    return 0 if results and passed == len(results) else 1
+    return exit_code(results)
 
 
 @click.group()
@@ -119,6 +130,9 @@ def scenario() -> None:
               help="Also save the raw results as JSON.")
 def run_cmd(files, boards, parallel, junit, report, workdir, results_json) -> None:
     """Run scenario FILES; exit 0 only if every expectation of every scenario held.
+
+    Exit 1 when any failed (or a run broke); exit 3 when none failed but a timing verdict is
+    INCONCLUSIVE (a board waited too long for a host CPU during the episode).
 
     Every file is validated before any board boots.
     """
@@ -150,18 +164,16 @@ def report_cmd(results_json, report) -> None:
 
 
 @scenario.command("reference")
-def reference_cmd() -> None:
-    """List every step action and expectation with its fields."""
-    for title, specs in (("steps", STEP_SPECS), ("expectations", EXPECT_SPECS)):
-        click.echo(f"{title}:")
-        for name, (fields, shorthand, help_text) in specs.items():
-            parts = []
-            for fname, (kind, required, default) in fields.items():
-                k = kind[0] + ":" + "|".join(kind[1]) if isinstance(kind, tuple) else kind
-                parts.append(f"{fname}={k}{'' if required else ' (default ' + repr(default) + ')'}")
-            click.echo(f"  {name}: {help_text}")
-            if parts:
-                click.echo(f"      {', '.join(parts)}" + (f"; shorthand: `{name}: <{shorthand}>`" if shorthand else ""))
+@click.option("--write-docs", is_flag=True, help="Rewrite the tables of docs/scenarios.md from the registry.")
+def reference_cmd(write_docs: bool) -> None:
+    """List every step action and expectation with its fields (the registry's tables)."""
+    from testbed.scenario import reference
+
+    if write_docs:
+        changed = reference.write_docs()
+        click.echo(f"{'updated' if changed else 'up to date'}: {reference.docs_path()}")
+        return
+    click.echo("steps:\n" + reference.steps_table() + "\n\nexpectations:\n" + reference.expectations_table())
 
 
 DEMO_SCENARIO = "demo-eu-field-story.yaml"

@@ -18,7 +18,9 @@ def scenario_runner(tmp_path: Path, request: pytest.FixtureRequest) -> Callable[
 
     The HTML report and JUnit XML go to the test's tmp dir, or to ``$TESTBED_REPORT_DIR``
     when set (CI keeps them as artifacts); the report's path is attached to the test as
-    the user property ``scenario_report``.
+    the user property ``scenario_report`` (and the verdict as ``scenario_verdict``). Check the
+    result with ``result_ok(result)``: an INCONCLUSIVE run (the host starved a board) is then
+    reported as skipped with the reason, never as a pass.
     """
     from testbed.scenario.api import run_scenario
 
@@ -31,6 +33,7 @@ def scenario_runner(tmp_path: Path, request: pytest.FixtureRequest) -> Callable[
         result = run_scenario(sc, workdir=tmp_path / "work", report=report, junit=out_dir / f"{sc.name}.junit.xml",
                               **kwargs)  # fmt: skip
         request.node.user_properties.append(("scenario_report", str(report)))
+        request.node.user_properties.append(("scenario_verdict", str(result.verdict)))
         return result
 
     return run

@@ -1,42 +1,35 @@
-"""The run report: one self-contained HTML file (inline CSS and SVG, no network) and JUnit XML."""
+"""The run report: one self-contained HTML file (inline CSS and SVG, no network); JUnit XML is in
+:mod:`testbed.scenario.junit`."""
 
 from __future__ import annotations
 
 import html
 import os
-import re
 import statistics
 import time
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import jinja2
 
-from testbed.scenario.results import BoardEvent, Interval, ScenarioResult
+from testbed.contract.events import EventName
+from testbed.scenario.junit import clean_text, junit_tree, write_junit
+from testbed.scenario.results import BoardEvent, Interval, ScenarioResult, Verdict
 from testbed.scenario.timeline import CrashEpisode, crash_episodes
-
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Za-z0-9]")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
-def clean_text(text: str) -> str:
-    """Console text without terminal escapes, carriage returns or other control characters (XML-safe)."""
-    return _CONTROL.sub("", _ANSI.sub("", text.replace("\r\n", "\n").replace("\r", "")))
-
+from testbed.scenario.verdict import STARVED_SHARE
 
 # ---------------------------------------------------------------- timeline SVG
 
 _MARKS = {
     # event: (colour, shape, legend)
-    "crash": ("#d62728", "circle", "crash"),
-    "upload-ok": ("#2ca02c", "triangle", "dump stored"),
-    "upload-fail": ("#ff7f0e", "cross", "upload failed"),
-    "dump-skipped": ("#7f7f7f", "square", "dump skipped"),
-    "app-restart": ("#1f77b4", "diamond", "app restarted"),
-    "os-restart": ("#17becf", "diamond", "OS component restarted"),
-    "sync-ok": ("#9467bd", "tick", "sync"),
-    "sync-fail": ("#9467bd", "cross", "sync failed"),
-    "boot-ready": ("#bbbbbb", "tick", "boot"),
+    EventName.CRASH: ("#d62728", "circle", "crash"),
+    EventName.UPLOAD_OK: ("#2ca02c", "triangle", "dump stored"),
+    EventName.UPLOAD_FAIL: ("#ff7f0e", "cross", "upload failed"),
+    EventName.DUMP_SKIPPED: ("#7f7f7f", "square", "dump skipped"),
+    EventName.APP_RESTART: ("#1f77b4", "diamond", "app restarted"),
+    EventName.OS_RESTART: ("#17becf", "diamond", "OS component restarted"),
+    EventName.SYNC_OK: ("#9467bd", "tick", "sync"),
+    EventName.SYNC_FAIL: ("#9467bd", "cross", "sync failed"),
+    EventName.BOOT_READY: ("#bbbbbb", "tick", "boot"),
 }
 _BANDS = {
     "link-down": ("#ff7f0e", "link down"),
@@ -132,7 +125,7 @@ def _episode_svg(ep: CrashEpisode, x, mid: float, stagger: int = 0) -> list[str]
     """Latency bars of one crash: to stored (above, green) and to restart (below, blue); labels alternate rows."""
     parts = []
     up, down = 11 * stagger, 11 * stagger
-    if ep.outcome is not None and ep.outcome.name == "upload-ok":
+    if ep.outcome is not None and ep.outcome.name == EventName.UPLOAD_OK:
         ms = ep.outcome.fields.get("ms")
         label = f"{ep.to_outcome * 1000:.0f} ms" if ep.to_outcome is not None else ""
         parts.append(f'<line x1="{x(ep.crash.t):.1f}" y1="{mid - 12}" x2="{x(ep.outcome.t):.1f}" y2="{mid - 12}" '
@@ -173,7 +166,7 @@ _TEMPLATE = """<!doctype html>
 <style>
 body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1000px;color:#222}
 h1{margin-bottom:.2em} h2{border-bottom:2px solid #eee;padding-bottom:.2em;margin-top:2em}
-.pass{color:#fff;background:#2ca02c}.fail{color:#fff;background:#d62728}
+.pass{color:#fff;background:#2ca02c}.fail{color:#fff;background:#d62728}.inconclusive{color:#222;background:#f0c419}
 .badge{padding:.1em .5em;border-radius:3px;font-weight:bold;font-size:.9em}
 table{border-collapse:collapse;width:100%;margin:.5em 0;font-size:.9em}
 th,td{border:1px solid #ddd;padding:.25em .5em;text-align:left;vertical-align:top}
@@ -183,26 +176,28 @@ pre{background:#f8f8f8;border:1px solid #eee;padding:.5em;overflow:auto;max-heig
 details{margin:.4em 0} summary{cursor:pointer} .muted{color:#777}
 code{font-size:.9em}
 </style></head><body>
-<h1>testbed report <span class="badge {{ 'pass' if verdict == 'PASS' else 'fail' }}">{{ verdict }}</span></h1>
+<h1>testbed report <span class="badge {{ verdict|lower }}">{{ verdict }}</span></h1>
 <p class="muted">{{ generated }} &middot; {{ passed }} of {{ results|length }} scenarios passed &middot;
+{% if inconclusive %}{{ inconclusive }} inconclusive (a board waited more than {{ starved_pct }} of an episode for a host CPU: no verdict on the device) &middot;{% endif %}
 {{ n_expect_ok }} of {{ n_expect }} expectations held</p>
 <table><tr><th>scenario</th><th>verdict</th><th>expectations</th><th>boards</th><th>crashes</th><th>dumps</th>
 <th>median crash to stored</th><th>median crash to restart</th><th>duration</th></tr>
 {% for r in results %}{% set st = stats[loop.index0] %}<tr><td><a href="#sc-{{ loop.index }}">{{ r.name }}</a></td>
-<td><span class="badge {{ 'pass' if r.passed else 'fail' }}">{{ 'PASS' if r.passed else 'FAIL' }}</span></td>
+<td><span class="badge {{ r.verdict|lower }}">{{ r.verdict }}</span></td>
 <td class="num">{{ r.expectations|selectattr('passed')|list|length }}/{{ r.expectations|length }}</td>
 <td class="num">{{ r.boards|length }}</td><td class="num">{{ st.crashes }}</td><td class="num">{{ r.dumps|length }}</td>
 <td class="num">{{ st.stored }}</td><td class="num">{{ st.restart }}</td>
 <td class="num">{{ '%.1f'|format(r.duration) }} s</td></tr>{% endfor %}
 </table>
 {% for r in results %}{% set sc = loop.index %}
-<h2 id="sc-{{ sc }}">{{ r.name }} <span class="badge {{ 'pass' if r.passed else 'fail' }}">{{ 'PASS' if r.passed else 'FAIL' }}</span></h2>
-<p class="muted"><code>{{ r.path }}</code> &middot; {{ '%.1f'|format(r.duration) }} s</p>
+<h2 id="sc-{{ sc }}">{{ r.name }} <span class="badge {{ r.verdict|lower }}">{{ r.verdict }}</span></h2>
+<p class="muted"><code>{{ r.path }}</code> &middot; {{ '%.1f'|format(r.duration) }} s &middot;
+{% if r.host_cpu_boards %}host CPU starvation measured on {{ r.host_cpu_boards|join(', ') }}{% else %}host CPU starvation not measured (no board has the host-cpu capability){% endif %}</p>
 {% if r.description %}<p>{{ r.description }}</p>{% endif %}
 {% if r.error %}<div class="err">{{ r.error }}</div>{% endif %}
 <h3>Expectations</h3>
 <table><tr><th>verdict</th><th>expectation</th><th>when</th><th>detail</th></tr>
-{% for e in r.expectations %}<tr><td><span class="badge {{ 'pass' if e.passed else 'fail' }}">{{ 'held' if e.passed else 'FAILED' }}</span></td>
+{% for e in r.expectations %}<tr><td><span class="badge {{ e.verdict|lower }}">{{ {'PASS': 'held', 'FAIL': 'FAILED'}.get(e.verdict, e.verdict) }}</span></td>
 <td><code>{{ e.text }}</code>{% if e.line %} <span class="muted">line {{ e.line }}</span>{% endif %}</td>
 <td>{{ 'after step %d'|format(e.step + 1) if e.step is not none else 'at the end' }}</td><td>{{ e.detail }}</td></tr>
 {% else %}<tr><td colspan="4" class="muted">not evaluated</td></tr>{% endfor %}
@@ -211,12 +206,13 @@ code{font-size:.9em}
 {{ timelines[sc - 1]|safe }}
 {{ legend|safe }}
 <h3>Crashes</h3>
-<table><tr><th>board</th><th>t</th><th>app</th><th>signal</th><th>outcome</th><th>crash to outcome</th><th>crash to restart</th></tr>
+<table><tr><th>board</th><th>t</th><th>app</th><th>signal</th><th>outcome</th><th>crash to outcome</th><th>crash to restart</th><th>waited for a host CPU</th></tr>
 {% for board, ep in episodes[sc - 1] %}<tr><td>{{ board }}</td><td class="num">{{ '%.2f'|format(ep.crash.t) }} s</td>
 <td>{{ ep.app }}</td><td>{{ ep.crash.fields.get('signal', '') }}</td><td>{{ ep.outcome_name }}</td>
 <td class="num">{{ '%.0f ms'|format(ep.to_outcome * 1000) if ep.to_outcome is not none else '-' }}</td>
-<td class="num">{{ '%.0f ms'|format(ep.to_restart * 1000) if ep.to_restart is not none else '-' }}</td></tr>
-{% else %}<tr><td colspan="7" class="muted">no crash</td></tr>{% endfor %}
+<td class="num">{{ '%.0f ms'|format(ep.to_restart * 1000) if ep.to_restart is not none else '-' }}</td>
+{% set cpu = host_cpu[sc - 1].get((board, '%.3f'|format(ep.crash.t))) %}<td class="num">{% if cpu %}{{ '%.2f s of %.2f s (%.0f%%)'|format(cpu.wait_s, cpu.wall_s, cpu.share * 100) }}{% else %}<span class="muted">not measured</span>{% endif %}</td></tr>
+{% else %}<tr><td colspan="8" class="muted">no crash</td></tr>{% endfor %}
 </table>
 <h3>Dumps stored at the service</h3>
 <table><tr><th>id</th><th>board</th><th>region</th><th class="num">size</th><th>component</th><th>signature</th><th>faulting function</th></tr>
@@ -270,7 +266,7 @@ def _sym(symbol: dict | None) -> str:
 
 def _stats(result: ScenarioResult) -> dict[str, str]:
     eps = [ep for b in result.boards for ep in crash_episodes(b.events)]
-    stored = [ep.to_outcome for ep in eps if ep.outcome is not None and ep.outcome.name == "upload-ok"]
+    stored = [ep.to_outcome for ep in eps if ep.outcome is not None and ep.outcome.name == EventName.UPLOAD_OK]
     restart = [ep.to_restart for ep in eps if ep.to_restart is not None]
 
     def ms(values: list) -> str:
@@ -284,11 +280,19 @@ def render_html(results: list[ScenarioResult]) -> str:
     env.filters["sym_fmt"] = _sym
     template = env.from_string(_TEMPLATE)
     passed = sum(1 for r in results if r.passed)
+    inconclusive = sum(1 for r in results if r.inconclusive)
     all_expect = [e for r in results for e in r.expectations]
+    if not results or passed + inconclusive < len(results):
+        verdict = Verdict.FAIL
+    else:
+        verdict = Verdict.INCONCLUSIVE if inconclusive else Verdict.PASS
     return template.render(
         results=results,
-        verdict="PASS" if results and passed == len(results) else "FAIL",
+        verdict=str(verdict),
         passed=passed,
+        inconclusive=inconclusive,
+        starved_pct=f"{STARVED_SHARE:.0%}",
+        host_cpu=[{(e.board, f"{e.crash:.3f}"): e.host_cpu for e in r.episodes if e.host_cpu} for r in results],
         n_expect=len(all_expect),
         n_expect_ok=sum(1 for e in all_expect if e.passed),
         generated=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
@@ -310,47 +314,4 @@ def write_html(results: list[ScenarioResult], path: str | os.PathLike) -> Path:
     return path
 
 
-# ---------------------------------------------------------------- JUnit
-
-
-def junit_tree(results: list[ScenarioResult]) -> ET.ElementTree:
-    """One testsuite per scenario, one testcase per expectation (plus one for a run error)."""
-    root = ET.Element("testsuites", name="testbed scenarios")
-    total = failures = errors = 0
-    for r in results:
-        suite = ET.SubElement(root, "testsuite", name=r.name, file=r.path, time=f"{r.duration:.3f}")
-        n_fail = n_err = 0
-        if r.error:
-            case = ET.SubElement(suite, "testcase", classname=r.name, name="run", time=f"{r.duration:.3f}")
-            ET.SubElement(case, "error", message=clean_text(r.error.splitlines()[0])).text = clean_text(r.error)
-            n_err += 1
-        for i, e in enumerate(r.expectations):
-            name = f"{i + 1:02d} {e.text}"
-            case = ET.SubElement(suite, "testcase", classname=r.name, name=name, file=r.path,
-                                 line=str(e.line))  # fmt: skip
-            if not e.passed:
-                ET.SubElement(case, "failure", message=clean_text(e.detail) or "expectation did not hold").text = clean_text(e.detail)
-                n_fail += 1
-        consoles = "\n".join(f"===== {b.name} =====\n{clean_text(b.console)}" for b in r.boards)
-        if consoles:
-            ET.SubElement(suite, "system-out").text = consoles
-        n_cases = len(r.expectations) + (1 if r.error else 0)
-        suite.set("tests", str(n_cases))
-        suite.set("failures", str(n_fail))
-        suite.set("errors", str(n_err))
-        total += n_cases
-        failures += n_fail
-        errors += n_err
-    root.set("tests", str(total))
-    root.set("failures", str(failures))
-    root.set("errors", str(errors))
-    return ET.ElementTree(root)
-
-
-def write_junit(results: list[ScenarioResult], path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tree = junit_tree(results)
-    ET.indent(tree)
-    tree.write(path, encoding="utf-8", xml_declaration=True)
-    return path
+__all__ = ["clean_text", "junit_tree", "render_html", "timeline_svg", "write_html", "write_junit"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any
 
 
@@ -51,6 +52,18 @@ class StepRecord:
     ok: bool = True
     error: str = ""
     line: int = 0
+    host_cpu: dict[str, dict[str, Any]] = field(default_factory=dict)  # board -> CpuFigures.to_dict()
+
+
+class Verdict(StrEnum):
+    """An expectation's verdict (testbed.scenario.verdict decides INCONCLUSIVE)."""
+
+    PASS = "PASS"
+    FAIL = "FAIL"
+    INCONCLUSIVE = "INCONCLUSIVE"
+
+
+PASS, FAIL, INCONCLUSIVE = Verdict.PASS, Verdict.FAIL, Verdict.INCONCLUSIVE
 
 
 @dataclass
@@ -62,6 +75,25 @@ class ExpectationResult:
     line: int = 0
     step: int | None = None  # index of the check step, None for the final expectations
     t: float = 0.0
+    verdict: str = ""  # PASS, FAIL or INCONCLUSIVE (default: from passed)
+    timing: bool = False  # an expectation about how long something took
+    host_cpu: list[dict[str, Any]] = field(default_factory=list)  # the late episodes' CpuFigures
+
+    def __post_init__(self) -> None:
+        self.verdict = Verdict(self.verdict) if self.verdict else PASS if self.passed else FAIL
+
+
+@dataclass
+class EpisodeRecord:
+    """A crash and what followed on one board, with the board's host CPU over it (when measured)."""
+
+    board: str
+    app: str
+    crash: float
+    outcome: str
+    restart: float | None
+    to_restart: float | None
+    host_cpu: dict[str, Any] | None = None
 
 
 @dataclass
@@ -93,14 +125,31 @@ class ScenarioResult:
     audit: list[dict[str, Any]] = field(default_factory=list)
     error: str = ""  # a run that could not finish (setup failure, step failure, Ctrl-C)
     service_log: str = ""
+    episodes: list[EpisodeRecord] = field(default_factory=list)
+    host_cpu_boards: list[str] = field(default_factory=list)  # boards whose host CPU was measured
 
     @property
     def passed(self) -> bool:
-        return not self.error and bool(self.expectations) and all(e.passed for e in self.expectations)
+        return not self.error and bool(self.expectations) and all(e.verdict == PASS for e in self.expectations)
 
     @property
     def failures(self) -> list[ExpectationResult]:
-        return [e for e in self.expectations if not e.passed]
+        return [e for e in self.expectations if e.verdict == FAIL]
+
+    @property
+    def inconclusives(self) -> list[ExpectationResult]:
+        return [e for e in self.expectations if e.verdict == INCONCLUSIVE]
+
+    @property
+    def verdict(self) -> str:
+        """PASS; FAIL when the run broke or any expectation failed; else INCONCLUSIVE when any is."""
+        if self.error or not self.expectations or self.failures:
+            return FAIL
+        return INCONCLUSIVE if self.inconclusives else PASS
+
+    @property
+    def inconclusive(self) -> bool:
+        return self.verdict == INCONCLUSIVE
 
     def board(self, name: str) -> BoardRecord:
         for b in self.boards:
@@ -122,6 +171,7 @@ class ScenarioResult:
         data["expectations"] = [ExpectationResult(**e) for e in data.get("expectations", [])]
         data["intervals"] = [Interval(**i) for i in data.get("intervals", [])]
         data["dumps"] = [DumpRecord(**d) for d in data.get("dumps", [])]
+        data["episodes"] = [EpisodeRecord(**e) for e in data.get("episodes", [])]
         return cls(**data)
 
 

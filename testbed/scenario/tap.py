@@ -15,6 +15,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+from testbed.contract.device_api import AUTHORIZATION, CRASHDUMPS_PREFIX, device_id_of_authorization
+
 
 @dataclass
 class TappedRequest:
@@ -69,7 +71,7 @@ class WireTap:
         with self._lock:
             return list(self.requests)
 
-    def for_device(self, device_id: str, prefix: str = "/device/v1/crashdumps") -> list[TappedRequest]:
+    def for_device(self, device_id: str, prefix: str = CRASHDUMPS_PREFIX) -> list[TappedRequest]:
         return [r for r in self.snapshot() if r.device_id == device_id and r.path.startswith(prefix)]
 
     # ------------------------------------------------------------------ internals
@@ -176,8 +178,8 @@ def _parse_head(head: bytes) -> TappedRequest:
         name, _, value = line.partition(":")
         name = name.strip().lower()
         value = value.strip()
-        if name == "authorization" and value.startswith("Device "):
-            device = value[len("Device ") :].partition(":")[0]
+        if name == AUTHORIZATION.lower():
+            device = device_id_of_authorization(value) or ""
         elif name == "content-length" and value.isdigit():
             length = int(value)
     return TappedRequest(time.monotonic(), device, method, path, length)

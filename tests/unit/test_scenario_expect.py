@@ -9,7 +9,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from testbed.scenario.expect import Evidence, evaluate
+from testbed.scenario.expect import Evidence, StoredDump, evaluate
 from testbed.scenario.results import BoardEvent
 from testbed.scenario.schema import scenario_from_data
 from testbed.scenario.tap import TappedRequest, WireTap
@@ -32,8 +32,7 @@ def exp(kind, **args):
 
 
 def dump(device, region="EU", size=10000, sig="s" * 32, comp="crashapp"):
-    return {"id": f"d{device[0]}{region}{size}", "device_id": device, "region": region, "size": size,
-            "signature": sig, "component_name": comp, "blob": "x"}  # fmt: skip
+    return StoredDump(f"d{device[0]}{region}{size}", device, region, size, sig, comp)
 
 
 def evidence(**kw):

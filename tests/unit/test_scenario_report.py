@@ -173,3 +173,13 @@ def test_bench_summary_phases_and_ratios():
     assert up["crash_to_stored_host_median"] == 0.25 and up["upload_median"] == 0.3
     assert up["restart_ratio_to_baseline"] == round(0.4 / 0.06, 2)
     assert down["outcomes"] == ["fail:connect"] and out["passed"]
+
+
+def test_an_os_restart_printed_before_its_crash_line_belongs_to_it():
+    # a starved host: the OS restarted crashsvc 0.75 s before the reporter printed its crash line,
+    # and another app's crash line came in between
+    events = [ev("os-restart", 6.43, component="crashsvc", status="134"), ev("crash", 7.18, app="crashsvc"),
+              ev("crash", 7.81, app="crashapp"), ev("app-restart", 10.29, app="crashapp", after_ms="3918")]  # fmt: skip
+    svc, app = crash_episodes(events)
+    assert (svc.app, svc.restart.name, svc.to_restart) == ("crashsvc", "os-restart", 0.0)
+    assert (app.app, app.restart.name, app.to_restart) == ("crashapp", "app-restart", 3.918)

@@ -1,0 +1,158 @@
+"""The scenario model the loader builds and the runner executes, and its small value types.
+
+A :class:`Scenario` holds groups, a fleet, timeline :class:`Step` s (each with its typed
+action, :mod:`testbed.scenario.actions`) and :class:`Expectation` s (each with its typed
+check, :mod:`testbed.scenario.expectations`). Errors in a scenario are
+:class:`ScenarioError`, naming the file, the line and the field.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from testbed.scenario.registry import Action, Check
+
+
+class ScenarioError(ValueError):
+    """A scenario file is wrong. ``str()`` reads ``file:line: field 'x': what is wrong``."""
+
+    def __init__(self, file: str, line: int, fld: str, message: str) -> None:
+        self.file = file
+        self.line = line
+        self.field = fld
+        self.message = message
+        where = f"{file}:{line}" if line else file
+        super().__init__(f"{where}: field '{fld}': {message}" if fld else f"{where}: {message}")
+
+
+_DURATION_RE = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*)+$")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from ``5``, ``2.5``, ``"500ms"``, ``"5s"``, ``"2m"``, ``"48h"``, ``"29d"``, ``"1h30m"``."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration like 5s, 500ms, 48h or 29d, got {value!r}")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"a duration cannot be negative ({value})")
+        return float(value)
+    if isinstance(value, str) and _DURATION_RE.match(value):
+        return sum(float(n) * _UNIT[u] for n, u in _DURATION_PART.findall(value))
+    raise ValueError(f"expected a duration like 5s, 500ms, 48h or 29d, got {value!r}")
+
+
+def format_duration(seconds: float) -> str:
+    if seconds >= 86400 and seconds % 86400 == 0:
+        return f"{int(seconds // 86400)}d"
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{int(seconds // 3600)}h"
+    if seconds >= 1:
+        return f"{seconds:g}s"
+    return f"{seconds * 1000:g}ms"
+
+
+@dataclass
+class GroupSpec:
+    """A device group the runner creates: ``product/name`` with its settings."""
+
+    key: str
+    product: str
+    name: str
+    allow_crash_dumps: bool = False
+    boundary: str = "None"
+    line: int = 0
+
+
+@dataclass
+class FleetSpec:
+    """Boards ``<name>-1 .. <name>-<count>`` in one group, running ``apps``."""
+
+    name: str
+    count: int
+    group: str
+    apps: list[str]
+    line: int = 0
+
+    def board_names(self) -> list[str]:
+        return [f"{self.name}-{i}" for i in range(1, self.count + 1)]
+
+
+@dataclass
+class Expectation:
+    """One expectation: its typed check; ``text`` is how the report names it."""
+
+    check: Check
+    line: int = 0
+    text: str = ""
+
+    @property
+    def kind(self) -> str:
+        return self.check.name
+
+    @property
+    def args(self) -> dict[str, Any]:
+        return self.check.as_dict()
+
+
+@dataclass
+class Step:
+    """One timeline step: its typed action, when and where it was written."""
+
+    index: int
+    op: Action
+    at: float | None = None
+    label: str = ""
+    line: int = 0
+    checks: list[Expectation] = field(default_factory=list)
+
+    @property
+    def action(self) -> str:
+        return self.op.name
+
+    @property
+    def args(self) -> dict[str, Any]:
+        return self.op.as_dict()
+
+    def describe(self) -> str:
+        if self.label:
+            return self.label
+        if self.checks:
+            return "check " + " ".join(c.kind for c in self.checks)
+        return self.op.describe()
+
+
+@dataclass
+class Scenario:
+    name: str
+    description: str
+    path: str
+    groups: dict[str, GroupSpec]
+    fleet: dict[str, FleetSpec]
+    steps: list[Step]
+    expect: list[Expectation]
+    tenant: str = "Contoso"
+    timeout: float = 300.0
+    service: dict[str, Any] = field(default_factory=dict)  # ServiceProcess options (throttle_limit)
+
+    @property
+    def boards(self) -> list[str]:
+        return [name for spec in self.fleet.values() for name in spec.board_names()]
+
+    def fleet_of(self, board: str) -> FleetSpec:
+        for spec in self.fleet.values():
+            if board in spec.board_names():
+                return spec
+        raise KeyError(board)
+
+    def all_expectations(self) -> list[tuple[Step | None, Expectation]]:
+        """Checks inside steps (in timeline order) followed by the final expectations."""
+        out: list[tuple[Step | None, Expectation]] = []
+        for step in self.steps:
+            out.extend((step, c) for c in step.checks)
+        out.extend((None, e) for e in self.expect)
+        return out

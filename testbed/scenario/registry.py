@@ -1,0 +1,178 @@
+"""The registry of step actions and expectations: one small class each, registered by name.
+
+    @action("link_down", needs={Capability.LINK}, shorthand="boards")
+    @dataclass(kw_only=True)
+    class LinkDown(Action):
+        "unplug the boards' network"
+        boards: list[str] = arg(Boards())
+
+        def run(self, ctx: StepContext) -> None: ...
+
+The scenario schema (YAML and Python), the Python builder's methods and the reference
+table of docs/scenarios.md are all made from :data:`ACTIONS` and :data:`EXPECTATIONS`:
+a field exists once, in its class.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+from testbed.board.protocols import Capability
+from testbed.scenario.fields import ALL_BOARDS, Boards, FieldError, FieldSpec, Scope
+from testbed.scenario.model import format_duration
+
+if TYPE_CHECKING:
+    from testbed.scenario.evidence import Evidence, Finding
+    from testbed.scenario.steps import StepContext
+
+
+class Op:
+    """What an action and an expectation share: typed fields, a name, a help text."""
+
+    name: ClassVar[str] = ""
+    help: ClassVar[str] = ""
+    #: The field a scalar or list value fills (``sync: all``), or None.
+    shorthand: ClassVar[str | None] = None
+
+    @classmethod
+    def specs(cls) -> dict[str, FieldSpec]:
+        out: dict[str, FieldSpec] = {}
+        own = set(vars(cls).get("__annotations__", {}))
+        # the class's own fields first, then the inherited ones (counts: count, min, max)
+        fields = sorted(dataclasses.fields(cls), key=lambda f: f.name not in own)  # type: ignore[arg-type]
+        for f in fields:
+            if "kind" not in f.metadata:
+                continue
+            key = f.metadata["key"] or f.name
+            required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            default = None if required else (f.default if f.default is not dataclasses.MISSING else f.default_factory())  # type: ignore[misc]
+            out[key] = FieldSpec(key, f.name, f.metadata["kind"], required, default, f.metadata["doc"])
+        return out
+
+    @classmethod
+    def build(cls, values: dict[str, Any], scope: Scope) -> Op:
+        """Convert raw values (by YAML key) into an instance; FieldError names the key."""
+        kwargs: dict[str, Any] = {}
+        for key, spec in cls.specs().items():
+            if key in values:
+                try:
+                    kwargs[spec.attr] = spec.kind.convert(values[key], scope)
+                except FieldError as exc:
+                    raise FieldError(str(exc), key + ("." + exc.field if exc.field else "")) from None
+            elif spec.required:
+                raise FieldError("missing (required)", key)
+            elif isinstance(spec.kind, Boards) and spec.default == ALL_BOARDS:
+                kwargs[spec.attr] = scope.boards
+        op = cls(**kwargs)
+        op.validate(scope)
+        return op
+
+    def validate(self, scope: Scope) -> None:
+        """Checks across fields (raise FieldError naming the field)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {key: getattr(self, spec.attr) for key, spec in self.specs().items()}
+
+    def replace(self, **by_key: Any) -> Op:
+        specs = self.specs()
+        return dataclasses.replace(self, **{specs[k].attr: v for k, v in by_key.items()})  # type: ignore[type-var]
+
+    def text_parts(self, skip: tuple[str, ...] = ()) -> list[str]:
+        parts = []
+        for key, value in self.as_dict().items():
+            if key in skip or value is None or value is False or value == [] or value == {}:
+                continue
+            if isinstance(value, list):
+                value = ",".join(map(str, value))
+            elif isinstance(value, float):
+                value = format_duration(value)
+            elif value is True:
+                value = "yes"
+            parts.append(f"{key}={value}")
+        return parts
+
+
+class Action(Op):
+    """A timeline step's action. ``needs``: the board capabilities it uses on each target board."""
+
+    needs: ClassVar[frozenset[Capability]] = frozenset()
+
+    def targets(self) -> list[str]:
+        """The boards the action acts on (whose capabilities it needs)."""
+        return list(getattr(self, "boards", None) or [])
+
+    def describe(self) -> str:
+        parts = self.text_parts(skip=("timeout",))
+        return f"{self.name} " + " ".join(parts) if parts else self.name
+
+    def run(self, ctx: StepContext) -> None:
+        raise NotImplementedError
+
+
+class Check(Op):
+    """An expectation. ``timing``: it is about how long something took (restart within, upload
+    within), so a host that starved the board can make its failure inconclusive; otherwise it is
+    functional (what was stored, where, how many, which events) and its verdict is never softened."""
+
+    timing: ClassVar[bool] = False
+
+    def text(self) -> str:
+        parts = [p for p in self.text_parts() if p != "region=any"]
+        return f"{self.name}: " + " ".join(parts) if parts else self.name
+
+    def evaluate(self, ev: Evidence) -> Finding:
+        raise NotImplementedError
+
+
+ACTIONS: dict[str, type[Action]] = {}
+EXPECTATIONS: dict[str, type[Check]] = {}
+
+A = TypeVar("A", bound=type[Action])
+C = TypeVar("C", bound=type[Check])
+
+
+def _help(cls: type, name: str) -> str:
+    doc = inspect.getdoc(cls) or ""
+    if not doc:
+        raise TypeError(f"{name}: a registered class needs a docstring (its help text)")
+    return " ".join(doc.split("\n\n")[0].split())
+
+
+def action(name: str, *, needs: set[Capability] | frozenset[Capability] = frozenset(),
+           shorthand: str | None = None) -> Callable[[A], A]:  # fmt: skip
+    """Register an action class under ``name`` (the YAML key and the builder's method)."""
+
+    def register(cls: A) -> A:
+        if name in ACTIONS:
+            raise TypeError(f"action {name!r} is registered twice")
+        cls.name, cls.help, cls.needs, cls.shorthand = name, _help(cls, name), frozenset(needs), shorthand
+        ACTIONS[name] = cls
+        return cls
+
+    return register
+
+
+def expectation(name: str, *, timing: bool = False, shorthand: str | None = None) -> Callable[[C], C]:
+    """Register an expectation class under ``name``."""
+
+    def register(cls: C) -> C:
+        if name in EXPECTATIONS:
+            raise TypeError(f"expectation {name!r} is registered twice")
+        cls.name, cls.help, cls.timing, cls.shorthand = name, _help(cls, name), timing, shorthand
+        EXPECTATIONS[name] = cls
+        return cls
+
+    return register
+
+
+def load_all() -> None:
+    """Import the modules that register the built-in actions and expectations."""
+    import testbed.scenario.actions  # noqa: F401
+    import testbed.scenario.expectations  # noqa: F401
+    import testbed.scenario.expectations_board  # noqa: F401
+
+
+__all__ = ["ACTIONS", "EXPECTATIONS", "Action", "Check", "Op", "action", "expectation", "load_all"]
