@@ -114,14 +114,16 @@ def provision(
             "create Support token (control API)",
         )["token"]
         auth = {"Authorization": f"Bearer {admin}"}
-        product = _check(
+        operation = _check(
             client.post(f"/v2/tenants/{tenant_id}/products", json={"Name": f"{name}-product"}, headers=auth),
             "create product",
         )
+        product = _check(client.get(operation["ResourceLocation"], headers=auth), "read the new product")
         group = _check(
             client.post(
-                f"/v2/tenants/{tenant_id}/products/{product['Id']}/devicegroups",
-                json={"Name": f"{name}-group", "AllowCrashDumpsCollection": True},
+                f"/v2/tenants/{tenant_id}/devicegroups",
+                # group names hold letters, digits and spaces only
+                json={"Name": "Load fleet", "ProductId": product["Id"], "AllowCrashDumpsCollection": True},
                 headers=auth,
             ),
             "create device group",
