@@ -67,6 +67,25 @@ NIC_ID = "nic0"
 CAPABILITIES: frozenset[Capability] = frozenset(Capability) - {Capability.HOST_CPU}
 
 
+class _ConsoleRunner:
+    """A board's console as the firmware driver's command runner (the console is made at start)."""
+
+    def __init__(self, board: QemuBoard) -> None:
+        self._board = board
+
+    def _console(self) -> Console:
+        console = self._board.console
+        if console is None:
+            raise BoardError(f"{self._board.name} is not started: boot() or restore() it first")
+        return console
+
+    def run(self, cmd: str, timeout: float = 30) -> tuple[str, int]:
+        return self._console().run(cmd, timeout=timeout)
+
+    def run_check(self, cmd: str, timeout: float = 30) -> str:
+        return self._console().run_check(cmd, timeout=timeout)
+
+
 class QemuBoard:
     """One emulated board: a qemu-system-arm process, its console, QMP, firmware driver and temp dir."""
 
@@ -104,7 +123,8 @@ class QemuBoard:
         self.console_path: str | None = None
         self.started_monotonic: float | None = None
         self.ready_seconds: float | None = None
-        self._firmware: FirmwareDriver | None = None
+        #: Every firmware operation on this board (provision, clock, sync, crash), over its console.
+        self.firmware = FirmwareDriver(_ConsoleRunner(self), self.name)
         self._closed = False
         qemu_process.track(self)
         qemu_process.prune_logs()
@@ -132,14 +152,6 @@ class QemuBoard:
     def ssh_port(self) -> int | None:
         return self.qemu.ssh_port
 
-    @property
-    def firmware(self) -> FirmwareDriver:
-        """Every firmware operation on this board (provision, clock, sync, crash), over its console."""
-        if self.console is None:
-            raise BoardError(f"{self.name} is not started: boot() or restore() it first")
-        if self._firmware is None or self._firmware.runner is not self.console:
-            self._firmware = FirmwareDriver(self.console, self.name)
-        return self._firmware
 
     # -- starting ----------------------------------------------------------------------
 
