@@ -198,14 +198,16 @@ class ConsoleReader:
             if self.crash is None and any(p.search(line) for p in self.death_strings):
                 self.crash = BoardCrashed(line.strip(), list(self.lines), str(self.log_path) if self.log_path else None)
                 crashed = True
+        # Events first: whoever sees this data through expect() (the end of a run()) then
+        # also finds the events printed before it in the log.
+        self.events.extend(new_events)
+        if crashed:
+            self.events.wake()
         with self.cond:
             self._pending += data
             if len(self._pending) > self._pending_cap:
                 del self._pending[: len(self._pending) - self._pending_cap]
             self.cond.notify_all()
-        self.events.extend(new_events)
-        if crashed:
-            self.events.wake()
 
     # -- for the console ---------------------------------------------------------------
 

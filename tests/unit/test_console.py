@@ -194,3 +194,10 @@ def test_a_wait_for_an_event_ends_when_the_kernel_dies_or_the_port_closes():
     finally:
         console.close()
         server.close()
+
+
+def test_events_printed_by_a_command_are_in_the_log_when_run_returns(shell_console):
+    for i in range(20):
+        mark = len(shell_console.events)
+        shell_console.run(f"echo '@tb event=app-start n={i}'")
+        assert [e["n"] for e in shell_console.events[mark:]] == [str(i)]
