@@ -15,7 +15,8 @@ from testbed.deadline import Deadline
 #: Called when QEMU died during a transfer: raises (with the board's console and QEMU's stderr).
 Fail = Callable[[str], NoReturn]
 
-_BAD_SNAPSHOT = "QEMU exited during the snapshot transfer (a bad or truncated snapshot file?)"
+#: Why a restore failed when QEMU exited while loading a state file.
+BAD_SNAPSHOT = "QEMU exited during the snapshot transfer (a bad or truncated snapshot file?)"
 
 
 def _incoming_done(qemu: QemuProcess) -> bool:
@@ -32,11 +33,15 @@ def wait_migration(qemu: QemuProcess, timeout: float, incoming: bool, fail: Fail
     while True:
         try:
             info = qemu.qmp.cmd("query-migrate")
-        except BoardError:
+            status = info.get("status")
+            done = status == "completed" or (
+                incoming and status is None and _vm_status(qemu) == "prelaunch" and _incoming_done(qemu)
+            )
+        except BoardError:  # any of these QMP calls may meet a QEMU that is exiting
             info = None
         if qemu.popen.poll() is not None:
             qemu.popen.wait()
-            fail(_BAD_SNAPSHOT)
+            fail(BAD_SNAPSHOT)
         if info is None:
             # QMP goes quiet first when QEMU is exiting on a bad snapshot: let it finish
             # exiting, so the error carries what QEMU said
@@ -44,10 +49,8 @@ def wait_migration(qemu: QemuProcess, timeout: float, incoming: bool, fail: Fail
                 qemu.popen.wait(timeout=3)
             except subprocess.TimeoutExpired:
                 raise BoardError(f"{qemu.name}: QMP stopped answering during the snapshot transfer") from None
-            fail(_BAD_SNAPSHOT)
-        status = info.get("status")
-        if status == "completed" or (incoming and status is None and _vm_status(qemu) == "prelaunch"
-                                     and _incoming_done(qemu)):
+            fail(BAD_SNAPSHOT)
+        if done:
             return
         if status == "failed":
             raise BoardError(f"{qemu.name}: snapshot transfer failed: {info.get('error-desc', info)}")

@@ -255,7 +255,12 @@ class QemuBoard:
             raise BoardError(
                 f"snapshot {snapshot.path} was made from image {snapshot.image_hash}, this board runs {self.image.hash}"
             )
-        self._start(incoming=snapshot.state_file)
+        try:
+            self._start(incoming=snapshot.state_file)
+        except qemu_process.QemuExited:
+            # QEMU may read a bad state file and exit before QMP answers: the same failure
+            # as one seen during the transfer, with what QEMU said.
+            self._fail_boot(migration.BAD_SNAPSHOT)
         migration.wait_migration(self.qemu, timeout, incoming=True, fail=self._fail_boot)
         self.qmp.cmd("cont")
         self._prepare_console()

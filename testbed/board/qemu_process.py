@@ -32,6 +32,10 @@ from testbed.paths import cache_dir
 _PORT_RACE = ("Address already in use", "Failed to bind", "Could not set up host forwarding rule")
 
 
+class QemuExited(BoardError):
+    """QEMU exited on its own before QMP answered (its stderr says why: a bad option, a bad state file)."""
+
+
 class Closable(Protocol):
     def close(self) -> None: ...
 
@@ -164,6 +168,7 @@ class QemuProcess:
                 self.qmp.connect(timeout=10, alive=lambda p=popen: p.poll() is None)
                 return
             except BoardError:
+                exited = popen.poll() is not None
                 last_error = self.stderr()
                 self.kill()
                 self.qmp.close()
@@ -171,7 +176,8 @@ class QemuProcess:
                 self.popen = None
                 if any(m in last_error for m in _PORT_RACE):
                     continue  # a port race with another process: try other ports
-                raise BoardError(f"{self.name}: QEMU did not start:\n{last_error}") from None
+                error = QemuExited if exited else BoardError
+                raise error(f"{self.name}: QEMU did not start:\n{last_error}") from None
         raise BoardError(f"{self.name}: QEMU could not bind its ports:\n{last_error}")
 
     def stderr(self) -> str:
