@@ -47,6 +47,11 @@ class EventLog(Generic[T]):
         with self._cond:
             self._listeners.append(listener)
 
+    def wake(self) -> None:
+        """Wake every waiter to check its ``abort`` (something happened that is not an item)."""
+        with self._cond:
+            self._cond.notify_all()
+
     def close(self) -> None:
         """No more items will come: wake every waiter."""
         with self._cond:
@@ -84,11 +89,14 @@ class EventLog(Generic[T]):
         since: int = 0,
         count: int = 1,
         what: str = "event",
+        abort: Callable[[], BaseException | None] | None = None,
     ) -> list[T]:
         """The first ``count`` items from position ``since`` on that ``match``; waits for them.
 
         Raises :class:`EventLogTimeout` naming ``what`` when they do not come in time
-        (or the log is closed before they do).
+        (or the log is closed before they do). ``abort`` is asked (under the log's lock)
+        each time the items seen so far are not enough: an exception it returns is raised
+        at once (a board that crashed or went away while waited on; see :meth:`wake`).
         """
         deadline = timeout if isinstance(timeout, Deadline) else Deadline(timeout)
         seen = since
@@ -102,6 +110,8 @@ class EventLog(Generic[T]):
                         found.append(item)
                 if len(found) >= count:
                     return found
+                if abort is not None and (exc := abort()) is not None:
+                    raise exc
                 if deadline.expired or self._closed:
                     why = "the log was closed" if self._closed else f"within {deadline.timeout:g} s"
                     raise EventLogTimeout(f"{count - len(found)} of {count} {what} did not come ({why})")

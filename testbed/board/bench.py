@@ -61,7 +61,7 @@ def measure(runs: int, side_by_side: int, budget_gib: float, image_dir: str | No
             cold.append(time.monotonic() - t0)
             cold_kernel_ready.append(b.ready_seconds or 0.0)
             cold_rss.append(b.rss_bytes()[1])
-            cold_cpu.append(_cpu_seconds(b.process.pid))
+            cold_cpu.append(_cpu_seconds(b.pid))
         _say(f"cold boot {i + 1}/{runs}: {cold[-1]:.2f} s")
 
     restore, restore_rss, roundtrip = [], [], []

@@ -68,3 +68,16 @@ class FirmwareDriver:
     def clear_state(self, timeout: float = 10) -> None:
         """Forget identity, sync state and spool: a fresh device."""
         self._check(commands.clear_state(), timeout)
+
+    # -- after a snapshot restore -------------------------------------------------------
+    def after_restore(self, seed: str, set_clock: bool = True, timeout: float = 10) -> None:
+        """A board restored from a snapshot: the host's clock and fresh randomness, one round trip.
+
+        Every board restored from one snapshot starts with the same kernel RNG state
+        (and Linux 6.1 reseeds its CRNG only about once a minute), so without the
+        reseed two restored boards draw the same "random" bytes.
+        """
+        cmd = commands.reseed(seed)
+        if set_clock:
+            cmd = f"{commands.set_clock(int(time.time()))}; {cmd}"
+        self._check(cmd, timeout)

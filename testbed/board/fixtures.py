@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from testbed import settings
+from testbed.board.protocols import Board
 from testbed.board.qemu import QemuBoard
 from testbed.board.snapshot import Snapshot, ensure_snapshot
 from testbed.image.build import Image, ensure_image
@@ -31,21 +33,21 @@ def add_board_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("testbed boards")
     group.addoption(
         "--board-image",
-        default=os.environ.get("TESTBED_BOARD_IMAGE"),
+        default=settings.get(settings.BOARD_IMAGE),
         metavar="DIR",
         help="a built image directory (with image.json) instead of building the current sources' image "
-        "(env TESTBED_BOARD_IMAGE)",
+        f"(env {settings.BOARD_IMAGE})",
     )
     group.addoption(
         "--board-boot-timeout",
         type=float,
-        default=float(os.environ.get("TESTBED_BOARD_BOOT_TIMEOUT", "90")),
+        default=settings.get_float(settings.BOARD_BOOT_TIMEOUT),
         metavar="SECONDS",
-        help="how long a board may take to reach boot-ready (default 90)",
+        help=f"how long a board may take to reach boot-ready (default 90; env {settings.BOARD_BOOT_TIMEOUT})",
     )
 
 
-def _track(request: pytest.FixtureRequest, board: QemuBoard) -> None:
+def _track(request: pytest.FixtureRequest, board: Board) -> None:
     boards = request.node.stash.setdefault(_BOARDS_KEY, [])
     boards.append(board)
 
@@ -75,7 +77,7 @@ def board_snapshot(board_image: Image, board_boot_timeout: float) -> Snapshot:
 
 @pytest.fixture
 def board(request: pytest.FixtureRequest, board_image: Image, board_snapshot: Snapshot,
-          board_boot_timeout: float) -> Iterator[QemuBoard]:
+          board_boot_timeout: float) -> Iterator[Board]:
     """A fresh board restored from the snapshot, closed after the test."""
     b = QemuBoard(board_image, name=_board_name(request), boot_timeout=board_boot_timeout)
     _track(request, b)
@@ -88,14 +90,14 @@ def board(request: pytest.FixtureRequest, board_image: Image, board_snapshot: Sn
 
 @pytest.fixture
 def board_pool(request: pytest.FixtureRequest, board_image: Image, board_snapshot: Snapshot,
-               board_boot_timeout: float) -> Iterator[Callable[[int], list[QemuBoard]]]:
+               board_boot_timeout: float) -> Iterator[Callable[[int], list[Board]]]:
     """``board_pool(n)``: n fresh boards restored from the snapshot in parallel; all closed after the test."""
-    made: list[QemuBoard] = []
+    made: list[Board] = []
 
-    def make(n: int) -> list[QemuBoard]:
+    def make(n: int) -> list[Board]:
         if n < 1:
             raise ValueError("board_pool(n) needs n >= 1")
-        boards = [
+        boards: list[QemuBoard] = [
             QemuBoard(board_image, name=_board_name(request, len(made) + i), boot_timeout=board_boot_timeout)
             for i in range(n)
         ]
@@ -120,8 +122,10 @@ def pytest_runtest_makereport_boards(item: pytest.Item, call: pytest.CallInfo) -
     if not report.failed:
         return
     for b in item.stash.get(_BOARDS_KEY, []):
-        lines = b.console.tail(60) if b.console else []
+        console = b.console
+        lines = console.tail(60) if console is not None and hasattr(console, "tail") else []
         body = "\n".join(lines) if lines else "(no console output)"
+        log_path = getattr(b, "log_path", None) or getattr(console, "log_path", None)
         report.sections.append(
-            (f"board {b.name} console ({report.when})", f"whole log: {b.log_path}\n{body}")
+            (f"board {b.name} console ({report.when})", f"whole log: {log_path}\n{body}")
         )

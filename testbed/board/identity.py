@@ -7,6 +7,8 @@ import re
 import secrets
 from dataclasses import dataclass
 
+from testbed.contract import commands
+
 _DEVICE_ID = re.compile(r"^[0-9a-f]{128}$")
 _SECRET = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
@@ -53,4 +55,5 @@ class Identity:
         return f"tb.device_id={self.device_id} tb.secret={self.secret} tb.service={self.service}"
 
     def provision_command(self) -> str:
-        return f"tb-provision --device-id {self.device_id} --secret {self.secret} --service {self.service}"
+        """The firmware's provisioning command line for this identity (the contract's)."""
+        return commands.provision(self.device_id, self.secret, self.service)

@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from enum import StrEnum
-from typing import Any, Protocol, runtime_checkable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from testbed.board.firmware import FirmwareDriver
+
+#: What an awaited event must have besides its name: field values, or a predicate on the event.
+EventWhere = Mapping[str, str] | Callable[[Any], bool] | None
 
 
 class Capability(StrEnum):
@@ -45,14 +52,32 @@ class CommandRunner(Protocol):
 
 @runtime_checkable
 class EventSource(Protocol):
-    """The firmware's @tb events as the host saw them (see testbed.contract.events)."""
+    """The firmware's @tb events as the host saw them (see testbed.contract.events).
+
+    Each event has ``name``, ``fields``, ``monotonic`` and ``wall`` (host clocks) and
+    ``get(key)``; ``since`` is a host monotonic time (``time.monotonic()`` before the step).
+    """
 
     @property
     def events(self) -> list[Any]: ...
 
     def wait_for_event(
-        self, name: str, timeout: float = 30, since: float | None = None, where: Mapping[str, str] | None = None
+        self, name: str, timeout: float = 30, since: float | None = None, where: EventWhere = None
     ) -> Any: ...
+
+
+@runtime_checkable
+class BoardConsole(CommandRunner, EventSource, Protocol):
+    """A board's console (testbed.board.console.Console): commands, events, the kernel's crash."""
+
+    log_path: Path | None
+
+    @property
+    def crash(self) -> BaseException | None: ...  # a BoardCrashed once the kernel died
+
+    def tail(self, n: int = 50) -> list[str]: ...
+
+    def add_listener(self, callback: Callable[[Any], None]) -> None: ...
 
 
 class LinkControl(Protocol):
@@ -81,16 +106,16 @@ class Board(Protocol):
     capabilities: frozenset[Capability]
 
     @property
-    def console(self) -> Any: ...  # a CommandRunner with the console's extras (expect, log)
+    def console(self) -> BoardConsole: ...  # (a board handed out is started)
 
     @property
     def events(self) -> list[Any]: ...
 
     @property
-    def firmware(self) -> Any: ...  # a testbed.board.firmware.FirmwareDriver
+    def firmware(self) -> FirmwareDriver: ...
 
     def wait_for_event(
-        self, name: str, timeout: float = 30, since: float | None = None, where: Mapping[str, str] | None = None
+        self, name: str, timeout: float = 30, since: float | None = None, where: EventWhere = None
     ) -> Any: ...
 
     def link_down(self) -> None: ...

@@ -7,30 +7,29 @@
 
     with QemuBoard(image) as board:
         board.restore(snapshot)            # ~0.6 s instead of ~7 s
-        board.provision(identity)
+        board.firmware.provision(identity)
 
-Every board has its own free ports and temp dir; all are cleaned up on
-close(), on interpreter exit (atexit) and on SIGTERM/SIGHUP.
+The board is the QEMU process (:mod:`testbed.board.qemu_process`), its QMP faults
+and its state transfers (:mod:`testbed.board.migration`); the console is
+:class:`~testbed.board.console.Console` and every firmware operation is the
+:class:`~testbed.board.firmware.FirmwareDriver` at ``board.firmware``. Every board
+has its own free ports and temp dir; all are cleaned up on close(), on
+interpreter exit (atexit) and on SIGTERM/SIGHUP.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import ctypes
 import os
 import secrets
 import shutil
-import signal
-import socket
-import subprocess
 import tempfile
-import threading
 import time
-import weakref
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
+from testbed.board import migration, qemu_process
 from testbed.board.console import Console, Event
 from testbed.board.errors import (
     BoardBootTimeout,
@@ -39,10 +38,12 @@ from testbed.board.errors import (
     ConsoleClosed,
     ConsoleTimeout,
 )
+from testbed.board.firmware import FirmwareDriver
 from testbed.board.identity import Identity
+from testbed.board.protocols import Capability, EventWhere
+from testbed.board.qemu_process import QemuProcess, logs_dir
 from testbed.board.qmp import Qmp, QmpEvent
 from testbed.image.build import Image, ensure_image
-from testbed.paths import cache_dir
 
 QEMU = "qemu-system-arm"
 #: The MT3620-like profile. Changing it invalidates saved snapshots (it is part of their key).
@@ -61,77 +62,32 @@ PROFILE = {
     "append": "console=ttyAMA0 quiet init_on_alloc=0",
 }
 NIC_ID = "nic0"
-
-_live_boards: weakref.WeakSet[QemuBoard] = weakref.WeakSet()
-_ports_lock = threading.Lock()
-_ports_given: set[int] = set()
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free now and not handed out by this process before."""
-    with _ports_lock:
-        for _ in range(50):
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                port = s.getsockname()[1]
-            if port not in _ports_given:
-                _ports_given.add(port)
-                return port
-    raise BoardError("no free TCP port on 127.0.0.1")
+#: What a QEMU board can do: everything but HOST_CPU, which testbed.board.hostcpu adds
+#: (it sets ``board.host_cpu`` from the QEMU process's ``pid``).
+CAPABILITIES: frozenset[Capability] = frozenset(Capability) - {Capability.HOST_CPU}
 
 
-def logs_dir() -> Path:
-    d = cache_dir() / "logs"
-    d.mkdir(parents=True, exist_ok=True)
-    return d
+class _ConsoleRunner:
+    """A board's console as the firmware driver's command runner (the console is made at start)."""
 
+    def __init__(self, board: QemuBoard) -> None:
+        self._board = board
 
-def _prune_logs(keep: int = 300) -> None:
-    try:
-        logs = sorted(logs_dir().glob("*.log"), key=lambda p: p.stat().st_mtime)
-        for p in logs[:-keep]:
-            p.unlink(missing_ok=True)
-    except OSError:
-        pass
+    def _console(self) -> Console:
+        console = self._board.console
+        if console is None:
+            raise BoardError(f"{self._board.name} is not started: boot() or restore() it first")
+        return console
 
+    def run(self, cmd: str, timeout: float = 30) -> tuple[str, int]:
+        return self._console().run(cmd, timeout=timeout)
 
-def _close_all_boards() -> None:
-    for board in list(_live_boards):
-        with contextlib.suppress(Exception):
-            board.close()
-
-
-atexit.register(_close_all_boards)
-_signals_installed = False
-
-
-def _install_signal_handlers() -> None:
-    """On SIGTERM/SIGHUP, close boards, then exit as the signal would."""
-    global _signals_installed
-    if _signals_installed or threading.current_thread() is not threading.main_thread():
-        return
-    _signals_installed = True
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        previous = signal.getsignal(signum)
-        if previous not in (signal.SIG_DFL, None):
-            continue  # somebody else handles it (pytest, uvicorn...): leave it, atexit still runs
-
-        def handler(sig, frame, _sig=signum):
-            _close_all_boards()
-            signal.signal(_sig, signal.SIG_DFL)
-            os.kill(os.getpid(), _sig)
-
-        signal.signal(signum, handler)
-
-
-def _pdeathsig() -> None:
-    """In the QEMU child: die with the parent (no stray QEMU after a SIGKILL'd test run)."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    def run_check(self, cmd: str, timeout: float = 30) -> str:
+        return self._console().run_check(cmd, timeout=timeout)
 
 
 class QemuBoard:
-    """One emulated board: a qemu-system-arm process, its console, QMP and temp dir."""
+    """One emulated board: a qemu-system-arm process, its console, QMP, firmware driver and temp dir."""
 
     def __init__(
         self,
@@ -151,6 +107,9 @@ class QemuBoard:
             raise BoardError(f"{QEMU} not found: install the Debian package qemu-system-arm (see `testbed doctor`)")
         self.image = image or ensure_image()
         self.name = name or f"board-{os.getpid()}-{id(self) & 0xFFFFF:05x}"
+        self.capabilities: frozenset[Capability] = CAPABILITIES
+        #: The board's CPU time and run delay on the host, once testbed.board.hostcpu attaches it.
+        self.host_cpu: object | None = None
         self.identity = identity
         self.boot_timeout = boot_timeout
         self.console_kind = console
@@ -159,18 +118,40 @@ class QemuBoard:
         self.dir = Path(tempfile.mkdtemp(prefix=f"tb-{self.name}-"))
         self.log_path = (log_dir or logs_dir()) / f"{self.name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self.process: subprocess.Popen | None = None
+        self.qemu = QemuProcess(self.name, self.dir, console_port=console == "socket", ssh_port=ssh)
         self.console: Console | None = None
-        self.qmp: Qmp | None = None
-        self.console_port: int | None = None
         self.console_path: str | None = None
-        self.ssh_port: int | None = None
         self.started_monotonic: float | None = None
         self.ready_seconds: float | None = None
+        #: Every firmware operation on this board (provision, clock, sync, crash), over its console.
+        self.firmware = FirmwareDriver(_ConsoleRunner(self), self.name)
         self._closed = False
-        _live_boards.add(self)
-        _install_signal_handlers()
-        _prune_logs()
+        qemu_process.track(self)
+        qemu_process.prune_logs()
+
+    # -- the parts ---------------------------------------------------------------------
+
+    @property
+    def process(self):  # subprocess.Popen | None
+        return self.qemu.popen
+
+    @property
+    def pid(self) -> int | None:
+        """The QEMU process's id (None before start): the hook for host CPU figures."""
+        return self.qemu.pid
+
+    @property
+    def qmp(self) -> Qmp | None:
+        return self.qemu.qmp
+
+    @property
+    def console_port(self) -> int | None:
+        return self.qemu.console_port
+
+    @property
+    def ssh_port(self) -> int | None:
+        return self.qemu.ssh_port
+
 
     # -- starting ----------------------------------------------------------------------
 
@@ -182,15 +163,15 @@ class QemuBoard:
             parts.append(self.extra_append)
         return " ".join(parts)
 
-    def _command(self, incoming: Path | None) -> list[str]:
+    def _command(self, incoming: Path | None, console_port: int | None, ssh_port: int | None) -> list[str]:
         p = PROFILE
         if self.console_kind == "socket":
-            chardev = f"socket,id=con0,host=127.0.0.1,port={self.console_port},server=on,wait=off,nodelay=on"
+            chardev = f"socket,id=con0,host=127.0.0.1,port={console_port},server=on,wait=off,nodelay=on"
         else:
             chardev = "pty,id=con0"
         netdev = "user,id=net0,net=10.0.2.0/24,host=10.0.2.2"
         if self.ssh_enabled:
-            netdev += f",hostfwd=tcp:127.0.0.1:{self.ssh_port}-:22"
+            netdev += f",hostfwd=tcp:127.0.0.1:{ssh_port}-:22"
         cmd = [
             QEMU, "-M", p["machine"], "-cpu", p["cpu"], "-smp", str(p["smp"]), "-m", str(p["memory_mib"]),
             "-accel", p["accel"],
@@ -209,38 +190,8 @@ class QemuBoard:
         return cmd
 
     def _start(self, incoming: Path | None = None) -> None:
-        if self.process is not None:
-            raise BoardError(f"{self.name} is already started")
-        last_error = ""
-        for _attempt in range(5):
-            self.console_port = free_port() if self.console_kind == "socket" else None
-            self.ssh_port = free_port() if self.ssh_enabled else None
-            stderr = (self.dir / "qemu.stderr").open("wb")
-            self.process = subprocess.Popen(
-                self._command(incoming),
-                stdin=subprocess.DEVNULL,
-                stdout=stderr,
-                stderr=stderr,
-                preexec_fn=_pdeathsig if threading.current_thread() is threading.main_thread() else None,
-            )
-            stderr.close()
-            self.started_monotonic = time.monotonic()
-            self.qmp = Qmp(self.dir / "qmp.sock", self.name)
-            try:
-                self.qmp.connect(timeout=10, alive=lambda: self.process.poll() is None)
-                break
-            except BoardError:
-                last_error = self._qemu_stderr()
-                self._kill_process()
-                self.qmp.close()
-                self.qmp = None
-                self.process = None
-                if any(m in last_error for m in ("Address already in use", "Failed to bind",
-                                                 "Could not set up host forwarding rule")):
-                    continue  # a port race with another process: try other ports
-                raise BoardError(f"{self.name}: QEMU did not start:\n{last_error}") from None
-        else:
-            raise BoardError(f"{self.name}: QEMU could not bind its ports:\n{last_error}")
+        self.qemu.start(lambda console_port, ssh_port: self._command(incoming, console_port, ssh_port))
+        self.started_monotonic = self.qemu.started_monotonic
         if self.console_kind == "socket":
             url = f"socket://127.0.0.1:{self.console_port}"
         else:
@@ -251,9 +202,7 @@ class QemuBoard:
         self.console = Console(url, log_path=self.log_path, name=self.name)
 
     def _qemu_stderr(self) -> str:
-        with contextlib.suppress(OSError):
-            return (self.dir / "qemu.stderr").read_text(errors="replace")
-        return ""
+        return self.qemu.stderr()
 
     def boot(self, timeout: float | None = None) -> QemuBoard:
         """Cold boot and wait for `@tb event=boot-ready`."""
@@ -282,7 +231,7 @@ class QemuBoard:
         self.ready_seconds = event.monotonic - self.started_monotonic
         return event
 
-    def _fail_boot(self, why: str) -> None:
+    def _fail_boot(self, why: str) -> NoReturn:
         stderr = self._qemu_stderr().strip()
         tail = "\n".join(self.console.tail(30)) if self.console else ""
         log = self.log_path
@@ -306,83 +255,38 @@ class QemuBoard:
             raise BoardError(
                 f"snapshot {snapshot.path} was made from image {snapshot.image_hash}, this board runs {self.image.hash}"
             )
-        self._start(incoming=snapshot.state_file)
-        self._wait_migration(timeout, incoming=True)
+        try:
+            self._start(incoming=snapshot.state_file)
+        except qemu_process.QemuExited:
+            # QEMU may read a bad state file and exit before QMP answers: the same failure
+            # as one seen during the transfer, with what QEMU said.
+            self._fail_boot(migration.BAD_SNAPSHOT)
+        migration.wait_migration(self.qemu, timeout, incoming=True, fail=self._fail_boot)
         self.qmp.cmd("cont")
         self._prepare_console()
         self.ready_seconds = time.monotonic() - self.started_monotonic
-        # Every board restored from one snapshot starts with the same kernel RNG state,
-        # and Linux 6.1 reseeds its CRNG only about once a minute: without this, two
-        # restored boards draw the same "random" bytes (measured). tb-reseed (images/src)
-        # mixes a host seed in and forces the reseed; same round trip as the clock.
-        clock = f"date -s @{int(time.time())} >/dev/null; " if set_clock else ""
-        seed = secrets.token_hex(32)
-        self.console.run_check(
-            f"{clock}if command -v tb-reseed >/dev/null; then tb-reseed {seed}; else echo {seed} > /dev/urandom; fi"
-        )
+        # Restored boards share the snapshot's RNG state: fresh randomness from the host
+        # (tb-reseed, images/src), with the clock in the same round trip.
+        self.firmware.after_restore(secrets.token_hex(32), set_clock=set_clock)
         if self.identity is not None:  # given at construction: provision now, as a cold boot would
             self.provision(self.identity)
         return self
 
-    def _wait_migration(self, timeout: float, incoming: bool) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                info = self.qmp.cmd("query-migrate")
-            except BoardError:
-                info = None
-            if self.process.poll() is not None:
-                self.process.wait()
-                self._fail_boot("QEMU exited during the snapshot transfer (a bad or truncated snapshot file?)")
-            if info is None:
-                # QMP goes quiet first when QEMU is exiting on a bad snapshot: let it finish
-                # exiting, so the error carries what QEMU said
-                try:
-                    self.process.wait(timeout=3)
-                except subprocess.TimeoutExpired:
-                    raise BoardError(f"{self.name}: QMP stopped answering during the snapshot transfer") from None
-                self._fail_boot("QEMU exited during the snapshot transfer (a bad or truncated snapshot file?)")
-            status = info.get("status")
-            if status == "completed" or (incoming and status is None and self._vm_status() == "prelaunch"
-                                         and self._incoming_done()):
-                return
-            if status == "failed":
-                raise BoardError(f"{self.name}: snapshot transfer failed: {info.get('error-desc', info)}")
-            if time.monotonic() > deadline:
-                raise BoardError(f"{self.name}: snapshot transfer did not finish in {timeout} s ({info})")
-            time.sleep(0.01)
-
-    def _vm_status(self) -> str:
-        return self.qmp.cmd("query-status").get("status", "")
-
-    def _incoming_done(self) -> bool:
-        return any(e.name == "MIGRATION" and e.data.get("status") == "completed" for e in self.qmp.events)
-
-    # -- guest operations -------------------------------------------------------------
+    # -- firmware operations (thin: they are the firmware driver's) -----------------------
 
     def set_clock(self, epoch: float | None = None) -> None:
-        """Set the guest's clock (to the host's now by default)."""
-        epoch = int(time.time() if epoch is None else epoch)
-        self.console.run_check(f"date -s @{epoch} >/dev/null")
+        """Set the guest's clock (to the host's now by default): ``board.firmware.set_clock``."""
+        self.firmware.set_clock(epoch)
 
     def provision(self, identity: Identity, timeout: float = 20) -> tuple[str, int]:
-        """Give a running board its identity (after a snapshot restore): clock, then tb-provision.
+        """Give a running board its identity: ``board.firmware.provision`` (and remember it).
 
         Returns tb-provision's (output, exit code): 0 provisioned and synced,
         1 provisioned but the first sync failed (e.g. the service is down, which
         a scenario may want). Bad input (exit 2 or more) raises BoardError.
         """
         self.identity = identity
-        self.set_clock()
-        _, code = self.console.run("command -v tb-provision >/dev/null", timeout=timeout)
-        if code != 0:
-            raise BoardError(
-                f"{self.name}: tb-provision is not in the image (build firmware_stubs into it: `testbed image build`)"
-            )
-        output, code = self.console.run(identity.provision_command(), timeout=timeout)
-        if code not in (0, 1):
-            raise BoardError(f"{self.name}: tb-provision failed (exit {code}):\n{output}")
-        return output, code
+        return self.firmware.provision(identity, timeout=timeout)
 
     # -- faults over QMP --------------------------------------------------------------
 
@@ -414,6 +318,8 @@ class QemuBoard:
             self.qmp.cmd("quit", timeout=5)
         self.close()
 
+    # -- events ----------------------------------------------------------------------------
+
     @property
     def events(self) -> list[Event]:
         return self.console.events if self.console else []
@@ -422,7 +328,8 @@ class QemuBoard:
     def qmp_events(self) -> list[QmpEvent]:
         return self.qmp.events if self.qmp else []
 
-    def wait_for_event(self, name: str, timeout: float = 30, since: float | None = None, where=None) -> Event:
+    def wait_for_event(self, name: str, timeout: float = 30, since: float | None = None,
+                       where: EventWhere = None) -> Event:  # fmt: skip
         return self.console.wait_for_event(name, timeout=timeout, since=since, where=where)
 
     def ssh(self, **kwargs):
@@ -433,67 +340,35 @@ class QemuBoard:
             raise BoardError(f"{self.name} was started without SSH")
         return SshConnection("127.0.0.1", port=self.ssh_port, **kwargs)
 
-    # -- measurements ------------------------------------------------------------------
+    # -- measurements and snapshots ----------------------------------------------------
 
     def rss_bytes(self) -> tuple[int, int]:
         """(current, peak) resident memory of the QEMU process."""
-        current = peak = 0
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    current = int(line.split()[1]) * 1024
-                elif line.startswith("VmHWM:"):
-                    peak = int(line.split()[1]) * 1024
-        return current, peak
-
-    # -- snapshots -----------------------------------------------------------------------
+        return self.qemu.rss_bytes()
 
     def save_state(self, path: Path, timeout: float = 60) -> None:
         """Pause the board and write its whole state (RAM, devices) to ``path`` via QMP migrate.
 
         The board stays paused afterwards; snapshot.save() closes it.
         """
-        self.qmp.cmd("stop")
-        self.qmp.cmd("migrate-set-parameters", **{"max-bandwidth": 8 << 30})
-        tmp = path.with_name(path.name + ".part")
-        self.qmp.cmd("migrate", uri=f"exec:cat > {tmp}")
-        self._wait_migration(timeout, incoming=False)
-        os.replace(tmp, path)
+        migration.save_state(self.qemu, path, fail=self._fail_boot, timeout=timeout)
 
     # -- teardown ------------------------------------------------------------------------
-
-    def _kill_process(self) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        if self.qmp is not None and self.process is not None and self.process.poll() is None:
-            with contextlib.suppress(Exception):
-                self.qmp.cmd("quit", timeout=2)
-        with contextlib.suppress(Exception):
-            self._kill_process()
+        self.qemu.close()
         if self.console is not None:
             with contextlib.suppress(Exception):
                 self.console.close()
-        if self.qmp is not None:
-            with contextlib.suppress(Exception):
-                self.qmp.close()
         shutil.rmtree(self.dir, ignore_errors=True)
-        _live_boards.discard(self)
+        qemu_process.untrack(self)
 
     @property
     def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None and not self._closed
+        return self.qemu.running and not self._closed
 
     def __enter__(self) -> QemuBoard:
         return self

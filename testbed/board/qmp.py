@@ -1,8 +1,9 @@
 """A synchronous face on qemu.qmp's asyncio client, with every event kept.
 
-The client runs in its own event-loop thread; events are appended to
-``events`` as they arrive (name, data, host monotonic and wall time), so a
-test can ask afterwards what QEMU reported (RESET, STOP, RESUME, SHUTDOWN...).
+The client runs in its own event-loop thread; events are appended to an
+:class:`~testbed.eventlog.EventLog` (``event_log``; ``events`` is a list copy)
+as they arrive (name, data, host monotonic and wall time), so a test can ask
+afterwards what QEMU reported (RESET, STOP, RESUME, SHUTDOWN...) or wait for one.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,8 @@ from typing import Any
 from qemu.qmp import ConnectError, QMPClient, QMPError
 
 from testbed.board.errors import BoardError
+from testbed.deadline import Deadline
+from testbed.eventlog import EventLog, EventLogTimeout
 
 # Every QMP failure surfaces as an exception from Qmp.cmd(); the library's own
 # error logging (e.g. "Connection reset by peer" when QEMU quits) only adds noise.
@@ -41,8 +45,7 @@ class Qmp:
     def __init__(self, socket_path: Path, name: str = "board"):
         self.socket_path = socket_path
         self.name = name
-        self.events: list[QmpEvent] = []
-        self._cond = threading.Condition()
+        self.event_log: EventLog[QmpEvent] = EventLog()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name=f"qmp-{name}", daemon=True)
         self._thread.start()
@@ -61,30 +64,34 @@ class Qmp:
         except QMPError as exc:  # QEMU went away mid-command, or refused it
             raise QmpCommandError(f"{self.name}: {what} failed: {exc}") from exc
 
-    def connect(self, timeout: float = 10, alive=lambda: True) -> None:
+    @property
+    def events(self) -> list[QmpEvent]:
+        """QEMU's events so far, as a list (a copy)."""
+        return self.event_log.snapshot()
+
+    def connect(self, timeout: float = 10, alive: Callable[[], bool] = lambda: True) -> None:
         """Connect to QEMU's QMP socket, retrying until ``timeout``.
 
         The socket file appears when QEMU binds it, a moment before it listens,
         so a refused connection is retried (with a fresh client each time).
         """
-        deadline = time.monotonic() + timeout
+        deadline = Deadline(timeout)
         last: Exception | None = None
         while True:
             if not alive():
                 raise BoardError(f"{self.name}: QEMU exited before QMP answered")
             if self.socket_path.exists():
                 try:
-                    self._call(self._client.connect(str(self.socket_path)), max(1.0, deadline - time.monotonic()))
+                    self._call(self._client.connect(str(self.socket_path)), max(1.0, deadline.remaining or 0.0))
                     break
                 except (ConnectError, OSError) as exc:
                     last = exc
                     self._client = QMPClient(self.name)
-            if time.monotonic() > deadline:
+            if not deadline.sleep(0.01):
                 raise BoardError(
                     f"{self.name}: QMP socket {self.socket_path} did not answer in {timeout} s"
                     + (f": {last}" if last else "")
                 )
-            time.sleep(0.01)
         self._listener = asyncio.run_coroutine_threadsafe(self._listen(), self._loop)
 
     async def _listen(self) -> None:
@@ -97,9 +104,7 @@ class Qmp:
                     time.time(),
                     dict(msg.get("timestamp", {}) or {}),
                 )
-                with self._cond:
-                    self.events.append(event)
-                    self._cond.notify_all()
+                self.event_log.append(event)
         except asyncio.CancelledError:
             pass
 
@@ -108,19 +113,19 @@ class Qmp:
         return self._call(self._client.execute(command, arguments or None), timeout, what=f"QMP {command}")
 
     def wait_event(self, name: str, timeout: float = 30, since: float | None = None,
-                   where=None) -> QmpEvent:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for event in self.events:
-                    if event.name == name and (since is None or event.monotonic >= since) and (
-                        where is None or where(event)
-                    ):
-                        return event
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise BoardError(f"{self.name}: no QMP event {name} within {timeout} s")
-                self._cond.wait(min(remaining, 0.5))
+                   where: Callable[[QmpEvent], bool] | None = None) -> QmpEvent:  # fmt: skip
+        """The first QMP event called ``name`` (seen at or after monotonic ``since``) that matches ``where``."""
+
+        def match(event: QmpEvent) -> bool:
+            return event.name == name and (since is None or event.monotonic >= since) and (
+                where is None or where(event)
+            )
+
+        try:
+            (event,) = self.event_log.wait_for(match, timeout, what=f"QMP event {name}")
+        except EventLogTimeout:
+            raise BoardError(f"{self.name}: no QMP event {name} within {timeout} s") from None
+        return event
 
     def close(self) -> None:
         async def _shutdown() -> None:
@@ -148,3 +153,4 @@ class Qmp:
             self._thread.join(timeout=3)
             if not self._loop.is_running():
                 self._loop.close()
+        self.event_log.close()

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from testbed.board.errors import BoardError
 from testbed.board.qemu import PROFILE, QEMU, QemuBoard
+from testbed.deadline import Deadline
 from testbed.image.build import Image, ensure_image
 from testbed.paths import cache_dir
 
@@ -92,15 +93,14 @@ def _progress(message: str) -> None:
 
 def _wait_rss_settled(board: QemuBoard, timeout: float = 8.0, steady: float = 1.0) -> None:
     """Poll QEMU's RSS until it has not dropped for ``steady`` seconds (free page reporting done)."""
-    deadline = time.monotonic() + timeout
+    deadline = Deadline(timeout)
     lowest = board.rss_bytes()[0]
-    since = time.monotonic()
-    while time.monotonic() < deadline:
-        time.sleep(0.1)
+    since = Deadline(None)  # how long the RSS has not dropped
+    while deadline.sleep(0.1):
         current = board.rss_bytes()[0]
         if current < lowest - (256 << 10):
-            lowest, since = current, time.monotonic()
-        elif time.monotonic() - since >= steady and time.monotonic() - since >= 2.5:
+            lowest, since = current, Deadline(None)
+        elif since.elapsed >= max(steady, 2.5):
             return
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import paramiko
 
 from testbed.board.errors import BoardError
+from testbed.deadline import Deadline
 
 
 class SshError(BoardError):
@@ -41,13 +42,13 @@ class SshConnection:
         """
         self.host, self.port, self.username = host, port, username
         host_keys = paramiko.HostKeys(known_hosts) if known_hosts else None
-        deadline = time.monotonic() + connect_timeout
+        deadline = Deadline(connect_timeout)
         while True:
             try:
                 self.transport = self._connect(host, port, timeout=5)
                 break
             except (OSError, paramiko.SSHException, EOFError) as exc:
-                if time.monotonic() > deadline:
+                if deadline.expired:
                     raise SshError(f"SSH to {host}:{port} did not come up within {connect_timeout} s: {exc}") from exc
                 time.sleep(0.2)
         key = self.transport.get_remote_server_key()
@@ -103,7 +104,7 @@ class SshConnection:
 
     @staticmethod
     def _read_all(chan: paramiko.Channel, timeout: float, what: str) -> bytes:
-        deadline = time.monotonic() + timeout
+        deadline = Deadline(timeout)
         chunks = []
         while True:
             try:
@@ -116,7 +117,7 @@ class SshConnection:
                 chunks.append(chunk)
             elif chunk == b"":
                 return b"".join(chunks)
-            if time.monotonic() > deadline:
+            if deadline.expired:
                 raise SshError(f"{what!r} over SSH did not finish in {timeout} s")
 
     def pull(self, remote: str, local: str | Path, timeout: float = 60) -> Path:

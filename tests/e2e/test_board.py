@@ -194,7 +194,7 @@ def test_a_board_that_never_boots_fails_with_its_console_log(board_image, tmp_pa
 
 def test_a_port_taken_meanwhile_is_retried(board_image, board_snapshot, monkeypatch):
     """Another process grabbing a port between our check and QEMU's bind: QEMU refuses, the board retries."""
-    import testbed.board.qemu as qemu_module
+    import testbed.board.qemu_process as qemu_module
 
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))

@@ -143,3 +143,61 @@ def test_event_and_output_parsing():
     assert e is not None and e.name == "upload-fail" and e.fields == {"reason": "timeout"}
     assert parse_event("plain line") is None
     assert clean_output("a\r\r\nb\x1b[6n\r\r\n@tb event=x\r\r\nc") == "a\nb\nc"
+
+
+def test_events_wrap_the_contracts_event_line_in_an_event_log():
+    from testbed.contract.events import EventLine, parse_event_line
+    from testbed.eventlog import EventLog
+
+    console = Console("loop://", name="loop")
+    try:
+        assert isinstance(console.event_log, EventLog)
+        seen: list[str] = []
+        console.add_listener(lambda e: 1 / 0)  # a broken listener does not stop the reader
+        console.add_listener(lambda e: seen.append(e.name))
+        mark = time.monotonic()
+        console.send(b"@tb event=dump-skipped reason=optout\r\n@tb event=dump-skipped reason=throttled sig=ab\r\n")
+        by_field = console.wait_for_event("dump-skipped", timeout=5, where={"reason": "throttled"})
+        by_predicate = console.wait_for_event("dump-skipped", timeout=5, since=mark, where=lambda e: "sig" not in e.fields)
+        assert by_field["sig"] == "ab" and by_predicate["reason"] == "optout"
+        assert isinstance(by_field.parsed, EventLine)
+        assert by_field.parsed == parse_event_line(by_field.line)
+        assert [e.get("reason") for e in console.events] == ["optout", "throttled"]
+        assert seen == ["dump-skipped", "dump-skipped"]
+        with pytest.raises(ConsoleTimeout, match="no 'dump-skipped' event"):
+            console.wait_for_event("dump-skipped", timeout=0.2, where={"reason": "too-large"})
+    finally:
+        console.close()
+
+
+def test_a_wait_for_an_event_ends_when_the_kernel_dies_or_the_port_closes():
+    from testbed.board.errors import ConsoleClosed
+
+    console = Console("loop://", name="loop")
+    try:
+        threading.Timer(0.1, lambda: console.send(b"[    1.000000] Kernel panic - not syncing: x\r\n")).start()
+        t0 = time.monotonic()
+        with pytest.raises(BoardCrashed):
+            console.wait_for_event("boot-ready", timeout=20)
+        assert time.monotonic() - t0 < 10  # woken by the crash, not by the timeout
+    finally:
+        console.close()
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    console = Console(f"socket://127.0.0.1:{server.getsockname()[1]}", name="eof")
+    conn, _ = server.accept()
+    threading.Timer(0.1, conn.close).start()
+    try:
+        with pytest.raises(ConsoleClosed, match="closed while waiting for event boot-ready"):
+            console.wait_for_event("boot-ready", timeout=20)
+    finally:
+        console.close()
+        server.close()
+
+
+def test_events_printed_by_a_command_are_in_the_log_when_run_returns(shell_console):
+    for i in range(20):
+        mark = len(shell_console.events)
+        shell_console.run(f"echo '@tb event=app-start n={i}'")
+        assert [e["n"] for e in shell_console.events[mark:]] == [str(i)]
