@@ -1,0 +1,165 @@
+"""Boards for a scenario run from an inventory file: a BoardFactory over real boards.
+
+    boards = InventoryBoards(load_inventory("inventory.yaml"))
+    boards.check_scenario(scenario)          # before any board boots
+    board = boards("b-1", device_id, secret, port)   # installed, fresh, provisioned
+
+A scenario's board takes the inventory board of the same name, else the next free one
+(in the inventory's order). Handing a board out: attach to its console, install the
+image's firmware when the board has another build (over SSH when the inventory gives
+it, else through the console), stop the firmware, clear its state directory, start it
+again, then provision it with the run's identity and the address the board dials.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from testbed.board.errors import BoardError
+from testbed.board.identity import Identity
+from testbed.board.install import firmware_bundle, install_firmware
+from testbed.board.inventory import BoardEntry, Inventory, capabilities_of
+from testbed.board.protocols import Capability, UnsupportedCapability
+from testbed.board.real import RealBoard
+from testbed.image.firmware_tree import FirmwareBundle
+
+#: What each scenario step asks of the boards it names.
+STEP_CAPABILITIES: dict[str, Capability] = {
+    "sync": Capability.COMMANDS,
+    "crash": Capability.COMMANDS,
+    "wait": Capability.EVENTS,
+    "link_down": Capability.LINK,
+    "link_up": Capability.LINK,
+    "pause": Capability.PAUSE,
+    "resume": Capability.PAUSE,
+    "reboot": Capability.RESET,
+    "warp": Capability.CLOCK,
+}
+
+Say = Callable[[str], None]
+
+
+def unsupported_steps(scenario: Any, capabilities: Callable[[str], frozenset[Capability]]) -> list[tuple[Any, str, Capability]]:
+    """Every (step, scenario board, capability) of ``scenario`` where the step asks a board
+    for a capability it lacks."""
+    problems = []
+    for step in scenario.steps:
+        needed = STEP_CAPABILITIES.get(step.action)
+        for b in step.args.get("boards") or [] if needed is not None else []:
+            if needed not in capabilities(b):
+                problems.append((step, b, needed))
+    return problems
+
+
+class InventoryBoards:
+    """A BoardFactory (name, device id, secret, port) -> a ready RealBoard, from an inventory."""
+
+    def __init__(self, inventory: Inventory, *, bundle: FirmwareBundle | None = None, log_dir: Path | None = None,
+                 say: Say | None = None, open_timeout: float = 60) -> None:  # fmt: skip
+        self.inventory = inventory
+        self._bundle = bundle
+        self.log_dir = log_dir
+        self.say = say or (lambda _m: None)
+        self.open_timeout = open_timeout
+        self._lock = threading.Lock()
+        self._plan: dict[str, str] = {}
+        self._in_use: set[str] = set()
+
+    # -- before any board boots ------------------------------------------------------
+    def plan(self, names: list[str]) -> dict[str, str]:
+        """Scenario board -> inventory board: the same name, else the next free one in order."""
+        entries = list(self.inventory.boards)
+        plan = {n: n for n in names if n in self.inventory.boards}
+        free = [e for e in entries if e not in plan.values()]
+        for n in names:
+            if n not in plan:
+                if not free:
+                    raise BoardError(f"the inventory {self.inventory.path} has {len(entries)} board(s); "
+                                     f"the scenario needs {len(names)} ({', '.join(names)})")  # fmt: skip
+                plan[n] = free.pop(0)
+        return plan
+
+    def entry_for(self, name: str) -> BoardEntry:
+        return self.inventory.boards[self._plan.get(name) or self.plan([name])[name]]
+
+    def capabilities(self, name: str) -> frozenset[Capability]:
+        """What the inventory board that serves scenario board ``name`` can do."""
+        return capabilities_of(self.entry_for(name))
+
+    def check_scenario(self, scenario: Any) -> None:
+        """Map the scenario's boards onto the inventory; raise UnsupportedCapability when a step
+        asks a board for what its entry does not give (nothing has booted yet)."""
+        self._plan = self.plan(list(scenario.boards))
+
+        problems = unsupported_steps(scenario, self.capabilities)
+        if problems:
+            sentences = []
+            for step, b, cap in problems:
+                real = self._plan[b] if self._plan[b] == b else f"{self._plan[b]} (the scenario's {b})"
+                sentences.append(f"board {real} cannot {step.action.replace('_', ' ')} (step {step.index + 1}, "
+                                 f"line {step.line}): it lacks the {cap.value!r} capability")  # fmt: skip
+            step, b, cap = problems[0]
+            err = UnsupportedCapability(self._plan[b], cap, step.action.replace("_", " "))
+            err.args = ("; ".join(sentences),)
+            raise err
+
+    # -- handing a board out ---------------------------------------------------------
+    @property
+    def bundle(self) -> FirmwareBundle:
+        if self._bundle is None:
+            self._bundle = firmware_bundle()
+        return self._bundle
+
+    def __call__(self, name: str, device_id: str, secret: str, port: int) -> RealBoard:
+        entry = self.entry_for(name)
+        with self._lock:
+            if entry.name in self._in_use:
+                raise BoardError(f"inventory board {entry.name} is already in use by this run")
+            self._in_use.add(entry.name)
+        try:
+            board = self.open_board(entry)
+        except BaseException:
+            self._release(entry.name)
+            raise
+        original_close = board.close
+
+        def close() -> None:
+            try:
+                original_close()
+            finally:
+                self._release(entry.name)
+
+        board.close = close  # type: ignore[method-assign]
+        try:
+            self.prepare(board, Identity(device_id, secret, f"{entry.service}:{port}"))
+        except BaseException:
+            board.close()
+            raise
+        return board
+
+    def _release(self, name: str) -> None:
+        with self._lock:
+            self._in_use.discard(name)
+
+    def open_board(self, entry: BoardEntry) -> RealBoard:
+        log = None
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            log = self.log_dir / f"{entry.name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+        return RealBoard(entry, log_path=log).open(timeout=self.open_timeout)
+
+    def prepare(self, board: RealBoard, identity: Identity) -> None:
+        """Firmware of this build installed and running from a fresh state, then provisioned."""
+        t = time.monotonic()
+        ssh = board.ssh() if board.entry.ssh is not None else None
+        if install_firmware(board, self.bundle, ssh):
+            self.say(f"{board.name}: firmware {self.bundle.build} installed over "
+                     f"{'SSH' if ssh else 'the console'} in {time.monotonic() - t:.1f} s")  # fmt: skip
+        board.fresh_start()
+        output, code = board.provision(identity)
+        if code != 0:
+            self.say(f"{board.name}: provisioned, but the first sync failed: {output.strip()[-200:]}")
