@@ -8,7 +8,8 @@ A YAML file like a labgrid environment file, one entry per board::
         baudrate: 115200                 # optional
         ssh: {address: 192.168.7.2, port: 22, user: root, key_file: ~/.ssh/bench}   # optional
         reset: shell                     # `reboot` from its own shell; or {command: "..."} on the host
-        power: {off: "relay 3 off", on: "relay 3 on"}                                # optional
+        power_off: "relay 3 off"         # optional, host commands (or {command: ..., timeout: 60})
+        power_on: "relay 3 on"
         service: 10.0.2.2                # the address the board dials to reach the service
         interface: eth0                  # what a link fault takes down (default eth0)
         boot_ready: "@tb event=boot-ready"   # what the console prints when a reset board is up
@@ -43,11 +44,11 @@ DEFAULT_BOOT_READY = r"@tb event=boot-ready"
 DEFAULT_INTERFACE = "eth0"
 DEFAULT_BAUDRATE = 115200
 
-BOARD_KEYS = ("console", "baudrate", "ssh", "reset", "power", "service", "interface", "boot_ready", "labgrid")
+BOARD_KEYS = ("console", "baudrate", "ssh", "reset", "power_off", "power_on", "service", "interface", "boot_ready",
+              "labgrid")
 SSH_KEYS = ("address", "port", "user", "key_file", "password", "known_hosts")
 RESET_KEYS = ("command", "timeout")
-POWER_KEYS = ("off", "on", "timeout")
-LABGRID_KEYS = ("place", "coordinator")
+LABGRID_KEYS = ("place", "coordinator", "power")
 
 #: What every board from an inventory can do: a shell, the firmware's events, link faults
 #: from its own shell and clock warps with `date`. Never PAUSE, SNAPSHOT or HOST_CPU.
@@ -85,7 +86,8 @@ class HostCommand:
 @dataclass(frozen=True)
 class LabgridSpec:
     place: str
-    coordinator: str | None = None  # host:port; None: labgrid's own default (LG_COORDINATOR)
+    coordinator: str | None = None  # host:port; None: labgrid's default, 127.0.0.1:20408
+    power: bool = False  # the place has a power resource the testbed may switch (POWER, RESET)
 
 
 @dataclass(frozen=True)
@@ -120,14 +122,15 @@ def capabilities_of(entry: BoardEntry) -> frozenset[Capability]:
     """What a board can do, from its inventory entry alone (known before it boots).
 
     RESET when the entry names a reset (a host command, or `shell`: `reboot` from its own
-    shell) or a power cycle (power off and on); POWER when it names a power-off command.
-    A labgrid place may add POWER at run time (its power resource), never before: a
-    scenario asks only for what the inventory promises.
+    shell) or a power cycle (power off and on); POWER when it names a power-off command,
+    or a labgrid place whose power resource it declares (``power: true``: then also RESET,
+    a power cycle). A scenario asks only for what the inventory promises.
     """
     caps = set(BASE_CAPABILITIES)
-    if entry.reset is not None or (entry.power_off is not None and entry.power_on is not None):
+    place_power = entry.labgrid is not None and entry.labgrid.power
+    if entry.reset is not None or (entry.power_off is not None and entry.power_on is not None) or place_power:
         caps.add(Capability.RESET)
-    if entry.power_off is not None:
+    if entry.power_off is not None or place_power:
         caps.add(Capability.POWER)
     return frozenset(caps)
 
@@ -236,8 +239,11 @@ def _board(r: _Reader, name: str, spec: Any, line: int) -> BoardEntry:
     if "labgrid" in m:
         lm = r.mapping(m["labgrid"], line_of(m, "labgrid", value=True), f"{where} labgrid")
         r.keys(lm, LABGRID_KEYS, f"{where} labgrid")
+        power = lm.get("power", False)
+        if not isinstance(power, bool):
+            raise r.fail(line_of(lm, "power", value=True), f"{where} labgrid: 'power' is true or false")
         kw["labgrid"] = LabgridSpec(r.text(lm, "place", f"{where} labgrid", required=True) or "",
-                                    r.text(lm, "coordinator", f"{where} labgrid"))  # fmt: skip
+                                    r.text(lm, "coordinator", f"{where} labgrid"), power)  # fmt: skip
         if console is not None:
             raise r.fail(line_of(m, "console"), f"{where}: a labgrid board takes its console from the place; drop 'console'")
     elif console is None:
@@ -269,14 +275,11 @@ def _board(r: _Reader, name: str, spec: Any, line: int) -> BoardEntry:
                      f"{_suggest(reset, ('shell', 'none'))}")  # fmt: skip
     else:
         kw["reset"] = r.command(reset, line_of(m, "reset", value=True), f"{where} reset")
-    if m.get("power") is not None:
-        pm = r.mapping(m["power"], line_of(m, "power", value=True), f"{where} power")
-        r.keys(pm, POWER_KEYS, f"{where} power")
-        timeout = float(r.number(pm, "timeout", f"{where} power", 30.0, 0.1, 3600))
-        off = r.text(pm, "off", f"{where} power", required=True) or ""
-        on = r.text(pm, "on", f"{where} power")
-        kw["power_off"] = HostCommand(off, timeout)
-        kw["power_on"] = HostCommand(on, timeout) if on else None
+    for key in ("power_off", "power_on"):
+        if m.get(key) is not None:
+            kw[key] = r.command(m[key], line_of(m, key, value=True), f"{where} {key}")
+    if "power_on" in kw and "power_off" not in kw:
+        raise r.fail(line_of(m, "power_on"), f"{where}: power_on without power_off (a power cycle needs both)")
     iface = r.text(m, "interface", where) or DEFAULT_INTERFACE
     if not _IFACE_RE.match(iface):
         raise r.fail(line_of(m, "interface", value=True), f"{where}: interface {iface!r} is not a network interface name")

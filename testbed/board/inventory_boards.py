@@ -150,7 +150,18 @@ class InventoryBoards:
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             log = self.log_dir / f"{entry.name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
-        return RealBoard(entry, log_path=log).open(timeout=self.open_timeout)
+        if entry.labgrid is None:
+            return RealBoard(entry, log_path=log).open(timeout=self.open_timeout)
+        from testbed.board.labgrid_place import LabgridPlace
+
+        place = LabgridPlace(entry.labgrid, entry.name).acquire()
+        try:
+            board = RealBoard(entry, log_path=log, console_url=place.console_url(), place=place)
+        except BaseException:
+            place.close()
+            raise
+        self.say(f"{entry.name}: labgrid place {entry.labgrid.place} acquired, console {board.console_url}")
+        return board.open(timeout=self.open_timeout)
 
     def prepare(self, board: RealBoard, identity: Identity) -> None:
         """Firmware of this build installed and running from a fresh state, then provisioned."""
@@ -163,3 +174,12 @@ class InventoryBoards:
         output, code = board.provision(identity)
         if code != 0:
             self.say(f"{board.name}: provisioned, but the first sync failed: {output.strip()[-200:]}")
+
+
+def inventory_factory(path: str | Path, say: Say | None = None) -> InventoryBoards:
+    """The board factory of the inventory file at ``path`` (InventoryError when it is wrong);
+    console logs go where the emulated boards' do."""
+    from testbed.board.inventory import load_inventory
+    from testbed.paths import cache_dir
+
+    return InventoryBoards(load_inventory(path), log_dir=cache_dir() / "logs", say=say)

@@ -61,7 +61,7 @@ class RealBoard:
     """A board from an inventory entry; ``open()`` attaches to its console's shell."""
 
     def __init__(self, entry: BoardEntry, *, log_path: Path | None = None, console_url: str | None = None,
-                 boot_timeout: float = 120) -> None:  # fmt: skip
+                 boot_timeout: float = 120, place: Any = None) -> None:  # fmt: skip
         self.entry = entry
         self.name = entry.name
         self.capabilities: frozenset[Capability] = capabilities_of(entry)
@@ -69,6 +69,7 @@ class RealBoard:
         if not self.console_url:
             raise BoardError(f"{self.name}: no console (a labgrid board gets it from its place)")
         self.log_path = log_path
+        self.place = place  # a testbed.board.labgrid_place.LabgridPlace, released on close
         self.boot_timeout = boot_timeout
         self.identity: Identity | None = None
         self._console: Console | None = None
@@ -86,7 +87,7 @@ class RealBoard:
             self._console.prepare(timeout=timeout)
         except ConsoleTimeout:
             tail = "\n".join(self._console.tail(20))
-            self.close()
+            self.close()  # (releases a labgrid place too)
             raise BoardError(f"{self.name}: no shell answered on the console {self.console_url} in {timeout:g} s"
                              + (f"; last lines:\n{tail}" if tail else " (it printed nothing)")) from None  # fmt: skip
         return self
@@ -169,6 +170,8 @@ class RealBoard:
         elif self.entry.power_off is not None and self.entry.power_on is not None:
             run_host_command(self.name, "power off", self.entry.power_off)
             run_host_command(self.name, "power on", self.entry.power_on)
+        elif self._place_power():
+            self.place.power_cycle()
         else:
             raise UnsupportedCapability(self.name, Capability.RESET, "reset")
         console.clear_crash()
@@ -184,10 +187,16 @@ class RealBoard:
                                    f"after the reset; last lines:\n{tail}") from None  # fmt: skip
         self.console.prepare(timeout=30)
 
+    def _place_power(self) -> bool:
+        return self.place is not None and self.entry.labgrid is not None and self.entry.labgrid.power
+
     def power_off(self) -> None:
-        if self.entry.power_off is None:
+        if self.entry.power_off is not None:
+            run_host_command(self.name, "power off", self.entry.power_off)
+        elif self._place_power():
+            self.place.power_off()
+        else:
             raise UnsupportedCapability(self.name, Capability.POWER, "power off")
-        run_host_command(self.name, "power off", self.entry.power_off)
 
     # -- lifetime ------------------------------------------------------------------------
     def close(self) -> None:
@@ -200,6 +209,9 @@ class RealBoard:
         if self._console is not None:
             with contextlib.suppress(Exception):
                 self._console.close()
+        if self.place is not None:
+            with contextlib.suppress(Exception):
+                self.place.close()
 
     def __enter__(self) -> RealBoard:
         return self

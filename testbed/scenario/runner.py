@@ -254,6 +254,12 @@ class ScenarioRun:
         from testbed.service.process import ServiceProcess
 
         sc = self.sc
+        check = getattr(self.opt.board_factory, "check_scenario", None)
+        if check is not None:  # boards that declare what they can do (an inventory): refuse before any boots
+            try:
+                check(sc)
+            except Exception as exc:  # noqa: BLE001 (the refusal is the scenario's verdict)
+                raise StepFailed(f"refused before any board booted: {exc}") from None
         if self.opt.workdir is not None:
             self.workdir = Path(self.opt.workdir) / sc.name
             if self.workdir.exists():
