@@ -135,7 +135,12 @@ class InventoryBoards:
 
         board.close = close  # type: ignore[method-assign]
         try:
-            self.prepare(board, Identity(device_id, secret, f"{entry.service}:{port}"))
+            try:
+                identity = Identity(device_id, secret, f"{entry.service}:{port}")
+            except ValueError as exc:  # the firmware dials only 10.0.2.2 and 127.x for now
+                raise BoardError(f"{entry.name}: {exc} (a board on a lab network needs the firmware to accept "
+                                 "its service address: not yet, see docs/board.md)") from None  # fmt: skip
+            self.prepare(board, identity)
         except BaseException:
             board.close()
             raise
