@@ -54,8 +54,8 @@ class LabgridPlace:
         return self.session.loop.run_until_complete(coro)
 
     def acquire(self) -> LabgridPlace:
+        from labgrid.remote.client import Error as LabgridError
         from labgrid.remote.client import start_session
-        from labgrid.remote.common import Error as LabgridError
 
         address = self.spec.coordinator or DEFAULT_COORDINATOR
         args = argparse.Namespace(place=self.spec.place, allow_unmatched=False, kick=False)
