@@ -89,14 +89,19 @@ class FirmwareDriver:
         if self.status().build == bundle.build:
             return False
         deadline = time.monotonic() + timeout
+        placed: dict[str, str] = {}  # sha256 -> where it is on the board already
         for f in bundle.files:
             tmp = f"/tmp/.tb-install-{f.local.name}"
-            upload(f.local, tmp)
+            if f.sha256 in placed:  # the same program under two names (crashapp, crashsvc): copy it there
+                self._check(commands.copy_file(placed[f.sha256], tmp), 30)
+            else:
+                upload(f.local, tmp)
             got = self._check(commands.sha256_of(tmp), max(5.0, deadline - time.monotonic())).split()
             if not got or got[0] != f.sha256:
                 raise BoardError(f"{self.name}: {f.remote} arrived damaged (sha256 {got[0] if got else '?'}, "
                                  f"expected {f.sha256})")  # fmt: skip
             self._check(commands.install_file(tmp, f.remote, f.mode), 10)
+            placed[f.sha256] = f.remote
         if self.status().build != bundle.build:
             raise BoardError(f"{self.name}: the firmware build {bundle.build} is not on the board after installing it")
         return True

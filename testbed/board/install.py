@@ -7,14 +7,15 @@ place. This module only moves bytes:
 
 - :class:`SshUploader` writes a file through an SSH exec channel (``cat > tmp``): dropbear
   serves exec channels without an SFTP server, which small boards often lack;
-- :class:`ConsoleUploader` types it through the serial console as gzip + base64 lines
-  (``printf``, then ``base64 -d | gunzip``), for a board without SSH.
+- :class:`ConsoleUploader` types it through the serial console as xz (or gzip) + base64
+  lines (``printf``, then ``base64 -d | unxz``), for a board without SSH.
 """
 
 from __future__ import annotations
 
 import base64
 import gzip
+import lzma
 import shlex
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ class SshUploader:
     def __init__(self, ssh: Any, timeout: float = 120) -> None:
         self.ssh = ssh  # a testbed.board.ssh.SshConnection
         self.timeout = timeout
+        self.unpack: str | None = None
 
     def __call__(self, local: Path, remote: str) -> None:
         self.ssh.push(local, remote, timeout=self.timeout)
@@ -56,21 +58,36 @@ class ConsoleUploader:
         self.console = console
         self.name = name
         self.timeout = timeout
+        self.unpack: str | None = None
 
     def _run(self, cmd: str) -> None:
         output, code = self.console.run(cmd, timeout=self.timeout)
         if code != 0:
             raise BoardError(f"{self.name}: uploading through the console failed (exit {code}): {output.strip()[-300:]}")
 
+    def _unpacker(self) -> str:
+        """xz when the board has unxz (about 15% fewer bytes through a slow UART than gzip), else gzip."""
+        if self.unpack is None:
+            _, code = self.console.run("command -v unxz >/dev/null", timeout=self.timeout)
+            self.unpack = "unxz" if code == 0 else "gunzip"
+        return self.unpack
+
     def __call__(self, local: Path, remote: str) -> None:
-        text = base64.b64encode(gzip.compress(Path(local).read_bytes(), mtime=0)).decode()
+        data = Path(local).read_bytes()
+        unpack = self._unpacker()
+        if unpack == "unxz":  # a 1 MiB dictionary: a small board's unxz needs little memory
+            packed = lzma.compress(data, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC32,
+                                   filters=[{"id": lzma.FILTER_LZMA2, "preset": 9, "dict_size": 1 << 20}])  # fmt: skip
+        else:
+            packed = gzip.compress(data, mtime=0)
+        text = base64.b64encode(packed).decode()
         staging = shlex.quote(remote + ".b64")
         self._run(f": > {staging}")
         lines = [text[i:i + LINE_CHARS] for i in range(0, len(text), LINE_CHARS)]
         for i in range(0, len(lines), LINES_PER_COMMAND):
             batch = lines[i:i + LINES_PER_COMMAND]
             self._run("\n".join(f"printf '%s\\n' '{line}' >> {staging}" for line in batch))
-        self._run(f"base64 -d {staging} | gunzip > {shlex.quote(remote)}; s=$?; rm -f {staging}; [ $s = 0 ]")
+        self._run(f"base64 -d {staging} | {unpack} > {shlex.quote(remote)}; s=$?; rm -f {staging}; [ $s = 0 ]")
 
 
 def install_firmware(board: Any, bundle: FirmwareBundle, ssh: Any = None) -> bool:

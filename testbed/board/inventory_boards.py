@@ -168,13 +168,25 @@ class InventoryBoards:
         self.say(f"{entry.name}: labgrid place {entry.labgrid.place} acquired, console {board.console_url}")
         return board.open(timeout=self.open_timeout)
 
-    def prepare(self, board: RealBoard, identity: Identity) -> None:
-        """Firmware of this build installed and running from a fresh state, then provisioned."""
+    def install(self, board: RealBoard) -> None:
+        """The image's firmware build on the board (nothing is copied when it has it already)."""
         t = time.monotonic()
         ssh = board.ssh() if board.entry.ssh is not None else None
         if install_firmware(board, self.bundle, ssh):
             self.say(f"{board.name}: firmware {self.bundle.build} installed over "
                      f"{'SSH' if ssh else 'the console'} in {time.monotonic() - t:.1f} s")  # fmt: skip
+
+    def after_reset(self, board: RealBoard) -> None:
+        """A reset board: its firmware installed again if the reset lost it (a RAM root file
+        system), started if its init did not start it; its state is kept (the runner provisions)."""
+        self.install(board)
+        if not board.firmware.status().running:
+            board.firmware.start(board.console)
+
+    def prepare(self, board: RealBoard, identity: Identity) -> None:
+        """Firmware of this build installed and running from a fresh state, then provisioned."""
+        self.install(board)
+        board.on_ready = self.after_reset
         board.fresh_start()
         output, code = board.provision(identity)
         if code != 0:

@@ -15,7 +15,7 @@ import contextlib
 import re
 import shlex
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,8 @@ class RealBoard:
             raise BoardError(f"{self.name}: no console (a labgrid board gets it from its place)")
         self.log_path = log_path
         self.place = place  # a testbed.board.labgrid_place.LabgridPlace, released on close
+        #: Called after a reset once a shell answers (the factory: firmware installed and running).
+        self.on_ready: Callable[[RealBoard], None] | None = None
         self.boot_timeout = boot_timeout
         self.identity: Identity | None = None
         self._console: Console | None = None
@@ -186,6 +188,12 @@ class RealBoard:
             raise BoardBootTimeout(f"{self.name}: no {self.entry.boot_ready!r} on the console within {timeout:g} s "
                                    f"after the reset; last lines:\n{tail}") from None  # fmt: skip
         self.console.prepare(timeout=30)
+        if self._ssh is not None:  # the old connection died with the board
+            with contextlib.suppress(Exception):
+                self._ssh.close()
+            self._ssh = None
+        if self.on_ready is not None:
+            self.on_ready(self)
 
     def _place_power(self) -> bool:
         return self.place is not None and self.entry.labgrid is not None and self.entry.labgrid.power

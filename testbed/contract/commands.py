@@ -107,3 +107,8 @@ def install_file(tmp: str, path: str, mode: int) -> str:
     """Put an uploaded file in place: mode, then an atomic rename (a running program keeps its old copy)."""
     d = shlex.quote(path.rsplit("/", 1)[0] or "/")
     return f"mkdir -p {d} && chmod {mode:o} {shlex.quote(tmp)} && mv -f {shlex.quote(tmp)} {shlex.quote(path)}"
+
+
+def copy_file(src: str, dest: str) -> str:
+    """Copy a file on the board (an installed program that another name shares)."""
+    return f"cp {shlex.quote(src)} {shlex.quote(dest)}"

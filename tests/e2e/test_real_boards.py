@@ -35,10 +35,12 @@ def _scenario(prefix: str) -> Path:
     return path
 
 
-def write_inventory(path: Path, standin: StandIn, ssh: bool = True, name: str = "bench-1") -> Path:
+def write_inventory(path: Path, standin: StandIn, ssh: bool = True, name: str = "bench-1", reset: bool = False) -> Path:
     lines = ["boards:", f"  {name}:", f"    console: {standin.console_url}"]
     if ssh:
         lines.append(f"    ssh: {{address: 127.0.0.1, port: {standin.ssh_port}, user: root}}")
+    if reset:
+        lines.append("    reset: shell")
     lines += ["    service: 10.0.2.2", "    interface: eth0", ""]
     path.write_text("\n".join(lines))
     return path
@@ -139,6 +141,40 @@ def test_a_step_the_board_cannot_do_fails_before_boot(standin, tmp_path):
     assert "board bench-1 (the scenario's b-1) cannot pause" in result.error, result.error
     assert "'pause' capability" in result.error and "line 8" in result.error, result.error
     assert opened == [] and result.steps == [] and not result.service_log
+
+
+REBOOT_SCENARIO = """\
+name: reboot-a-real-board
+groups:
+  DW100/Field: {allow_crash_dumps: true}
+fleet:
+  b: {boards: 1, group: DW100/Field, apps: [crashapp]}
+steps:
+  - sync: all
+  - reboot: {boards: b-1, timeout: 240s}
+  - sync: all
+  - crash: b-1
+  - wait: {boards: b-1, event: upload-ok, timeout: 20s}
+expect:
+  - dumps: {count: 1}
+"""
+
+
+def test_reboot_from_the_boards_own_shell(standin, tmp_path):
+    """`reset: shell`: `reboot` typed on its shell, boot-ready again, the firmware back (the stand-in's
+    root is in RAM, so the reboot lost it: installed again), provisioned, and it uploads."""
+    inventory = load_inventory(write_inventory(tmp_path / "inventory.yaml", standin, reset=True))
+    fresh = _board_build(standin) is None
+    said: list[str] = []
+    path = tmp_path / "reboot.yaml"
+    path.write_text(REBOOT_SCENARIO)
+    boards = InventoryBoards(inventory, log_dir=tmp_path / "logs", say=said.append)
+    (result,) = run_scenarios(load_scenarios([str(path)]), RunOptions(parallel=1, board_factory=boards))
+    assert result.passed, f"{result.error or [e.detail for e in result.failures]}\n" + "\n".join(said)
+    assert any(i.kind == "reboot" and i.end is not None for i in result.intervals)
+    assert [e.name for e in result.boards[0].events].count("boot-ready") >= 1
+    # installed after the reboot (and before it when the stand-in had no firmware yet)
+    assert sum("installed over SSH" in m for m in said) == (2 if fresh else 1), said
 
 
 def test_firmware_install_through_the_console_when_there_is_no_ssh(standin, tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
+import lzma
 from pathlib import Path
 
 import pytest
@@ -148,7 +149,8 @@ def test_link_commands_keep_the_routes_and_need_no_network():
 class FakeShell:
     """A shell that runs the uploader's printf / base64 lines into a dict of files (unit test only)."""
 
-    def __init__(self) -> None:
+    def __init__(self, unpack: str) -> None:
+        self.unpack = unpack
         self.files: dict[str, bytes] = {}
         self.commands = 0
 
@@ -162,17 +164,21 @@ class FakeShell:
                 assert len(line) < 4096
                 self.files[target] += data.encode() + b"\n"
             elif line.startswith("base64 -d "):
-                src, _, rest = line[len("base64 -d "):].partition(" | gunzip > ")
+                src, _, rest = line[len("base64 -d "):].partition(f" | {self.unpack} > ")
                 dest = rest.split(";")[0]
-                self.files[dest] = gzip.decompress(base64.b64decode(self.files.pop(src)))
+                unpack = gzip.decompress if self.unpack == "gunzip" else lzma.decompress
+                self.files[dest] = unpack(base64.b64decode(self.files.pop(src)))
+            elif line == "command -v unxz >/dev/null":
+                return "", 0 if self.unpack == "unxz" else 1
         return "", 0
 
 
-def test_console_upload_round_trips_a_file(tmp_path: Path):
+@pytest.mark.parametrize("unpack", ["unxz", "gunzip"])
+def test_console_upload_round_trips_a_file(tmp_path: Path, unpack: str):
     data = bytes(range(256)) * 700 + b"tail"
     local = tmp_path / "prog"
     local.write_bytes(data)
-    shell = FakeShell()
+    shell = FakeShell(unpack)
     ConsoleUploader(shell).__call__(local, "/tmp/prog")
     assert hashlib.sha256(shell.files["/tmp/prog"]).digest() == hashlib.sha256(data).digest()
     assert shell.commands >= 3
