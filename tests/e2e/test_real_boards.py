@@ -141,6 +141,15 @@ def test_a_step_the_board_cannot_do_fails_before_boot(standin, tmp_path):
     assert "board bench-1 (the scenario's b-1) cannot pause" in result.error, result.error
     assert "'pause' capability" in result.error and "line 8" in result.error, result.error
     assert opened == [] and result.steps == [] and not result.service_log
+    # the same through the command line
+    proc = subprocess.run(
+        [sys.executable, "-m", "testbed.cli", "scenario", "run", "--boards-file", str(tmp_path / "inventory.yaml"),
+         str(path), "--report", str(tmp_path / "r.html")],
+        capture_output=True, text=True, timeout=300, cwd=REPO_ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert ("refused before any board booted: board bench-1 (the scenario's b-1) cannot pause (step 2, line 8): "
+            "it lacks the 'pause' capability") in proc.stdout, proc.stdout  # fmt: skip
 
 
 REBOOT_SCENARIO = """\
