@@ -125,15 +125,7 @@ class InventoryBoards:
         except BaseException:
             self._release(entry.name)
             raise
-        original_close = board.close
-
-        def close() -> None:
-            try:
-                original_close()
-            finally:
-                self._release(entry.name)
-
-        board.close = close  # type: ignore[method-assign]
+        board.on_close = lambda b: self._release(b.name)
         try:
             try:
                 identity = Identity(device_id, secret, f"{entry.service}:{port}")

@@ -72,6 +72,8 @@ class RealBoard:
         self.place = place  # a testbed.board.labgrid_place.LabgridPlace, released on close
         #: Called after a reset once a shell answers (the factory: firmware installed and running).
         self.on_ready: Callable[[RealBoard], None] | None = None
+        #: Called once when the board is closed (the factory: the inventory board is free again).
+        self.on_close: Callable[[RealBoard], None] | None = None
         self.boot_timeout = boot_timeout
         self.identity: Identity | None = None
         self._console: Console | None = None
@@ -220,6 +222,8 @@ class RealBoard:
         if self.place is not None:
             with contextlib.suppress(Exception):
                 self.place.close()
+        if self.on_close is not None:
+            self.on_close(self)
 
     def __enter__(self) -> RealBoard:
         return self
