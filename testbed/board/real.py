@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pexpect
+import serial
 
 from testbed.board.console import Console, Event
 from testbed.board.errors import BoardBootTimeout, BoardError, ConsoleTimeout
@@ -84,8 +85,12 @@ class RealBoard:
     # -- attaching ---------------------------------------------------------------------
     def open(self, timeout: float = 30) -> RealBoard:
         """Open the console and wait for a shell there (echo off, as the console expects)."""
-        self._console = Console(self.console_url, log_path=self.log_path, name=self.name,
-                                baudrate=self.entry.baudrate)  # fmt: skip
+        try:
+            self._console = Console(self.console_url, log_path=self.log_path, name=self.name,
+                                    baudrate=self.entry.baudrate)  # fmt: skip
+        except (serial.SerialException, OSError, ValueError) as exc:
+            self.close()
+            raise BoardError(f"{self.name}: cannot open the console {self.console_url}: {exc}") from None
         self._firmware = FirmwareDriver(self._console, self.name)
         try:
             self._console.prepare(timeout=timeout)

@@ -18,6 +18,7 @@ import pytest
 
 from testbed.board.inventory import load_inventory
 from testbed.board.inventory_boards import InventoryBoards
+from testbed.board.protocols import Board, Capability
 from testbed.board.standin import StandIn
 from testbed.contract.commands import FIRMWARE_BUILD_FILE
 from testbed.paths import REPO_ROOT
@@ -104,6 +105,8 @@ def test_s01_and_s05_link_down_from_the_boards_own_shell(standin, tmp_path):
     # the link is up again: the board reaches the service's address through its own path
     board = boards.open_board(inventory.boards["bench-1"])
     try:
+        assert isinstance(board, Board)
+        assert Capability.PAUSE not in board.capabilities and Capability.LINK in board.capabilities
         out, code = board.console.run("ip route show dev eth0")
         assert code == 0 and "default via 10.0.2.2" in out, out
     finally:

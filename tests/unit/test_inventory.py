@@ -182,3 +182,12 @@ def test_console_upload_round_trips_a_file(tmp_path: Path, unpack: str):
     ConsoleUploader(shell).__call__(local, "/tmp/prog")
     assert hashlib.sha256(shell.files["/tmp/prog"]).digest() == hashlib.sha256(data).digest()
     assert shell.commands >= 3
+
+
+def test_a_console_that_cannot_be_opened_names_the_board(tmp_path: Path):
+    from testbed.board.errors import BoardError
+    from testbed.board.real import RealBoard
+
+    inv = parse_inventory(f"boards:\n  b:\n    console: {tmp_path}/ttyUSB9\n    service: 10.0.2.2\n")
+    with pytest.raises(BoardError, match=r"^b: cannot open the console .*ttyUSB9"):
+        RealBoard(inv.boards["b"]).open(timeout=1)
