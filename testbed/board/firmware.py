@@ -106,18 +106,18 @@ class FirmwareDriver:
             raise BoardError(f"{self.name}: the firmware build {bundle.build} is not on the board after installing it")
         return True
 
-    def stop(self, timeout: float = 20) -> None:
+    def stop(self, timeout: float = 90) -> None:
         """Stop the firmware's daemons, apps and the init script's restart loop."""
         self._check(commands.stop_firmware(), timeout)
 
-    def start(self, events: Any, timeout: float = 30) -> None:
+    def start(self, events: Any, timeout: float = 90) -> None:
         """Run the firmware's init script and wait for its firmware-ready event on ``events``
         (an EventSource: the console)."""
         since = time.monotonic()
         self._check(commands.start_firmware(), timeout)
         events.wait_for_event("firmware-ready", timeout=timeout, since=since)
 
-    def restart(self, events: Any, fresh: bool = True, timeout: float = 30) -> None:
+    def restart(self, events: Any, fresh: bool = True, timeout: float = 90) -> None:
         """Stop the firmware, forget its state when ``fresh`` (a new device), start it again."""
         self.stop(timeout=timeout)
         if fresh:

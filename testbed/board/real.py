@@ -143,7 +143,7 @@ class RealBoard:
         self.identity = identity
         return self.firmware.provision(identity, timeout=timeout)
 
-    def fresh_start(self, timeout: float = 30) -> None:
+    def fresh_start(self, timeout: float = 90) -> None:
         """A new device: firmware stopped, its state directory cleared, started again (firmware-ready)."""
         self.firmware.restart(self.console, fresh=True, timeout=timeout)
 

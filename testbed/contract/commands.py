@@ -85,12 +85,15 @@ def firmware_running() -> str:
 
 
 def stop_firmware() -> str:
-    """End the init script's restart loop, then the daemons and apps (a fresh start follows)."""
+    """End the init script's restart loop, then the daemons and apps (a fresh start follows).
+
+    Few processes are started (one `ps`, a `pidof` per half second): on a slow board every
+    fork counts."""
     daemons = " ".join(FIRMWARE_DAEMONS)
-    return (f"for d in /proc/[0-9]*; do grep -qs {FIRMWARE_INIT} $d/cmdline && kill ${{d#/proc/}}; done 2>/dev/null; "
-            f"for p in $(pidof {daemons}); do kill $p; done 2>/dev/null; "
-            f"n=0; while pidof {daemons} >/dev/null && [ $n -lt 50 ]; do sleep 0.1; n=$((n+1)); done; "
-            f"for p in $(pidof {daemons}); do kill -9 $p; done 2>/dev/null; true")  # fmt: skip
+    return (f"ps -o pid,args | while read -r pid args; do case \"$args\" in *{FIRMWARE_INIT}*) kill $pid;; esac; done; "
+            f"kill $(pidof {daemons}) 2>/dev/null; "
+            f"n=0; while [ $n -lt 20 ] && pidof {daemons} >/dev/null; do sleep 0.5; n=$((n+1)); done; "
+            f"kill -9 $(pidof {daemons}) 2>/dev/null; true")  # fmt: skip
 
 
 def start_firmware() -> str:
