@@ -189,7 +189,8 @@ class RealBoard:
 
     def wait_boot_ready(self, timeout: float) -> None:
         try:
-            self.console.expect(re.compile(self.entry.boot_ready), timeout=timeout)
+            # the whole line: typing before its end would mix the shell's echo into it
+            self.console.expect(re.compile(rf"(?:{self.entry.boot_ready})[^\n]*\n"), timeout=timeout)
         except (pexpect.TIMEOUT, pexpect.EOF):
             tail = "\n".join(self.console.tail(20))
             raise BoardBootTimeout(f"{self.name}: no {self.entry.boot_ready!r} on the console within {timeout:g} s "
