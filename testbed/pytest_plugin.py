@@ -10,6 +10,8 @@ import pytest
 
 from testbed.board.fixtures import *  # noqa: F401,F403
 from testbed.board.fixtures import add_board_options
+from testbed.board.real_fixtures import *  # noqa: F401,F403
+from testbed.board.real_fixtures import add_inventory_option
 from testbed.scenario.api import ScenarioInconclusive
 from testbed.scenario.fixtures import *  # noqa: F401,F403
 from testbed.service.fixtures import *  # noqa: F401,F403
@@ -17,6 +19,7 @@ from testbed.service.fixtures import *  # noqa: F401,F403
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     add_board_options(parser)
+    add_inventory_option(parser)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -8,11 +8,16 @@ reach their firmware through it.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from testbed.board.errors import BoardError
 from testbed.board.identity import Identity
 from testbed.board.protocols import CommandRunner
 from testbed.contract import commands
+from testbed.deadline import Deadline
 
 
 class FirmwareDriver:
@@ -81,3 +86,64 @@ class FirmwareDriver:
         if set_clock:
             cmd = f"{commands.set_clock(int(time.time()))}; {cmd}"
         self._check(cmd, timeout)
+
+    # -- installing and running (real boards) -----------------------------------------
+    def status(self, timeout: float = 10) -> FirmwareStatus:
+        """The firmware build installed on the board (None when there is none) and whether it runs."""
+        output, code = self.runner.run(commands.firmware_build(), timeout=timeout)
+        build = output.strip().splitlines()[-1].strip() if code == 0 and output.strip() else None
+        _, running = self.runner.run(commands.firmware_running(), timeout=timeout)
+        return FirmwareStatus(build, running == 0)
+
+    def install(self, bundle: Any, upload: Uploader, timeout: float = 600) -> bool:
+        """Install ``bundle`` (a testbed.image.firmware_tree.FirmwareBundle) unless the board
+        already has that build. ``upload(local, remote_tmp)`` copies one file onto the board
+        (over SSH, or through the console); each file is checked by its sha256 on the board
+        before it is put in place, the build file last. Returns True when it installed."""
+        if self.status().build == bundle.build:
+            return False
+        deadline = Deadline(timeout)
+        placed: dict[str, str] = {}  # sha256 -> where it is on the board already
+        for f in bundle.files:
+            tmp = f"/tmp/.tb-install-{f.local.name}"
+            if f.sha256 in placed:  # the same program under two names (crashapp, crashsvc): copy it there
+                self._check(commands.copy_file(placed[f.sha256], tmp), 30)
+            else:
+                upload(f.local, tmp)
+            got = self._check(commands.sha256_of(tmp), max(5.0, deadline.remaining or 0.0)).split()
+            if not got or got[0] != f.sha256:
+                raise BoardError(f"{self.name}: {f.remote} arrived damaged (sha256 {got[0] if got else '?'}, "
+                                 f"expected {f.sha256})")  # fmt: skip
+            self._check(commands.install_file(tmp, f.remote, f.mode), 10)
+            placed[f.sha256] = f.remote
+        if self.status().build != bundle.build:
+            raise BoardError(f"{self.name}: the firmware build {bundle.build} is not on the board after installing it")
+        return True
+
+    def stop(self, timeout: float = 90) -> None:
+        """Stop the firmware's daemons, apps and the init script's restart loop."""
+        self._check(commands.stop_firmware(), timeout)
+
+    def start(self, events: Any, timeout: float = 90) -> None:
+        """Run the firmware's init script and wait for its firmware-ready event on ``events``
+        (an EventSource: the console)."""
+        since = time.monotonic()
+        self._check(commands.start_firmware(), timeout)
+        events.wait_for_event("firmware-ready", timeout=timeout, since=since)
+
+    def restart(self, events: Any, fresh: bool = True, timeout: float = 90) -> None:
+        """Stop the firmware, forget its state when ``fresh`` (a new device), start it again."""
+        self.stop(timeout=timeout)
+        if fresh:
+            self.clear_state(timeout=timeout)
+        self.start(events, timeout=timeout)
+
+
+@dataclass(frozen=True)
+class FirmwareStatus:
+    build: str | None
+    running: bool
+
+
+#: Copies a local file onto the board at a remote path.
+Uploader = Callable[[Path, str], None]

@@ -62,3 +62,56 @@ def has_program(name: str) -> str:
 def clear_state() -> str:
     """Forget identity, sync state and spool (a fresh device)."""
     return f"rm -rf {STATE_DIR}/* {RUN_DIR}/spool 2>/dev/null; true"
+
+
+# -- installing and running the firmware on a running board (real boards) -------------
+
+#: The firmware's build hash on a board where it is installed (written last by an install).
+FIRMWARE_BUILD_FILE = "/etc/testbed/firmware.build"
+#: The firmware's init script: starts the daemons, the app manager and the OS component.
+FIRMWARE_INIT = "/etc/testbed/rc.d/50-firmware"
+#: The firmware's long-running programs (what `stop_firmware` ends).
+FIRMWARE_DAEMONS: tuple[str, ...] = ("syncd", "appmgr", "crashsvc", "crashapp")
+
+
+def firmware_build() -> str:
+    """Prints the installed build hash (nothing, exit 1, when the firmware is not installed)."""
+    return f"cat {FIRMWARE_BUILD_FILE} 2>/dev/null"
+
+
+def firmware_running() -> str:
+    """Exit code 0 when the firmware's sync agent runs."""
+    return "pidof syncd >/dev/null"
+
+
+def stop_firmware() -> str:
+    """End the init script's restart loop, then the daemons and apps (a fresh start follows).
+
+    Few processes are started (one `ps`, a `pidof` per half second): on a slow board every
+    fork counts."""
+    daemons = " ".join(FIRMWARE_DAEMONS)
+    return (f"ps -o pid,args | while read -r pid args; do case \"$args\" in *{FIRMWARE_INIT}*) kill $pid;; esac; done; "
+            f"kill $(pidof {daemons}) 2>/dev/null; "
+            f"n=0; while [ $n -lt 20 ] && pidof {daemons} >/dev/null; do sleep 0.5; n=$((n+1)); done; "
+            f"kill -9 $(pidof {daemons}) 2>/dev/null; true")  # fmt: skip
+
+
+def start_firmware() -> str:
+    """Run the firmware's init script (it returns when the apps listen; firmware-ready follows)."""
+    return f"{FIRMWARE_INIT} </dev/null"
+
+
+def sha256_of(path: str) -> str:
+    """The sha256 of a file on the board (first word of the output)."""
+    return f"sha256sum {shlex.quote(path)}"
+
+
+def install_file(tmp: str, path: str, mode: int) -> str:
+    """Put an uploaded file in place: mode, then an atomic rename (a running program keeps its old copy)."""
+    d = shlex.quote(path.rsplit("/", 1)[0] or "/")
+    return f"mkdir -p {d} && chmod {mode:o} {shlex.quote(tmp)} && mv -f {shlex.quote(tmp)} {shlex.quote(path)}"
+
+
+def copy_file(src: str, dest: str) -> str:
+    """Copy a file on the board (an installed program that another name shares)."""
+    return f"cp {shlex.quote(src)} {shlex.quote(dest)}"

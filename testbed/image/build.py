@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from testbed.image import firmware_tree
 from testbed.image.apt import AptError, PrivateApt
 from testbed.image.cpio import CpioWriter
 from testbed.image.lock import IMAGES_DIR, LOCK_FILE, LockedPackage, kernel_package, read_lock
@@ -160,10 +161,13 @@ def _touch(path: Path) -> None:
         os.utime(path)
 
 
-def ensure_image(force: bool = False, progress: Progress | None = None) -> Image:
-    """The image for the current sources, built if it is not in the cache yet."""
+def ensure_image(force: bool = False, progress: Progress | None = None, firmware: bool = True) -> Image:
+    """The image for the current sources, built if it is not in the cache yet.
+
+    ``firmware=False``: the stock image (kernel, busybox, dropbear, no firmware), e.g. for a
+    stand-in of a real board that gets the firmware installed while it runs."""
     progress = progress or _stderr_progress
-    digest = content_hash()
+    digest = content_hash() + ("" if firmware else "-stock")
     target = images_dir() / digest
     if not force and (target / "image.json").exists():
         _touch(target)
@@ -171,7 +175,7 @@ def ensure_image(force: bool = False, progress: Progress | None = None) -> Image
     with _build_lock():
         if not force and (target / "image.json").exists():
             return Image.from_dir(target)
-        image = _build(digest, target, progress)
+        image = _build(digest, target, progress, with_firmware=firmware)
         for old in prune_cache_dir(images_dir(), KEEP_IMAGES, protect=target):
             progress(f"removed an old image from the cache: {old.name}")
         return image
@@ -296,7 +300,7 @@ def _add_libraries(cpio: CpioWriter, root: Path) -> list[str]:
     return added
 
 
-def _build(digest: str, target: Path, progress: Progress) -> Image:
+def _build(digest: str, target: Path, progress: Progress, with_firmware: bool = True) -> Image:
     started = time.monotonic()
     progress(f"building board image {digest} (sources changed or not built yet)")
     try:
@@ -371,14 +375,16 @@ def _build(digest: str, target: Path, progress: Progress) -> Image:
 
         fw_stage = work / "firmware-root"
         fw_stage.mkdir()
-        firmware = _build_firmware(fw_stage, progress)
+        firmware = _build_firmware(fw_stage, progress) if with_firmware else {"included": False}
         if firmware["included"]:
+            firmware["build"] = firmware_tree.stamp_build(fw_stage)
             cpio.add_tree(fw_stage)
 
         out = work / "out"
         out.mkdir()
         if firmware["included"]:
             _keep_symbols(out / SYMBOLS_DIR)
+            firmware_tree.keep_tree(fw_stage, out)
         progress("writing initramfs.cpio.gz")
         cpio.write_gz(out / "initramfs.cpio.gz")
         shutil.copyfile(vmlinuz, out / "vmlinuz")

@@ -48,23 +48,40 @@ def declared_capabilities(factory: Any, board: str) -> frozenset[Capability] | N
     return None
 
 
+def prepare_factory(factory: Any, scenario: Scenario) -> None:
+    """Let a factory that maps scenario boards onto boards of its own (an inventory) plan the
+    mapping before anything is checked or booted: its optional ``plan_scenario(scenario)``."""
+    plan = getattr(factory, "plan_scenario", None)
+    if callable(plan):
+        plan(scenario)
+
+
+def describe_board(factory: Any, board: str) -> str:
+    """How a factory names the board behind scenario board ``board`` (its optional ``describe``)."""
+    describe = getattr(factory, "describe", None)
+    return str(describe(board)) if callable(describe) else board
+
+
 def check_capabilities(scenario: Scenario, caps_of: Callable[[str], frozenset[Capability] | None],
-                       boards: Iterable[str] | None = None) -> None:  # fmt: skip
+                       boards: Iterable[str] | None = None,
+                       describe: Callable[[str], str] = str) -> None:  # fmt: skip
     """Raise ScenarioError naming the board, the step (file:line) and the capability that a step
     needs and a board lacks. Boards whose capabilities are unknown (None) are not checked."""
     wanted = set(scenario.boards if boards is None else boards)
     for step in scenario.steps:
-        for board in step.op.targets():
-            if board not in wanted:
+        for board_name in step.op.targets():
+            if board_name not in wanted:
                 continue
-            caps = caps_of(board)
+            caps = caps_of(board_name)
             if caps is None:
                 continue
             missing = sorted(c.value for c in step.op.needs - caps)
             if missing:
+                what = step.action.replace("_", " ")
                 raise ScenarioError(scenario.path, step.line, f"steps[{step.index}].{step.action}",
-                                    f"board {board} cannot do it: it lacks the capability "
-                                    f"{', '.join(missing)} (it declares: {', '.join(sorted(c.value for c in caps))})")
+                                    f"refused before any board booted: board {describe(board_name)} cannot {what} "
+                                    f"(step {step.index + 1}): it lacks the {', '.join(repr(m) for m in missing)} "
+                                    f"capability (it declares: {', '.join(sorted(c.value for c in caps))})")  # fmt: skip
 
 
 def event_log_of(board: Board) -> EventLog[Any]:

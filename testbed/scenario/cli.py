@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from testbed import settings
 from testbed.scenario.results import Verdict
 from testbed.scenario.schema import ScenarioError, load_scenarios, scale_fleet
 
@@ -46,14 +47,15 @@ def _terminate_as_interrupt() -> dict:
 
 
 def run_and_report(scenarios, *, parallel: int, junit: str | None, report: str | None,
-                   workdir: str | None, results_json: str | None = None) -> tuple[list, Path]:  # fmt: skip
+                   workdir: str | None, results_json: str | None = None,
+                   board_factory=None) -> tuple[list, Path]:  # fmt: skip
     """Run, then always write the report (and JUnit), also after Ctrl-C; returns (results, report path)."""
     from testbed.scenario.report import write_html, write_junit
     from testbed.scenario.results import save_results
     from testbed.scenario.runner import RunOptions, ScenarioInterrupted, run_scenarios
 
     report_path = Path(report) if report else _default_report_dir() / f"report-{time.strftime('%Y%m%d-%H%M%S')}.html"
-    options = RunOptions(parallel=parallel, workdir=Path(workdir) if workdir else None)
+    options = RunOptions(parallel=parallel, workdir=Path(workdir) if workdir else None, board_factory=board_factory)
     interrupted = False
     previous = _terminate_as_interrupt()
     try:
@@ -128,7 +130,9 @@ def scenario() -> None:
               help="Keep each scenario's service data and logs under this directory.")
 @click.option("--json", "results_json", type=click.Path(dir_okay=False), default=None,
               help="Also save the raw results as JSON.")
-def run_cmd(files, boards, parallel, junit, report, workdir, results_json) -> None:
+@click.option("--boards-file", type=click.Path(dir_okay=False), default=None, envvar=settings.BOARDS_FILE,
+              help="Run on the real boards of this inventory file instead of emulated ones (docs/board.md).")
+def run_cmd(files, boards, parallel, junit, report, workdir, results_json, boards_file) -> None:
     """Run scenario FILES; exit 0 only if every expectation of every scenario held.
 
     Exit 1 when any failed (or a run broke); exit 3 when none failed but a timing verdict is
@@ -137,9 +141,24 @@ def run_cmd(files, boards, parallel, junit, report, workdir, results_json) -> No
     Every file is validated before any board boots.
     """
     scenarios = _load(files, boards)
-    results, path = run_and_report(scenarios, parallel=parallel, junit=junit, report=report,
-                                   workdir=workdir, results_json=results_json)  # fmt: skip
+    factory = _inventory_factory(boards_file) if boards_file else None
+    try:
+        results, path = run_and_report(scenarios, parallel=parallel, junit=junit, report=report, workdir=workdir,
+                                       results_json=results_json, board_factory=factory)  # fmt: skip
+    except ScenarioError as exc:  # a step the boards cannot do: refused before any board boots
+        raise click.ClickException(str(exc)) from None
     sys.exit(_summary(results, path, junit))
+
+
+def _inventory_factory(boards_file: str):
+    """The board factory over an inventory file's real boards (a bad file is a usage error)."""
+    from testbed.board.inventory import InventoryError
+    from testbed.board.inventory_boards import inventory_factory
+
+    try:
+        return inventory_factory(boards_file, say=lambda m: click.echo(f"  [boards] {m}", err=True))
+    except InventoryError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @scenario.command("check")

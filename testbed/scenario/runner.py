@@ -30,9 +30,11 @@ from testbed.scenario.boards import (
     capabilities_of,
     check_capabilities,
     declared_capabilities,
+    describe_board,
     event_log_of,
     firmware_of,
     host_cpu_of,
+    prepare_factory,
 )
 from testbed.scenario.boards import qemu_board_factory as qemu_board_factory
 from testbed.scenario.cpu import BoardCpu
@@ -184,7 +186,8 @@ class ScenarioRun:
     def _setup(self, stack: ExitStack) -> None:
         sc = self.sc
         factory = self.opt.board_factory or qemu_board_factory()
-        check_capabilities(sc, lambda b: declared_capabilities(factory, b))
+        prepare_factory(factory, sc)
+        check_capabilities(sc, lambda b: declared_capabilities(factory, b), describe=lambda b: describe_board(factory, b))
         if self.opt.workdir is not None:
             workdir = Path(self.opt.workdir) / sc.name
             if workdir.exists():
@@ -365,7 +368,9 @@ def run_scenarios(scenarios: list[Scenario], options: RunOptions) -> list[Scenar
         options.symbol_dirs = default_symbol_dirs()
     if options.board_factory is not None:
         for sc in scenarios:
-            check_capabilities(sc, lambda b: declared_capabilities(options.board_factory, b))
+            prepare_factory(options.board_factory, sc)
+            check_capabilities(sc, lambda b: declared_capabilities(options.board_factory, b),
+                               describe=lambda b: describe_board(options.board_factory, b))  # fmt: skip
     results: list[ScenarioResult] = []
     for i, sc in enumerate(scenarios, 1):
         progress.scenario_start(sc, i, len(scenarios))

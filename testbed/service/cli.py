@@ -46,6 +46,8 @@ def _setting_options(f):
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback only unless forced).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8443, show_default=True, help="TCP port; 0 picks a free one.")
 @click.option("--allow-non-loopback", is_flag=True, help="Allow a --host outside 127.0.0.0/8 (not for the testbed).")
+@click.option("--listen", default=None, metavar="ADDRESS", help="Listen on ADDRESS, the one an inventory's real boards dial (its `service:`); outside loopback only with --allow-remote-boards.")
+@click.option("--allow-remote-boards", is_flag=True, help="Let --listen be an address real boards reach over a LAN (never the default).")
 @click.option("--enable-control", is_flag=True, help="Enable the /testbed/v1 control API (clock, faults, tenants, evidence).")
 @click.option("--control-token-file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Where to write the control token [default: <data-dir>/control.token].")
 @click.option("--ready-file", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write {url, port, pid, controlToken} as JSON here once listening.")
@@ -57,6 +59,8 @@ def run(
     host: str,
     port: int,
     allow_non_loopback: bool,
+    listen: str | None,
+    allow_remote_boards: bool,
     enable_control: bool,
     control_token_file: Path | None,
     ready_file: Path | None,
@@ -67,6 +71,10 @@ def run(
     """Run the service in the foreground until interrupted."""
     from testbed.service.server import HostError, serve
     from testbed.service.settings import BY_KEYWORD, ServiceConfig
+
+    if listen is not None or allow_remote_boards:
+        host = _listen_address(listen, allow_remote_boards, host)
+        allow_non_loopback = allow_non_loopback or allow_remote_boards
 
     config = ServiceConfig(
         data_dir=data_dir.resolve(),
@@ -86,6 +94,26 @@ def run(
         )
     except HostError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _listen_address(listen: str | None, allow_remote_boards: bool, host: str) -> str:
+    """--listen ADDRESS: loopback, or any address with --allow-remote-boards (never by default)."""
+    import ipaddress
+
+    if listen is None:
+        raise click.UsageError("--allow-remote-boards needs --listen ADDRESS (the address the boards dial)")
+    if host != "127.0.0.1":
+        raise click.UsageError("give --listen or --host, not both")
+    try:
+        addr = ipaddress.ip_address(listen)
+    except ValueError:
+        raise click.UsageError(f"--listen must be an IP address, got {listen!r}") from None
+    if not addr.is_loopback and not allow_remote_boards:
+        raise click.UsageError(
+            f"refusing to listen on {listen}: real boards on a network reach the service there only with "
+            "--allow-remote-boards (the service listens on loopback unless asked)"
+        )
+    return listen
 
 
 @service.group("tenant")
