@@ -113,7 +113,7 @@ def untrack(owner: Closable) -> None:
     _live.discard(owner)
 
 
-def _pdeathsig() -> None:
+def die_with_parent() -> None:
     """In the QEMU child: die with the parent (no stray QEMU after a SIGKILL'd test run)."""
     with contextlib.suppress(Exception):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -159,7 +159,7 @@ class QemuProcess:
                     stdin=subprocess.DEVNULL,
                     stdout=stderr,
                     stderr=stderr,
-                    preexec_fn=_pdeathsig if threading.current_thread() is threading.main_thread() else None,
+                    preexec_fn=die_with_parent if threading.current_thread() is threading.main_thread() else None,
                 )
             self.started_monotonic = time.monotonic()
             popen = self.popen

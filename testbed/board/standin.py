@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from testbed.board.errors import BoardError
-from testbed.board.qemu import PROFILE, QEMU, _pdeathsig, free_port
+from testbed.board.qemu import PROFILE, QEMU
+from testbed.board.qemu_process import die_with_parent, free_port
 
 _PTY_RE = re.compile(r"char device redirected to (/dev/pts/\d+) \(label con0\)")
 
@@ -74,7 +75,7 @@ class StandIn:
         self.console_port = free_port() if self.console_kind == "tcp" else 0
         log = (self.dir / "qemu.out").open("wb")
         self.process = subprocess.Popen(self._command(), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                        preexec_fn=_pdeathsig)  # fmt: skip
+                                        preexec_fn=die_with_parent)  # fmt: skip
         log.close()
         deadline = time.monotonic() + timeout
         if self.console_kind == "pty":

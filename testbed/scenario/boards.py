@@ -116,7 +116,7 @@ def event_log_of(board: Board) -> EventLog[Any]:
 def qemu_board_factory() -> BoardFactory:
     """Boards restored from the cached snapshot of the current image (made once if missing)."""
     from testbed.board.identity import Identity
-    from testbed.board.qemu import QemuBoard
+    from testbed.board.qemu import CAPABILITIES, QemuBoard
     from testbed.board.snapshot import ensure_snapshot
     from testbed.image.build import ensure_image
 
@@ -133,7 +133,7 @@ def qemu_board_factory() -> BoardFactory:
             raise
         return board  # type: ignore[return-value]
 
-    make.capabilities = getattr(QemuBoard, "capabilities", QEMU_CAPABILITIES)  # type: ignore[attr-defined]
+    make.capabilities = CAPABILITIES  # type: ignore[attr-defined]
     return make
 
 
