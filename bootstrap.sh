@@ -42,7 +42,7 @@ if ((${#missing[@]})); then
   fi
   # One index may fail while a mirror syncs; the install below says if a package is really missing.
   apt-get update || echo "bootstrap.sh: apt-get update reported an error; trying the install anyway" >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends -o DPkg::Lock::Timeout=600 "${missing[@]}"
 fi
 
 PYTHON="${PYTHON:-python3}"
