@@ -186,7 +186,7 @@ def doctor_checks() -> list[tuple[str, bool, str, bool]]:
         ok, detail = True, check_cross_toolchain()
     except ToolchainError as exc:
         ok, detail = False, str(exc).replace("\n", "\n      ")
-    rows.append(("armhf cross toolchain", ok, detail, True))
+    rows.append(("armhf cross compiler", ok, detail, True))
     ok, detail = _check_command("make", "make")
     rows.append(("make", ok, detail, True))
     for tool, pkg in (("apt-get", "apt"), ("dpkg-deb", "dpkg")):

@@ -125,7 +125,7 @@ def test_doctor_reports_the_toolchain_check(monkeypatch) -> None:
 
     monkeypatch.setattr(toolchain, "check_cross_toolchain",
                         lambda: (_ for _ in ()).throw(ToolchainError(f"apt-get install {LIBC_PACKAGE}")))
-    row = next(r for r in doctor_checks() if r[0] == "armhf cross toolchain")
+    row = next(r for r in doctor_checks() if r[0] == "armhf cross compiler")
     assert row[1] is False and row[3] is True
     assert f"apt-get install {LIBC_PACKAGE}" in row[2]
 
