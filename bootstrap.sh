@@ -20,12 +20,12 @@ say() { printf '\n==> %s\n' "$*"; }
 # libc6-dev-armhf-cross is only recommended by gcc-arm-linux-gnueabihf, yet without it the
 # cross compiler has no C library (no headers, nothing to link against).
 DEBIAN_PACKAGES=(
-  qemu-system-arm qemu-utils                        # the boards
+  qemu-system-arm qemu-utils                        # the boards (qemu-img for snapshots by hand)
   gcc-arm-linux-gnueabihf libc6-dev-armhf-cross     # firmware and image helpers for armhf
   gcc libc6-dev make                                # firmware built for the host (tests)
   python3 python3-venv python3-pip                  # .venv
   ca-certificates                                   # PyPI over https
-  cpio gzip xz-utils                                # initramfs and .deb handling
+  cpio gzip xz-utils                                # initramfs checks, compressed files by hand
   gdb                                               # core files in the unit tests
   procps iproute2                                   # ps/pgrep/kill, ip (network namespaces)
 )
