@@ -14,9 +14,20 @@ shift || true
 
 say() { printf '\n==> %s\n' "$*"; }
 
+# Everything the image build, the tests and the demo need on top of a minimal Debian 12
+# (debootstrap --variant=minbase); .ci/fresh-root proves the list complete in such a root.
+# Installed with --no-install-recommends, so nothing here may rely on a Recommends:
+# libc6-dev-armhf-cross is only recommended by gcc-arm-linux-gnueabihf, yet without it the
+# cross compiler has no C library (no headers, nothing to link against).
 DEBIAN_PACKAGES=(
-  qemu-system-arm qemu-utils gcc-arm-linux-gnueabihf gcc make libc6-dev
-  cpio gzip xz-utils ca-certificates python3-venv python3-pip gdb
+  qemu-system-arm qemu-utils                        # the boards (qemu-img for snapshots by hand)
+  gcc-arm-linux-gnueabihf libc6-dev-armhf-cross     # firmware and image helpers for armhf
+  gcc libc6-dev make                                # firmware built for the host (tests)
+  python3 python3-venv python3-pip                  # .venv
+  ca-certificates                                   # PyPI over https
+  cpio gzip xz-utils                                # initramfs checks, compressed files by hand
+  gdb                                               # core files in the unit tests
+  procps iproute2                                   # ps/pgrep/kill, ip (network namespaces)
 )
 
 missing=()
@@ -31,7 +42,7 @@ if ((${#missing[@]})); then
   fi
   # One index may fail while a mirror syncs; the install below says if a package is really missing.
   apt-get update || echo "bootstrap.sh: apt-get update reported an error; trying the install anyway" >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends -o DPkg::Lock::Timeout=600 "${missing[@]}"
 fi
 
 PYTHON="${PYTHON:-python3}"
@@ -40,10 +51,12 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 stamp=.venv/.testbed-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  say "installing testbed and its Python dependencies into .venv"
-  .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e '.[dev]'
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ requirements.lock -nt "$stamp" ]; then
+  say "installing testbed's Python dependencies from requirements.lock (hashes checked) into .venv"
+  # Exact versions and sha256 of every package, the build backend included (.ci/lock-deps
+  # updates the lock); then testbed itself with nothing resolved or downloaded beside the lock.
+  .venv/bin/python -m pip install --quiet --require-hashes -r requirements.lock
+  .venv/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
   touch "$stamp"
 fi
 

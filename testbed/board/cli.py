@@ -180,7 +180,12 @@ def doctor_checks() -> list[tuple[str, bool, str, bool]]:
     rows: list[tuple[str, bool, str, bool]] = []
     ok, detail = _check_command("qemu-system-arm", "qemu-system-arm")
     rows.append(("QEMU (qemu-system-arm)", ok, detail, True))
-    ok, detail = _check_command("arm-linux-gnueabihf-gcc", "gcc-arm-linux-gnueabihf")
+    from testbed.image.toolchain import ToolchainError, check_cross_toolchain
+
+    try:  # compiles and links for real: a compiler without its C library fails here, named
+        ok, detail = True, check_cross_toolchain()
+    except ToolchainError as exc:
+        ok, detail = False, str(exc).replace("\n", "\n      ")
     rows.append(("armhf cross compiler", ok, detail, True))
     ok, detail = _check_command("make", "make")
     rows.append(("make", ok, detail, True))

@@ -24,7 +24,10 @@ from pathlib import Path
 from testbed.image import firmware_tree
 from testbed.image.apt import AptError, PrivateApt
 from testbed.image.cpio import CpioWriter
+from testbed.image.errors import ImageError
 from testbed.image.lock import IMAGES_DIR, LOCK_FILE, LockedPackage, kernel_package, read_lock
+from testbed.image.modules import resolve_modules
+from testbed.image.toolchain import CROSS_CC, check_cross_toolchain
 from testbed.paths import REPO_ROOT, cache_dir
 
 FIRMWARE_DIR = REPO_ROOT / "firmware_stubs"
@@ -37,10 +40,6 @@ WANTED_MODULES = ("virtio_mmio", "virtio_net", "virtio_balloon")
 LIBRARY_PACKAGES = ("libc6", "libcrypt1", "libtomcrypt1", "libtommath1", "libgmp10", "zlib1g")
 
 Progress = Callable[[str], None]
-
-
-class ImageError(Exception):
-    """The image cannot be built; the message says why and what to do."""
 
 
 @dataclass(frozen=True)
@@ -188,44 +187,6 @@ def _extract_deb(deb: Path, dest: Path) -> None:
         raise ImageError(f"cannot unpack {deb.name}: {result.stderr.strip()}")
 
 
-def _module_depends(ko: Path) -> list[str]:
-    data = ko.read_bytes()
-    start = data.find(b"\0depends=")
-    if start < 0:
-        return []
-    start += len(b"\0depends=")
-    end = data.index(b"\0", start)
-    value = data[start:end].decode()
-    return [d for d in value.split(",") if d]
-
-
-def resolve_modules(modules_root: Path, wanted: tuple[str, ...]) -> list[Path]:
-    """The .ko files for ``wanted`` and their dependencies, dependencies first."""
-    index = {ko.name.removesuffix(".ko").replace("-", "_"): ko for ko in modules_root.rglob("*.ko")}
-    ordered: list[Path] = []
-    seen: set[str] = set()
-
-    def visit(name: str, chain: tuple[str, ...]) -> None:
-        key = name.replace("-", "_")
-        if key in seen:
-            return
-        if key in chain:
-            raise ImageError(f"kernel module dependency cycle: {' -> '.join(chain + (key,))}")
-        ko = index.get(key)
-        if ko is None:
-            raise ImageError(
-                f"kernel module {key} not found under {modules_root} (needed by {chain[-1] if chain else 'the board'})"
-            )
-        for dep in _module_depends(ko):
-            visit(dep, chain + (key,))
-        seen.add(key)
-        ordered.append(ko)
-
-    for name in wanted:
-        visit(name, ())
-    return ordered
-
-
 def _build_firmware(staging: Path, progress: Progress) -> dict:
     makefile = FIRMWARE_DIR / "Makefile"
     if not makefile.exists():
@@ -246,8 +207,6 @@ def _build_firmware(staging: Path, progress: Progress) -> dict:
     return {"included": True, "files": files}
 
 
-CROSS_CC = "arm-linux-gnueabihf-gcc"
-
 #: Folder of an image holding the unstripped firmware programs it was built with
 #: (same build ids as in the initramfs), for function names in crash analyses.
 SYMBOLS_DIR = "symbols"
@@ -266,8 +225,6 @@ def _build_helpers(out_dir: Path, dynamic: bool, progress: Progress) -> list[Pat
     sources = sorted((IMAGES_DIR / "src").glob("*.c"))
     if not sources:
         return []
-    if shutil.which(CROSS_CC) is None:
-        raise ImageError(f"{CROSS_CC} not found (needed for images/src): apt-get install gcc-arm-linux-gnueabihf")
     built = []
     for src in sources:
         target = out_dir / src.stem
@@ -303,6 +260,7 @@ def _add_libraries(cpio: CpioWriter, root: Path) -> list[str]:
 def _build(digest: str, target: Path, progress: Progress, with_firmware: bool = True) -> Image:
     started = time.monotonic()
     progress(f"building board image {digest} (sources changed or not built yet)")
+    progress("checking the armhf cross toolchain: " + check_cross_toolchain())  # names the package to install
     try:
         packages = read_lock(LOCK_FILE)
     except Exception as exc:  # LockError carries the advice
