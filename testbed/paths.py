@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from testbed import settings
 
 #: The source checkout (holds images/, firmware_stubs/, scenarios/).
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -14,7 +15,8 @@ def cache_dir() -> Path:
 
     ``TESTBED_CACHE`` overrides the default ``~/.cache/testbed``.
     """
-    base = os.environ.get("TESTBED_CACHE")
-    path = Path(base) if base else Path.home() / ".cache" / "testbed"
+    value = settings.get(settings.CACHE)
+    assert value is not None  # the setting has a default
+    path = Path(value).expanduser()
     path.mkdir(parents=True, exist_ok=True)
     return path

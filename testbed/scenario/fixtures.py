@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from testbed import settings
 from testbed.scenario.results import ScenarioResult
 from testbed.scenario.schema import Scenario, load_scenario
 
@@ -24,7 +24,8 @@ def scenario_runner(tmp_path: Path, request: pytest.FixtureRequest) -> Callable[
     """
     from testbed.scenario.api import run_scenario
 
-    out_dir = Path(os.environ["TESTBED_REPORT_DIR"]) if os.environ.get("TESTBED_REPORT_DIR") else tmp_path
+    report_dir = settings.get(settings.REPORT_DIR)
+    out_dir = Path(report_dir) if report_dir else tmp_path
 
     def run(scenario: Scenario | str | Path, **kwargs) -> ScenarioResult:
         sc = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)

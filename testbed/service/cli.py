@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from testbed import settings
+
 DEFAULT_DATA_DIR = Path("./service-data")
 
 
@@ -18,7 +20,7 @@ def _data_dir_option(f):
         type=click.Path(file_okay=False, path_type=Path),
         default=DEFAULT_DATA_DIR,
         show_default=True,
-        envvar="TESTBED_SERVICE_DATA",
+        envvar=settings.SERVICE_DATA,
         help="Directory of the service's database and blob stores.",
     )(f)
 
@@ -201,9 +203,9 @@ def token_create(data_dir: Path, tenant_ref: str | None, role: str, label: str) 
 
 
 @service.command("upload")
-@click.option("--service-url", envvar="TESTBED_SERVICE_URL", required=True, help="Service root URL [env TESTBED_SERVICE_URL].")
+@click.option("--service-url", envvar=settings.SERVICE_URL, required=True, help=f"Service root URL [env {settings.SERVICE_URL}].")
 @click.option("--device-id", required=True, help="The claimed device's id (128 hex).")
-@click.option("--secret", envvar="TESTBED_DEVICE_SECRET", required=True, help="Its DeviceSecret [env TESTBED_DEVICE_SECRET].")
+@click.option("--secret", envvar=settings.DEVICE_SECRET, required=True, help=f"Its DeviceSecret [env {settings.DEVICE_SECRET}].")
 @click.option("--core", "core_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True, help="A gzip'd ELF core file (or a raw core: it is gzipped first).")
 @click.option("--signature", default=None, help="Crash signature (32 hex) [default: from the core's content hash].")
 @click.option("--component", default="app", show_default=True)

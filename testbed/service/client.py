@@ -12,12 +12,12 @@ raw ``httpx.Response`` (uploads, whose 4xx are part of what tests look at).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 
+from testbed import settings
 from testbed.contract import device_api as api
 from testbed.contract.device_api import IntentRequest
 from testbed.contract.errors import ERROR_CODE, ERROR_DETAIL, ERROR_TITLE
@@ -111,8 +111,8 @@ class Client(_Base):
 
     @classmethod
     def from_env(cls, url: str | None = None, token: str | None = None) -> Client:
-        url = url or os.environ.get("TESTBED_SERVICE_URL")
-        token = token or os.environ.get("TESTBED_TOKEN")
+        url = url or settings.get(settings.SERVICE_URL)
+        token = token or settings.get(settings.TOKEN)
         if not url:
             raise ValueError("no service URL: pass --service-url or set TESTBED_SERVICE_URL")
         if not token:
