@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from testbed.contract import public_api
 from testbed.scenario.fields import KNOWN_EVENTS as KNOWN_EVENTS
 from testbed.scenario.fields import (
     App,
@@ -154,9 +155,10 @@ class _Loader:
             raise self.fail(line, "groups", "expected a mapping of 'Product/Group' to settings")
         for key, settings in raw.items():
             kline = raw.key_lines[key]
-            if not isinstance(key, str) or key.count("/") != 1 or not all(_NAME_RE.match(p) for p in key.split("/")):
-                raise self.fail(kline, f"groups.{key}", "a group is named 'Product/Group' (letters, digits, '-', '_', '.')")
-            product, name = key.split("/")
+            product, _, name = key.partition("/") if isinstance(key, str) else ("", "", "")
+            if key.count("/") != 1 or not _NAME_RE.match(product) or not public_api.is_group_name(name):
+                raise self.fail(kline, f"groups.{key}", "a group is named 'Product/Group': the product letters, digits, "
+                                f"'-', '_', '.'; the group {public_api.GROUP_NAME_RULE}")  # fmt: skip
             spec = GroupSpec(key, product, name, line=kline)
             if settings is not None:
                 if not isinstance(settings, LocMap):

@@ -10,6 +10,7 @@ from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
 
+from testbed.contract import public_api
 from testbed.service.errors import ApiError, bad_request
 from testbed.service.state import state_of
 
@@ -154,17 +155,15 @@ GROUP_COLUMNS = {
 BOUNDARIES = ("None", "EU")
 #: The reference's spelling in PATCH bodies (DeviceGroupV2 itself says OsFeedType): both are taken.
 FIELD_ALIASES = {"OSFeedType": "OsFeedType"}
-#: Device group names: letters, digits and spaces (the reference's rule), at most 50.
-GROUP_NAME_MAX = 50
 
 
 def check_group_name(name: str) -> None:
+    """A device group's name by the reference's rule (testbed.contract.public_api)."""
+    if public_api.is_group_name(name):
+        return
     bad = sorted({c for c in name if not (c.isascii() and (c.isalnum() or c == " "))})
-    if bad:
-        shown = ", ".join(repr(c) for c in bad[:5])
-        raise bad_request(f"Name may hold only letters, digits and spaces; it has {shown}.", "InvalidName")
-    if name != name.strip():
-        raise bad_request("Name must not start or end with a space.", "InvalidName")
+    shown = f"; it has {', '.join(repr(c) for c in bad[:5])}" if bad else ""
+    raise bad_request(f"Name may hold only {public_api.GROUP_NAME_RULE}{shown}.", "InvalidName")
 
 
 def group_fields(body: dict[str, Any], creating: bool) -> dict[str, Any]:
@@ -180,7 +179,7 @@ def group_fields(body: dict[str, Any], creating: bool) -> dict[str, Any]:
     if creating and "Name" not in body:
         raise bad_request("Name is required.")
     if "Name" in body:
-        out["Name"] = want_str(body, "Name", GROUP_NAME_MAX)
+        out["Name"] = want_str(body, "Name", public_api.GROUP_NAME_MAX)
         check_group_name(out["Name"] or "")
     if "Description" in body:
         out["Description"] = want_str(body, "Description", 100, nullable=True)

@@ -89,7 +89,7 @@ def test_a_client_written_from_the_reference(service, control: ControlClient) ->
         dup = c.post(f"/v2/tenants/{tid}/devicegroups", json={"Name": "REGION 0", "ProductId": product["Id"]})
         assert dup.status_code == 409  # names are unique whatever their case
         bad = c.post(f"/v2/tenants/{tid}/devicegroups", json={"Name": "Region-8", "ProductId": product["Id"]})
-        assert bad.status_code == 400 and "letters, digits and spaces" in bad.json()[0]["Detail"]
+        assert bad.status_code == 400 and "letters, digits and single spaces" in bad.json()[0]["Detail"]
         gid = created[0].json()["Id"]
         patched = c.patch(f"/v2/tenants/{tid}/devicegroups/{gid.upper()}", json={"OSFeedType": 1, "AllowCrashDumpsCollection": True})
         assert patched.status_code == 200 and patched.json()["OsFeedType"] == 1 and patched.json()["AllowCrashDumpsCollection"] is True
