@@ -9,7 +9,8 @@
  * closes stdin (the kernel holds the crashed process until then), and goes on: gzip ->
  * size check -> upload id -> intent -> upload, all within one deadline of TB_DEADLINE_MS
  * from its start (= the crash). Prints one console event per outcome and tells appmgr
- * when it is done.
+ * when it is done. A failure that may pass (connect, timeout, including a gzip cut short by
+ * the deadline, 5xx, bad response) keeps the dump in the spool, written after appmgr was told.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -143,6 +144,24 @@ static int finish(int pid, int code)
     return code;
 }
 
+/* The deadline passed while gzipping (a starved board): the app has been restarted; gzip again,
+ * bounded by a deadline of its own, and keep the dump in the spool with a fresh upload id, as any
+ * other timeout. Nothing was sent for it yet. */
+static void spool_late(tb_dump *d, const core_in *in)
+{
+    unsigned char *gz = NULL;
+    size_t gzlen = 0;
+    if (tb_gzip(in->buf, in->len, &gz, &gzlen, tb_mono_ms() + TB_DEADLINE_MS) != 0) {
+        tb_log("dump lost: gzip did not finish after the deadline either");
+        return;
+    }
+    if (tb_dump_new_upload_id(d) != 0)
+        tb_log("no upload id (/dev/urandom unreadable): the spool gives it one when read");
+    if (tb_spool_put(d, gz, gzlen) == 0)
+        tb_log("dump kept in the spool for the next sync");
+    free(gz);
+}
+
 static void crash_event(const tb_dump *d, long pid, int signal, const char *sig, unsigned long long pc, int with_pc)
 {
     tb_ev e;
@@ -244,13 +263,18 @@ int main(int argc, char **argv)
     unsigned char *gz = NULL;
     size_t gzlen = 0;
     if (tb_gzip(in.buf, in.len, &gz, &gzlen, deadline) != 0) {
+        int timed_out = tb_mono_ms() >= deadline;
         tb_ev e;
         tb_ev_begin(&e, TB_EV_UPLOAD_FAIL);
-        tb_ev_str(&e, TB_K_REASON, tb_mono_ms() >= deadline ? TB_FAIL_TIMEOUT : TB_FAIL_GZIP);
+        tb_ev_str(&e, TB_K_REASON, timed_out ? TB_FAIL_TIMEOUT : TB_FAIL_GZIP);
         tb_ev_str(&e, TB_K_APP, d.component);
         tb_ev_str(&e, TB_K_SIG, d.sig);
         tb_ev_emit(&e);
-        return finish((int)pid, 1);
+        finish((int)pid, 1); /* appmgr restarts the app now */
+        if (timed_out)
+            spool_late(&d, &in);
+        free(in.buf);
+        return 1;
     }
     free(in.buf);
     a = tb_decide(provisioned, &st, tb_wall_s(), d.sig, (long long)gzlen);

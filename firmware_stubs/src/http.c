@@ -121,7 +121,7 @@ int tb_http_request(const char *host, int port, const char *method, const char *
     sa.sin_port = htons((uint16_t)port);
     if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
         return fail(res, -1, TB_FAIL_CONNECT);
-    if (host[0] == '1' && host[1] == '0' && tb_link_down())
+    if (strncmp(host, "127.", 4) != 0 && tb_link_down())
         return fail(res, -1, TB_FAIL_CONNECT); /* no carrier: the connection cannot be made, say so at once */
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)

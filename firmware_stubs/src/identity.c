@@ -10,7 +10,7 @@
 
 #define IDENTITY_FILE "identity"
 
-int tb_parse_service(const char *s, char *host, size_t hostlen, int *port, char *err, size_t errlen)
+int tb_parse_service(const char *s, int allow_remote, char *host, size_t hostlen, int *port, char *err, size_t errlen)
 {
     const char *colon = strrchr(s, ':');
     if (colon == NULL || colon == s) {
@@ -38,9 +38,14 @@ int tb_parse_service(const char *s, char *host, size_t hostlen, int *port, char 
     for (const char *q = h; ok && *q; q++)
         if (!isdigit((unsigned char)*q) && *q != '.')
             ok = 0;
-    if (!ok || !((a == 10 && b == 0 && c == 2 && d == 2) || a == 127)) {
+    if (!ok) {
+        snprintf(err, errlen, "service address '%s' refused: the host must be a dotted-quad IPv4 address, not a name", h);
+        return -1;
+    }
+    if (!allow_remote && !((a == 10 && b == 0 && c == 2 && d == 2) || a == 127)) {
         snprintf(err, errlen,
-                 "service address '%s' refused: a board dials only 10.0.2.2 (the host's loopback) or 127.x.y.z",
+                 "service address '%s' refused: a board dials only 10.0.2.2 (the host's loopback) or 127.x.y.z "
+                 "(a real board on a LAN: tb-provision --allow-remote-service)",
                  h);
         return -1;
     }
@@ -73,17 +78,19 @@ int tb_valid_secret(const char *s)
 
 int tb_identity_load(tb_identity *id)
 {
-    char path[512], svc[128];
+    char path[512], svc[128], remote[8] = "0";
     memset(id, 0, sizeof *id);
     tb_path(path, sizeof path, tb_state_dir(), IDENTITY_FILE);
     char *text = tb_read_file(path, NULL);
     if (text == NULL)
         return -1;
     char err[200];
+    tb_kv_get(text, "allow_remote", remote, sizeof remote); /* absent (written before it existed): 0 */
+    id->allow_remote = strcmp(remote, "1") == 0;
     int ok = tb_kv_get(text, "device_id", id->device_id, sizeof id->device_id) &&
              tb_kv_get(text, "secret", id->secret, sizeof id->secret) &&
              tb_kv_get(text, "service", svc, sizeof svc) && tb_valid_device_id(id->device_id) &&
-             tb_parse_service(svc, id->host, sizeof id->host, &id->port, err, sizeof err) == 0;
+             tb_parse_service(svc, id->allow_remote, id->host, sizeof id->host, &id->port, err, sizeof err) == 0;
     free(text);
     return ok ? 0 : -1;
 }
@@ -94,8 +101,8 @@ int tb_identity_save(const tb_identity *id)
     if (tb_mkdirs(tb_state_dir()) != 0)
         return -1;
     tb_path(path, sizeof path, tb_state_dir(), IDENTITY_FILE);
-    int n = snprintf(text, sizeof text, "device_id=%s\nsecret=%s\nservice=%s:%d\n", id->device_id, id->secret,
-                     id->host, id->port);
+    int n = snprintf(text, sizeof text, "device_id=%s\nsecret=%s\nservice=%s:%d\nallow_remote=%d\n", id->device_id,
+                     id->secret, id->host, id->port, id->allow_remote ? 1 : 0);
     return tb_write_file_atomic(path, text, (size_t)n);
 }
 

@@ -1,7 +1,10 @@
 /* tb-provision: give the board its identity and sync at once.
  *
  *   tb-provision --device-id <128 hex> --secret <secret> --service 10.0.2.2:<port>
- *   tb-provision --from-cmdline [FILE]   (reads tb.device_id= tb.secret= tb.service= from /proc/cmdline)
+ *                [--allow-remote-service]   a real board on a LAN: any IPv4 host (still no names);
+ *                                           kept in the identity file as allow_remote=1
+ *   tb-provision --from-cmdline [FILE]   (reads tb.device_id= tb.secret= tb.service= from /proc/cmdline;
+ *                                         always strict: 10.0.2.2 or 127.x only)
  *   tb-provision --clear                 forget the identity (consent, spool and throttling go with it)
  *
  * A new identity resets the sync state, empties the spool and turns crash dumps
@@ -24,7 +27,7 @@
 static int usage(int code)
 {
     fprintf(code ? stderr : stdout,
-            "usage: tb-provision --device-id ID --secret SECRET --service 10.0.2.2:PORT [--no-sync]\n"
+            "usage: tb-provision --device-id ID --secret SECRET --service 10.0.2.2:PORT [--allow-remote-service] [--no-sync]\n"
             "       tb-provision --from-cmdline [FILE] [--no-sync]\n"
             "       tb-provision --clear\n");
     return code;
@@ -74,7 +77,7 @@ int main(int argc, char **argv)
 {
     tb_set_prog("tb-provision");
     char dev[200] = "", secret[200] = "", service[128] = "";
-    int from_cmdline = 0, no_sync = 0;
+    int from_cmdline = 0, no_sync = 0, allow_remote = 0;
     const char *cmdline_file = "/proc/cmdline";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -89,6 +92,10 @@ int main(int argc, char **argv)
         }
         if (strcmp(a, "--no-sync") == 0) {
             no_sync = 1;
+            continue;
+        }
+        if (strcmp(a, "--allow-remote-service") == 0) {
+            allow_remote = 1;
             continue;
         }
         if (strcmp(a, "--from-cmdline") == 0) {
@@ -111,6 +118,11 @@ int main(int argc, char **argv)
             fprintf(stderr, "tb-provision: unknown argument '%s'\n", a);
             return usage(2);
         }
+    }
+    if (from_cmdline && allow_remote) {
+        fprintf(stderr, "tb-provision: --allow-remote-service is not taken with --from-cmdline (a kernel command "
+                        "line names only 10.0.2.2 or 127.x)\n");
+        return 2;
     }
     if (from_cmdline) {
         char *text = tb_read_file(cmdline_file, NULL);
@@ -144,8 +156,9 @@ int main(int argc, char **argv)
     }
     tb_identity id;
     memset(&id, 0, sizeof id);
+    id.allow_remote = allow_remote;
     char err[200];
-    if (tb_parse_service(service, id.host, sizeof id.host, &id.port, err, sizeof err) != 0) {
+    if (tb_parse_service(service, allow_remote, id.host, sizeof id.host, &id.port, err, sizeof err) != 0) {
         fprintf(stderr, "tb-provision: %s\n", err);
         return 2;
     }
@@ -153,7 +166,8 @@ int main(int argc, char **argv)
     snprintf(id.secret, sizeof id.secret, "%.*s", TB_SECRET_MAX, secret);
     tb_identity old;
     int same = tb_identity_load(&old) == 0 && strcmp(old.device_id, id.device_id) == 0 &&
-               strcmp(old.secret, id.secret) == 0 && strcmp(old.host, id.host) == 0 && old.port == id.port;
+               strcmp(old.secret, id.secret) == 0 && strcmp(old.host, id.host) == 0 && old.port == id.port &&
+               old.allow_remote == id.allow_remote;
     if (!same)
         reset_state();
     if (tb_identity_save(&id) != 0) {

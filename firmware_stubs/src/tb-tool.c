@@ -6,7 +6,7 @@
  *   tb-tool sha256 [FILE]           SHA-256 of FILE (or stdin), hex
  *   tb-tool decide PROVISIONED SYNCED OPTIN VALIDITY LAST_OK NOW THROTTLED(0|1) SIZE MAX_UPLOAD
  *   tb-tool json KEY str|int|bool|array < JSON
- *   tb-tool service ADDRESS         validate a service address
+ *   tb-tool service [--allow-remote] ADDRESS   validate a service address (strict unless --allow-remote)
  *   tb-tool http HOST PORT PATH DEADLINE_MS [BODYFILE]   one POST with the total deadline; prints status, reason, ms
  */
 #include <fcntl.h>
@@ -133,10 +133,10 @@ int main(int argc, char **argv)
         free(json);
         return r == 0 ? 0 : 1;
     }
-    if (strcmp(cmd, "service") == 0 && argc == 3) {
+    if (strcmp(cmd, "service") == 0 && (argc == 3 || (argc == 4 && strcmp(argv[2], "--allow-remote") == 0))) {
         char host[64], err[200];
         int port;
-        if (tb_parse_service(argv[2], host, sizeof host, &port, err, sizeof err) != 0) {
+        if (tb_parse_service(argv[argc - 1], argc == 4, host, sizeof host, &port, err, sizeof err) != 0) {
             fprintf(stderr, "%s\n", err);
             return 1;
         }

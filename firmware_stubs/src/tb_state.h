@@ -17,9 +17,12 @@ typedef struct {
     char secret[TB_SECRET_MAX + 1];
     char host[64];
     int port;
+    int allow_remote; /* provisioned with --allow-remote-service ("allow_remote=1" in the identity file) */
 } tb_identity;
-/* Accepts only 10.0.2.2:<port> (the host seen from a board) and 127.x.y.z:<port>. 0 or -1 with err. */
-int tb_parse_service(const char *s, char *host, size_t hostlen, int *port, char *err, size_t errlen);
+/* HOST:PORT, port 1..65535, host a dotted-quad IPv4 address (never a name). Without allow_remote
+ * only 10.0.2.2 (the host seen from a QEMU board) and 127.x.y.z; with it any IPv4 address (a real
+ * board dialling the host's LAN address). 0, or -1 with err. */
+int tb_parse_service(const char *s, int allow_remote, char *host, size_t hostlen, int *port, char *err, size_t errlen);
 int tb_valid_device_id(const char *id);
 int tb_valid_secret(const char *s);
 int tb_identity_load(tb_identity *id); /* 0 if provisioned */

@@ -54,7 +54,8 @@ class FirmwareDriver:
                 f"{self.name}: tb-provision is not on the board (install the firmware, or `testbed image build`)"
             )
         output, code = self.runner.run(
-            commands.provision(identity.device_id, identity.secret, identity.service), timeout=timeout
+            commands.provision(identity.device_id, identity.secret, identity.service, identity.allow_remote),
+            timeout=timeout,
         )
         if code not in (0, 1):
             raise BoardError(f"{self.name}: tb-provision failed (exit {code}):\n{output}")

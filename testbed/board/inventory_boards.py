@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from testbed.board.errors import BoardError
-from testbed.board.identity import Identity
+from testbed.board.identity import Identity, is_local_service
 from testbed.board.install import firmware_bundle, install_firmware
 from testbed.board.inventory import BoardEntry, Inventory, capabilities_of
 from testbed.board.protocols import Capability
@@ -95,11 +95,11 @@ class InventoryBoards:
             raise
         board.on_close = lambda b: self._release(b.name)
         try:
-            try:
-                identity = Identity(device_id, secret, f"{entry.service}:{port}")
-            except ValueError as exc:  # the firmware dials only 10.0.2.2 and 127.x for now
-                raise BoardError(f"{entry.name}: {exc} (a board on a lab network needs the firmware to accept "
-                                 "its service address: not yet, see docs/board.md)") from None  # fmt: skip
+            service = f"{entry.service}:{port}"
+            try:  # a board on a lab network dials the host's LAN address: an explicit opt-in
+                identity = Identity(device_id, secret, service, allow_remote=not is_local_service(service))
+            except ValueError as exc:
+                raise BoardError(f"{entry.name}: {exc}") from None
             self.prepare(board, identity)
         except BaseException:
             board.close()

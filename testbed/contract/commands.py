@@ -18,9 +18,13 @@ REPORTER_PATH = "/usr/sbin/crash-reporter"
 CRASH_MODES: tuple[str, ...] = ("segv", "abort", "fpe", "stack")
 
 
-def provision(device_id: str, secret: str, service: str) -> str:
-    """Give the board its identity and the service address it dials (then it syncs)."""
-    return f"tb-provision --device-id {device_id} --secret {shlex.quote(secret)} --service {service}"
+def provision(device_id: str, secret: str, service: str, allow_remote: bool = False) -> str:
+    """Give the board its identity and the service address it dials (then it syncs).
+
+    ``allow_remote``: the address may be any IPv4 host (a real board dialling the host's LAN
+    address); without it the firmware takes only 10.0.2.2 or 127.x."""
+    cmd = f"tb-provision --device-id {device_id} --secret {shlex.quote(secret)} --service {service}"
+    return cmd + " --allow-remote-service" if allow_remote else cmd
 
 
 def sync_now() -> str:

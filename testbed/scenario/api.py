@@ -171,12 +171,12 @@ def run_scenario(scenario: Scenario, *, workdir: str | Path | None = None, repor
                  junit: str | Path | None = None, quiet: bool = False, parallel: int | None = None,
                  board_factory=None) -> ScenarioResult:  # fmt: skip
     """Run one scenario on real boards and a real service; write the report/JUnit if asked."""
+    from testbed.crash.symbol_dirs import default_symbol_dirs
     from testbed.scenario.runner import (
         Progress,
         QuietProgress,
         RunOptions,
         ScenarioRun,
-        default_symbol_dirs,
     )
 
     options = RunOptions(workdir=Path(workdir) if workdir else None, symbol_dirs=default_symbol_dirs(),

@@ -115,12 +115,12 @@ def summarize(result, crashes: int) -> dict[str, Any]:
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the JSON here.")
 def bench_crash(crashes: int, as_json: bool, report: str | None, out: str | None) -> None:
     """Medians of crash-to-stored and crash-to-restart, link up and link down, on a real board."""
+    from testbed.crash.symbol_dirs import default_symbol_dirs
     from testbed.scenario.runner import (
         Progress,
         QuietProgress,
         RunOptions,
         ScenarioRun,
-        default_symbol_dirs,
     )
 
     sc = scenario_from_data(bench_scenario(crashes), "<bench crash>")

@@ -48,7 +48,7 @@ def _terminate_as_interrupt() -> dict:
 
 def run_and_report(scenarios, *, parallel: int, junit: str | None, report: str | None,
                    workdir: str | None, results_json: str | None = None,
-                   board_factory=None) -> tuple[list, Path]:  # fmt: skip
+                   board_factory=None, listen: str | None = None) -> tuple[list, Path]:  # fmt: skip
     """Run, then always write the report (and JUnit), also after Ctrl-C; returns (results, report path)."""
     from testbed.scenario.report import write_html, write_junit
     from testbed.scenario.results import save_results
@@ -56,6 +56,8 @@ def run_and_report(scenarios, *, parallel: int, junit: str | None, report: str |
 
     report_path = Path(report) if report else _default_report_dir() / f"report-{time.strftime('%Y%m%d-%H%M%S')}.html"
     options = RunOptions(parallel=parallel, workdir=Path(workdir) if workdir else None, board_factory=board_factory)
+    if listen:
+        options.listen = listen
     interrupted = False
     previous = _terminate_as_interrupt()
     try:
@@ -132,7 +134,12 @@ def scenario() -> None:
               help="Also save the raw results as JSON.")
 @click.option("--boards-file", type=click.Path(dir_okay=False), default=None, envvar=settings.BOARDS_FILE,
               help="Run on the real boards of this inventory file instead of emulated ones (docs/board.md).")
-def run_cmd(files, boards, parallel, junit, report, workdir, results_json, boards_file) -> None:
+@click.option("--listen", default=None, metavar="ADDRESS",
+              help="Where the boards reach the service (the run's wire tap): the address an inventory's boards "
+                   "dial. Loopback by default; a LAN address only with --allow-remote-boards.")
+@click.option("--allow-remote-boards", is_flag=True, help="Let --listen be a LAN address (never the default).")
+def run_cmd(files, boards, parallel, junit, report, workdir, results_json, boards_file, listen,
+            allow_remote_boards) -> None:  # fmt: skip
     """Run scenario FILES; exit 0 only if every expectation of every scenario held.
 
     Exit 1 when any failed (or a run broke); exit 3 when none failed but a timing verdict is
@@ -140,11 +147,17 @@ def run_cmd(files, boards, parallel, junit, report, workdir, results_json, board
 
     Every file is validated before any board boots.
     """
+    from testbed.service.listen import LOOPBACK, check_listen
+
+    try:
+        listen = check_listen(listen or LOOPBACK, allow_remote_boards)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     scenarios = _load(files, boards)
     factory = _inventory_factory(boards_file) if boards_file else None
     try:
         results, path = run_and_report(scenarios, parallel=parallel, junit=junit, report=report, workdir=workdir,
-                                       results_json=results_json, board_factory=factory)  # fmt: skip
+                                       results_json=results_json, board_factory=factory, listen=listen)  # fmt: skip
     except ScenarioError as exc:  # a step the boards cannot do: refused before any board boots
         raise click.ClickException(str(exc)) from None
     sys.exit(_summary(results, path, junit))

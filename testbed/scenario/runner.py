@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from testbed import settings
 from testbed.board.firmware import FirmwareDriver
 from testbed.board.protocols import Board, BoardFactory
+from testbed.crash.symbol_dirs import default_symbol_dirs
 from testbed.deadline import Deadline
 from testbed.scenario.boards import (
     capabilities_of,
@@ -70,18 +70,9 @@ class RunOptions:
     board_factory: BoardFactory | None = None
     progress: Progress | None = None
     service_options: dict[str, Any] = field(default_factory=dict)  # extra ServiceProcess arguments
-
-
-def default_symbol_dirs() -> list[Path]:
-    """Where the firmware's unstripped app binaries are (for function names in the crash analysis)."""
-    from testbed.image.build import SYMBOLS_DIR, images_dir
-    from testbed.paths import REPO_ROOT, cache_dir
-
-    dirs = [Path(p) for p in (settings.get(settings.SYMBOLS) or "").split(os.pathsep) if p]
-    # each built image keeps its programs' symbols; the build id picks the right one
-    dirs += sorted(images_dir().glob(f"*/{SYMBOLS_DIR}"))
-    dirs += [REPO_ROOT / "firmware_stubs" / "build", cache_dir() / "firmware"]
-    return dirs
+    #: Where the boards' entry (the wire tap in front of the service) listens: loopback, or the
+    #: LAN address an inventory's real boards dial (only when asked: `--listen --allow-remote-boards`).
+    listen: str = "127.0.0.1"
 
 
 class ScenarioRun:
@@ -197,7 +188,7 @@ class ScenarioRun:
             workdir = Path(tempfile.mkdtemp(prefix=f"tb-scenario-{sc.name}-"))
             stack.callback(shutil.rmtree, workdir, True)
         self.progress.setup(sc, "starting the service")
-        self.result.boards = self.side.start(stack, workdir / "service", self.opt.service_options)
+        self.result.boards = self.side.start(stack, workdir / "service", self.opt.service_options, self.opt.listen)
         port = self.side.tap.port  # type: ignore[union-attr]
         self.progress.setup(sc, f"service at {self.side.url} (tap on 127.0.0.1:{port}); restoring "
                             f"{len(sc.boards)} board(s) from the snapshot, {self.opt.parallel} at a time")  # fmt: skip

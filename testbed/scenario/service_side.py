@@ -48,8 +48,12 @@ class ServiceSide:
     def url(self) -> str:
         return self.service.url
 
-    def start(self, stack: ExitStack, data_dir: Path, options: dict[str, Any]) -> list[BoardRecord]:
-        """Start the service and the tap, make the tenant, groups and one device per board."""
+    def start(self, stack: ExitStack, data_dir: Path, options: dict[str, Any],
+              listen: str = "127.0.0.1") -> list[BoardRecord]:  # fmt: skip
+        """Start the service and the tap, make the tenant, groups and one device per board.
+
+        The service listens on loopback; the boards dial the tap, which listens on ``listen``
+        (loopback, reached by a QEMU board as 10.0.2.2; a LAN address only when asked)."""
         from testbed.service.client import Client, ControlClient
         from testbed.service.process import ServiceProcess
 
@@ -57,7 +61,7 @@ class ServiceSide:
         self.service = ServiceProcess(data_dir, enable_control=True, **{**sc.service, **options})
         self.service.start()
         stack.callback(self.stop)
-        self.tap = WireTap("127.0.0.1", self.service.port).start()
+        self.tap = WireTap(listen, self.service.port).start()
         stack.callback(self.tap.stop)
         self.control = ControlClient(self.service.url, self.service.control_token)
         stack.callback(self.control.close)

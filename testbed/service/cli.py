@@ -100,22 +100,16 @@ def run(
 
 def _listen_address(listen: str | None, allow_remote_boards: bool, host: str) -> str:
     """--listen ADDRESS: loopback, or any address with --allow-remote-boards (never by default)."""
-    import ipaddress
+    from testbed.service.listen import LOOPBACK, check_listen
 
     if listen is None:
         raise click.UsageError("--allow-remote-boards needs --listen ADDRESS (the address the boards dial)")
-    if host != "127.0.0.1":
+    if host != LOOPBACK:
         raise click.UsageError("give --listen or --host, not both")
     try:
-        addr = ipaddress.ip_address(listen)
-    except ValueError:
-        raise click.UsageError(f"--listen must be an IP address, got {listen!r}") from None
-    if not addr.is_loopback and not allow_remote_boards:
-        raise click.UsageError(
-            f"refusing to listen on {listen}: real boards on a network reach the service there only with "
-            "--allow-remote-boards (the service listens on loopback unless asked)"
-        )
-    return listen
+        return check_listen(listen, allow_remote_boards)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 @service.group("tenant")

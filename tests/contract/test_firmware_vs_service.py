@@ -257,3 +257,53 @@ def test_a_lost_answer_is_resent_with_its_upload_id_and_stored_once(device, cont
     assert ok["spooled"] == "1" and ok["upload_id"] == fail["upload_id"]
     assert dump_ids(stored(support_client, d.claimed.device_id)) == dump_ids(first) == [ok["id"]]
     assert d.fw.spool_files() == []
+
+
+def _one_row_for(control, device_id: str, upload_id: str) -> dict:
+    rows = control.dumps(deviceId=device_id)
+    assert [r["uploadId"] for r in rows] == [upload_id], rows
+    return rows[0]
+
+
+def test_a_timeout_at_the_intent_is_spooled_and_stored_once_after_the_sync(device, control, core):
+    """The service hangs on the intent: timeout, nothing stored; the dump waits in the spool with its
+    upload id and the next sync's retry stores it, once, under that id."""
+    d = device()
+    assert d.provision().returncode == 0
+    control.set_fault("hang", count=1)
+    _, proc = d.crash(core)
+    assert proc.returncode == 1
+    fail = d.outcome()
+    assert fail["reason"] == UploadFailReason.TIMEOUT and fail["stage"] == "intent"
+    assert control.dumps(deviceId=d.claimed.device_id) == []
+    control.clear_faults()
+    n = d.event_count()
+    assert d.sync().returncode == 0
+    ok = d.fw.wait_event(EventName.UPLOAD_OK, after=n)
+    assert ok["spooled"] == "1" and ok["upload_id"] == fail["upload_id"]
+    assert _one_row_for(control, d.claimed.device_id, fail["upload_id"])["id"] == ok["id"]
+    assert d.fw.spool_files() == []
+
+
+def test_a_timeout_after_the_service_stored_the_body_is_stored_once(device, control, core):
+    """The answers drip (the service handles each request, then sends its answer a byte per 100 ms):
+    the intent's short answer arrives, the upload is stored, but its answer does not come within the
+    5 s deadline. The retry after the sync carries the same upload id: the service answers it with
+    the first answer and holds one copy."""
+    d = device()
+    assert d.provision().returncode == 0
+    control.set_fault("drip", delay_ms=100, count=2)  # the intent's answer, then the upload's
+    _, proc = d.crash(core)
+    assert proc.returncode == 1
+    fail = d.outcome()
+    assert fail["reason"] == UploadFailReason.TIMEOUT and fail["stage"] == "body"
+    first = _one_row_for(control, d.claimed.device_id, fail["upload_id"])  # stored: only the answer was late
+    assert len(d.fw.spool_files()) == 2
+    control.clear_faults()
+    n = d.event_count()
+    assert d.sync().returncode == 0
+    ok = d.fw.wait_event(EventName.UPLOAD_OK, after=n)
+    assert ok["spooled"] == "1" and ok["upload_id"] == fail["upload_id"]
+    assert ok["id"] == first["id"]  # the first answer, not a second copy
+    assert _one_row_for(control, d.claimed.device_id, fail["upload_id"]) == first
+    assert d.fw.spool_files() == []

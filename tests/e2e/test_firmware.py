@@ -136,6 +136,17 @@ def test_hung_service_restart_at_the_deadline(board, tap, claimed_device, device
     # crash event line only after the core was read, so that span is a lower bound
     assert 4500 <= int(restart["after_ms"]) <= 5400  # 5 s deadline; QEMU on a loaded host adds tens of ms
     assert restart.monotonic - crash_ev.monotonic <= RESTART_LIMIT_S
+    # the timed-out dump is kept (written just after the restart) and sent after the next sync with
+    # the upload id of its first attempt
+    deadline = time.monotonic() + 10
+    while spool_count(board) != 2:
+        assert time.monotonic() < deadline, "the timed-out dump was not spooled"
+    t1 = time.monotonic()
+    out, code = board.console.run("syncd --now", timeout=20)
+    assert code == 0, out
+    again = board.wait_for_event("upload-ok", since=t1, timeout=10)
+    assert again["spooled"] == "1" and again["upload_id"] == fail["upload_id"]
+    assert spool_count(board) == 0
 
 
 def first_event(board, names: tuple[str, ...], since: float, timeout: float = 10):

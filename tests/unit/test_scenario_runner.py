@@ -96,7 +96,7 @@ def test_a_step_a_board_cannot_do_is_refused_before_any_board_is_made(tmp_path, 
     assert factory.made == {} and runner.side.service is None
     assert runner.result.error.startswith("<test>: field 'steps[4].link_down': refused before any board booted: "
                                           "board off-1 cannot link down (step 5): it lacks the 'link' capability")  # fmt: skip
-    assert "lacks the capability link" in runner.result.error
+    assert "lacks the 'link' capability" in runner.result.error
 
 
 def test_capability_check_names_file_line_step_and_capability(tmp_path):
