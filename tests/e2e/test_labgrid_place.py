@@ -23,7 +23,7 @@ pytest.importorskip("labgrid", reason="labgrid is not installed: pip install 'te
 
 from testbed.board.inventory import load_inventory  # noqa: E402
 from testbed.board.inventory_boards import InventoryBoards  # noqa: E402
-from testbed.board.qemu import free_port  # noqa: E402
+from testbed.board.qemu_process import free_port  # noqa: E402
 from testbed.board.standin import StandIn  # noqa: E402
 from testbed.paths import REPO_ROOT  # noqa: E402
 from testbed.scenario.runner import RunOptions, run_scenarios  # noqa: E402
