@@ -24,6 +24,7 @@ from typing import Any
 
 import click
 
+from testbed.contract.events import EventName
 from testbed.scenario.schema import scenario_from_data
 
 
@@ -32,18 +33,18 @@ def bench_scenario(crashes: int, app: str = "crashapp") -> dict[str, Any]:
         steps: list[dict[str, Any]] = []
         for _ in range(n):
             steps.append({"crash": {"boards": "b-1", "app": app}})
-            steps.append({"wait": {"boards": "b-1", "event": wait_event, "timeout": timeout}})
-            if wait_event != "app-restart":
-                steps.append({"wait": {"boards": "b-1", "event": "app-restart", "timeout": "15s"}})
+            steps.append({"wait": {"boards": "b-1", "event": str(wait_event), "timeout": timeout}})
+            if wait_event != EventName.APP_RESTART:
+                steps.append({"wait": {"boards": "b-1", "event": EventName.APP_RESTART.value, "timeout": "15s"}})
         return steps
 
     steps: list[dict[str, Any]] = [{"sync": "all", "name": "phase baseline"}]
-    steps += repeat(crashes, "app-restart", "15s")
+    steps += repeat(crashes, EventName.APP_RESTART, "15s")
     steps += [{"set_group": {"group": "Bench/Fleet", "allow_crash_dumps": True, "boundary": "EU"}},
               {"sync": "all", "name": "phase link_up"}]  # fmt: skip
-    steps += repeat(crashes, "upload-ok", "15s")
+    steps += repeat(crashes, EventName.UPLOAD_OK, "15s")
     steps += [{"link_down": "all", "name": "phase link_down"}]
-    steps += repeat(crashes, "app-restart", "15s")
+    steps += repeat(crashes, EventName.APP_RESTART, "15s")
     steps += [{"link_up": "all"}]
     return {
         "name": "bench-crash",
@@ -87,7 +88,7 @@ def summarize(result, crashes: int) -> dict[str, Any]:
     for name, eps in phases.items():
         restart = [e.to_restart for e in eps if e.to_restart is not None]
         restart_host = [e.restart.t - e.crash.t for e in eps if e.restart is not None]
-        stored = [e for e in eps if e.outcome is not None and e.outcome.name == "upload-ok"]
+        stored = [e for e in eps if e.outcome is not None and e.outcome.name == EventName.UPLOAD_OK]
         upload_ms = [int(e.outcome.fields["ms"]) / 1000 for e in stored if e.outcome.fields.get("ms", "").isdigit()]
         out["phases"][name] = {
             "crashes": len(eps),

@@ -16,6 +16,7 @@ from elftools.elf.elffile import ELFFile
 
 from testbed.board.identity import Identity
 from testbed.board.qemu import QemuBoard
+from testbed.contract.device_api import CRASHDUMPS_PREFIX, INTENT_PATH, UPLOAD_PATH
 from testbed.crash.elfcore import read_core
 from testbed.crash.signature import core_signature
 from testbed.scenario.tap import WireTap
@@ -45,7 +46,7 @@ def crash(board, args: str, name: str = "crashapp") -> float:
 
 
 def dump_paths(tap: WireTap, device_id: str) -> list[str]:
-    return [r.path for r in tap.requests if r.device_id == device_id and r.path.startswith("/device/v1/crashdumps")]
+    return [r.path for r in tap.requests if r.device_id == device_id and r.path.startswith(CRASHDUMPS_PREFIX)]
 
 
 def spool_count(board) -> int:
@@ -84,7 +85,7 @@ def test_opted_in_crash_is_stored_in_its_region_and_the_app_restarts(
     assert ok["region"] in regions
     assert restart["upload"] == "done" and restart["reason"] == "crash"
     assert restart.monotonic - t0 < RESTART_LIMIT_S
-    assert dump_paths(tap, device.device_id) == ["/device/v1/crashdumps/intent", "/device/v1/crashdumps"]
+    assert dump_paths(tap, device.device_id) == [INTENT_PATH, UPLOAD_PATH]
 
     dumps = support_client.support_dumps(reason="pytest firmware e2e", deviceId=device.device_id)
     assert [d["id"] for d in dumps] == [ok["id"]]
@@ -180,7 +181,7 @@ def test_throttled_signature_is_skipped_before_the_body(board, tap, claimed_devi
     else:
         pytest.fail("the signature was never throttled")
     assert uploaded >= 1
-    bodies = dump_paths(tap, device.device_id).count("/device/v1/crashdumps")
+    bodies = dump_paths(tap, device.device_id).count(UPLOAD_PATH)
     assert bodies == uploaded  # the throttled crash sent no body
     # once the device has synced, the signature is known: not even an intent is sent
     board.console.run_check("syncd --now", timeout=20)

@@ -18,7 +18,7 @@ def test_c_header_is_current() -> None:
 
 def test_header_check_mode_sees_a_stale_header(tmp_path: Path) -> None:
     stale = tmp_path / "tb_contract.h"
-    stale.write_text(cheader.render().replace(device_api.SYNC_PATH, "/device/v1/synk"))
+    stale.write_text(cheader.render().replace(device_api.SYNC_PATH, device_api.SYNC_PATH + "k"))
     assert cheader.main(["--check", "--path", str(stale)]) == 1
     stale.write_text(cheader.render())
     assert cheader.main(["--check", "--path", str(stale)]) == 0

@@ -9,6 +9,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
+from testbed.contract.device_api import INTENT_PATH, SYNC_PATH, UPLOAD_PATH
 from testbed.scenario.expect import Evidence, StoredDump, evaluate
 from testbed.scenario.results import BoardEvent
 from testbed.scenario.schema import scenario_from_data
@@ -60,8 +61,8 @@ def test_dumps_by_signature_of_an_app():
 
 
 def test_no_request_uses_the_tap_and_the_db():
-    e = evidence(requests=[TappedRequest(0, A, "POST", "/device/v1/sync", 0),
-                           TappedRequest(0, B, "POST", "/device/v1/crashdumps/intent", 90, 90)])  # fmt: skip
+    e = evidence(requests=[TappedRequest(0, A, "POST", SYNC_PATH, 0),
+                           TappedRequest(0, B, "POST", INTENT_PATH, 90, 90)])  # fmt: skip
     assert evaluate(exp("no_request", boards="x-1"), e)[0]  # a sync is not a crash-dump request
     ok, detail = evaluate(exp("no_request", boards="x-2"), e)
     assert not ok and "1 crash-dump request(s) (90 body bytes)" in detail
@@ -89,8 +90,8 @@ def test_app_restarted_within_after_upload_and_slack():
 def test_skips_uploads_events_requests_sizes_audit_blobs():
     events = {"x-1": [ev("dump-skipped", 1, reason="throttled"), ev("upload-fail", 2, reason="connect")],
               "x-2": [ev("dump-skipped", 1, reason="optout")]}  # fmt: skip
-    reqs = [TappedRequest(0, A, "POST", "/device/v1/crashdumps", 10, 10, 201),
-            TappedRequest(0, A, "POST", "/device/v1/crashdumps/intent", 10, 10, 200)]  # fmt: skip
+    reqs = [TappedRequest(0, A, "POST", UPLOAD_PATH, 10, 10, 201),
+            TappedRequest(0, A, "POST", INTENT_PATH, 10, 10, 200)]  # fmt: skip
     e = evidence(events=events, requests=reqs, dumps=[dump(A, size=5000), dump(B, size=90000)],
                  audit=[{"action": "read", "reason": "r1"}, {"action": "list", "reason": ""}],
                  blobs={"EU": 2, "WestUS": 1})  # fmt: skip
@@ -139,12 +140,12 @@ def test_wire_tap_records_and_forwards():
     try:
         with WireTap("127.0.0.1", server.server_address[1]) as tap:
             body = b"x" * 5000
-            r = httpx.post(f"http://127.0.0.1:{tap.port}/device/v1/crashdumps", content=body,
+            r = httpx.post(f"http://127.0.0.1:{tap.port}{UPLOAD_PATH}", content=body,
                            headers={"Authorization": f"Device {A}:secret", "Connection": "close"})  # fmt: skip
             assert r.status_code == 201 and r.content == body
             (req,) = tap.for_device(A)
             assert (req.method, req.path, req.content_length, req.body_bytes, req.status) == (
-                "POST", "/device/v1/crashdumps", 5000, 5000, 201)  # fmt: skip
+                "POST", UPLOAD_PATH, 5000, 5000, 201)  # fmt: skip
             assert tap.for_device(B) == []
     finally:
         server.shutdown()
