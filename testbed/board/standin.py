@@ -25,6 +25,7 @@ from typing import Any
 from testbed.board.errors import BoardError
 from testbed.board.qemu import PROFILE, QEMU
 from testbed.board.qemu_process import die_with_parent, free_port
+from testbed.deadline import Deadline
 
 _PTY_RE = re.compile(r"char device redirected to (/dev/pts/\d+) \(label con0\)")
 
@@ -77,7 +78,7 @@ class StandIn:
         self.process = subprocess.Popen(self._command(), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                         preexec_fn=die_with_parent)  # fmt: skip
         log.close()
-        deadline = time.monotonic() + timeout
+        deadline = Deadline(timeout)
         if self.console_kind == "pty":
             while not self.console_path:
                 m = _PTY_RE.search(self._output())
@@ -96,10 +97,10 @@ class StandIn:
             return (self.dir / "qemu.out").read_text(errors="replace")
         return ""
 
-    def _check_alive(self, deadline: float, what: str) -> None:
+    def _check_alive(self, deadline: Deadline, what: str) -> None:
         if self.process is not None and self.process.poll() is not None:
             raise BoardError(f"{self.name}: QEMU exited ({self.process.returncode}) before it could {what}:\n{self._output()}")
-        if time.monotonic() > deadline:
+        if deadline.expired:
             self.close()
             raise BoardError(f"{self.name}: the stand-in did not {what} in time")
 

@@ -8,13 +8,13 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import httpx
 
+from testbed.deadline import Deadline
 from testbed.service.settings import BY_KEYWORD
 
 
@@ -103,9 +103,9 @@ class ServiceProcess:
             )
         finally:
             log.close()
-        deadline = time.monotonic() + self.startup_timeout
+        deadline = Deadline(self.startup_timeout)
         info = None
-        while time.monotonic() < deadline:
+        while not deadline.expired:
             if self.proc.poll() is not None:
                 raise ServiceStartError(
                     f"the service exited with {self.proc.returncode} while starting:\n{self.log_tail()}"
@@ -116,7 +116,7 @@ class ServiceProcess:
                     break
                 except ValueError:
                     pass
-            time.sleep(0.02)
+            deadline.sleep(0.02)
         if info is None:
             self.kill()
             raise ServiceStartError(
@@ -129,16 +129,16 @@ class ServiceProcess:
         self._wait_healthy(deadline)
         return self
 
-    def _wait_healthy(self, deadline: float) -> None:
+    def _wait_healthy(self, deadline: Deadline) -> None:
         last: Exception | None = None
         with httpx.Client(timeout=2.0) as client:
-            while time.monotonic() < deadline:
+            while not deadline.expired:
                 try:
                     if client.get(self.url + "/healthz").status_code == 200:
                         return
                 except httpx.HTTPError as exc:
                     last = exc
-                time.sleep(0.02)
+                deadline.sleep(0.02)
         self.kill()
         raise ServiceStartError(f"the service at {self.url} never answered /healthz: {last}")
 
