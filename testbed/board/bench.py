@@ -61,6 +61,7 @@ def measure(runs: int, side_by_side: int, budget_gib: float, image_dir: str | No
             cold.append(time.monotonic() - t0)
             cold_kernel_ready.append(b.ready_seconds or 0.0)
             cold_rss.append(b.rss_bytes()[1])
+            assert b.pid is not None  # booted
             cold_cpu.append(_cpu_seconds(b.pid))
         _say(f"cold boot {i + 1}/{runs}: {cold[-1]:.2f} s")
 
@@ -70,6 +71,7 @@ def measure(runs: int, side_by_side: int, budget_gib: float, image_dir: str | No
             t0 = time.monotonic()
             b.restore(snapshot)  # QEMU start, state load, shell answering, clock set
             restore.append(time.monotonic() - t0)
+            assert b.console is not None  # restored
             for _ in range(10):
                 t1 = time.monotonic()
                 b.console.run("true")
@@ -84,6 +86,7 @@ def measure(runs: int, side_by_side: int, budget_gib: float, image_dir: str | No
         with ThreadPoolExecutor(max_workers=min(side_by_side, os.cpu_count() or 2)) as pool:
             list(pool.map(lambda b: b.restore(snapshot), boards))
         for b in boards:
+            assert b.console is not None  # restored
             b.console.run_check("ls -R / >/dev/null 2>&1; true", timeout=60)
         fleet_rss = [b.rss_bytes()[1] for b in boards]
         all_alive = all(b.alive for b in boards)

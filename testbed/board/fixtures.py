@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import cast
 
 import pytest
+from pluggy import Result
 
 from testbed import settings
 from testbed.board.protocols import Board
@@ -47,9 +49,15 @@ def add_board_options(parser: pytest.Parser) -> None:
     )
 
 
-def _track(request: pytest.FixtureRequest, board: Board) -> None:
+def _track(request: pytest.FixtureRequest, board: Board | QemuBoard) -> None:
     boards = request.node.stash.setdefault(_BOARDS_KEY, [])
     boards.append(board)
+
+
+def _started(board: QemuBoard) -> Board:
+    """A started QemuBoard (its console made) is a Board; the types cannot tell it is started."""
+    assert board.console is not None
+    return cast(Board, board)
 
 
 def _board_name(request: pytest.FixtureRequest, index: int | None = None) -> str:
@@ -83,7 +91,7 @@ def board(request: pytest.FixtureRequest, board_image: Image, board_snapshot: Sn
     _track(request, b)
     try:
         b.restore(board_snapshot)
-        yield b
+        yield _started(b)
     finally:
         b.close()
 
@@ -92,7 +100,7 @@ def board(request: pytest.FixtureRequest, board_image: Image, board_snapshot: Sn
 def board_pool(request: pytest.FixtureRequest, board_image: Image, board_snapshot: Snapshot,
                board_boot_timeout: float) -> Iterator[Callable[[int], list[Board]]]:
     """``board_pool(n)``: n fresh boards restored from the snapshot in parallel; all closed after the test."""
-    made: list[Board] = []
+    made: list[QemuBoard] = []
 
     def make(n: int) -> list[Board]:
         if n < 1:
@@ -106,7 +114,7 @@ def board_pool(request: pytest.FixtureRequest, board_image: Image, board_snapsho
             _track(request, b)
         with ThreadPoolExecutor(max_workers=min(n, os.cpu_count() or 2)) as pool:
             list(pool.map(lambda b: b.restore(board_snapshot), boards))
-        return boards
+        return [_started(b) for b in boards]
 
     try:
         yield make
@@ -116,7 +124,9 @@ def board_pool(request: pytest.FixtureRequest, board_image: Image, board_snapsho
 
 
 @pytest.hookimpl(hookwrapper=True, specname="pytest_runtest_makereport")
-def pytest_runtest_makereport_boards(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+def pytest_runtest_makereport_boards(
+    item: pytest.Item, call: pytest.CallInfo
+) -> Generator[None, Result[pytest.TestReport], None]:
     outcome = yield
     report = outcome.get_result()
     if not report.failed:

@@ -20,15 +20,18 @@ BAD_SNAPSHOT = "QEMU exited during the snapshot transfer (a bad or truncated sna
 
 
 def _incoming_done(qemu: QemuProcess) -> bool:
+    assert qemu.qmp is not None
     return any(e.name == "MIGRATION" and e.data.get("status") == "completed" for e in qemu.qmp.events)
 
 
 def _vm_status(qemu: QemuProcess) -> str:
+    assert qemu.qmp is not None
     return qemu.qmp.cmd("query-status").get("status", "")
 
 
 def wait_migration(qemu: QemuProcess, timeout: float, incoming: bool, fail: Fail) -> None:
     """Wait until a state transfer (outgoing ``migrate``, or ``-incoming``) has completed."""
+    assert qemu.qmp is not None and qemu.popen is not None  # a started QEMU
     deadline = Deadline(timeout)
     while True:
         try:
@@ -61,6 +64,7 @@ def wait_migration(qemu: QemuProcess, timeout: float, incoming: bool, fail: Fail
 
 def save_state(qemu: QemuProcess, path: Path, fail: Fail, timeout: float = 60) -> None:
     """Pause the board and write its whole state (RAM, devices) to ``path``; it stays paused."""
+    assert qemu.qmp is not None  # a started QEMU
     qemu.qmp.cmd("stop")
     qemu.qmp.cmd("migrate-set-parameters", **{"max-bandwidth": 8 << 30})
     tmp = path.with_name(path.name + ".part")

@@ -27,7 +27,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TypedDict
 
 from testbed.board import migration, qemu_process
 from testbed.board.console import Console, Event
@@ -46,8 +46,24 @@ from testbed.board.qmp import Qmp, QmpEvent
 from testbed.image.build import Image, ensure_image
 
 QEMU = "qemu-system-arm"
+
+
+class Profile(TypedDict):
+    """The machine a board emulates (what PROFILE holds)."""
+
+    machine: str
+    cpu: str
+    smp: int
+    memory_mib: int
+    nic: str
+    balloon: str
+    mac: str
+    accel: str
+    append: str
+
+
 #: The MT3620-like profile. Changing it invalidates saved snapshots (it is part of their key).
-PROFILE = {
+PROFILE: Profile = {
     "machine": "virt",
     "cpu": "cortex-a7",
     "smp": 1,
@@ -195,6 +211,7 @@ class QemuBoard:
         if self.console_kind == "socket":
             url = f"socket://127.0.0.1:{self.console_port}"
         else:
+            assert self.qmp is not None  # started
             chardevs = self.qmp.cmd("query-chardev")
             filename = next(c["filename"] for c in chardevs if c["label"] == "con0")
             self.console_path = filename.removeprefix("pty:")
@@ -208,18 +225,21 @@ class QemuBoard:
         """Cold boot and wait for `@tb event=boot-ready`."""
         timeout = self.boot_timeout if timeout is None else timeout
         self._start()
+        assert self.qmp is not None
         self.qmp.cmd("cont")
         self._wait_boot_ready(timeout, since=None)
         self._prepare_console()
         return self
 
     def _prepare_console(self) -> None:
+        assert self.console is not None  # made by _start()
         try:
             self.console.prepare(timeout=15)
         except ConsoleTimeout:
             self._fail_boot("printed boot-ready, but no shell answered on the console")
 
     def _wait_boot_ready(self, timeout: float, since: float | None) -> Event:
+        assert self.console is not None and self.started_monotonic is not None  # started
         try:
             event = self.console.wait_for_event("boot-ready", timeout=timeout, since=since)
         except ConsoleTimeout:
@@ -262,6 +282,7 @@ class QemuBoard:
             # as one seen during the transfer, with what QEMU said.
             self._fail_boot(migration.BAD_SNAPSHOT)
         migration.wait_migration(self.qemu, timeout, incoming=True, fail=self._fail_boot)
+        assert self.qmp is not None and self.started_monotonic is not None  # started
         self.qmp.cmd("cont")
         self._prepare_console()
         self.ready_seconds = time.monotonic() - self.started_monotonic
@@ -291,22 +312,28 @@ class QemuBoard:
     # -- faults over QMP --------------------------------------------------------------
 
     def link_down(self) -> None:
+        assert self.qmp is not None
         self.qmp.cmd("set_link", name=NIC_ID, up=False)
 
     def link_up(self) -> None:
+        assert self.qmp is not None
         self.qmp.cmd("set_link", name=NIC_ID, up=True)
 
     def pause(self) -> None:
+        assert self.qmp is not None
         self.qmp.cmd("stop")
 
     def resume(self) -> None:
+        assert self.qmp is not None
         self.qmp.cmd("cont")
 
     def reset(self, wait: bool = True, timeout: float | None = None) -> None:
         """Hardware reset; with wait, until the board is ready again."""
         since = time.monotonic()
         self.started_monotonic = since
+        assert self.qmp is not None
         self.qmp.cmd("system_reset")
+        assert self.console is not None
         self.console.clear_crash()
         if wait:
             self._wait_boot_ready(self.boot_timeout if timeout is None else timeout, since=since)
@@ -315,6 +342,7 @@ class QemuBoard:
     def power_off(self) -> None:
         """Pull the power: QEMU quits at once (the board is closed)."""
         with contextlib.suppress(Exception):
+            assert self.qmp is not None
             self.qmp.cmd("quit", timeout=5)
         self.close()
 
@@ -330,6 +358,7 @@ class QemuBoard:
 
     def wait_for_event(self, name: str, timeout: float = 30, since: float | None = None,
                        where: EventWhere = None) -> Event:  # fmt: skip
+        assert self.console is not None
         return self.console.wait_for_event(name, timeout=timeout, since=since, where=where)
 
     def ssh(self, **kwargs):

@@ -164,8 +164,12 @@ class QemuProcess:
             self.started_monotonic = time.monotonic()
             popen = self.popen
             self.qmp = Qmp(self.qmp_socket, self.name)
+
+            def alive(p: subprocess.Popen = popen) -> bool:
+                return p.poll() is None
+
             try:
-                self.qmp.connect(timeout=10, alive=lambda p=popen: p.poll() is None)
+                self.qmp.connect(timeout=10, alive=alive)
                 return
             except BoardError:
                 exited = popen.poll() is not None

@@ -9,13 +9,14 @@ afterwards what QEMU reported (RESET, STOP, RESUME, SHUTDOWN...) or wait for one
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from qemu.qmp import ConnectError, QMPClient, QMPError
 
@@ -41,6 +42,11 @@ class QmpEvent:
     qemu_timestamp: dict[str, int] = field(default_factory=dict)
 
 
+def _json_object(value: object) -> dict[str, Any]:
+    """A copy of a QMP message member that is a JSON object or absent (the library types members as object)."""
+    return dict(cast(Mapping[str, Any], value or {}))
+
+
 class Qmp:
     def __init__(self, socket_path: Path, name: str = "board"):
         self.socket_path = socket_path
@@ -50,7 +56,7 @@ class Qmp:
         self._thread = threading.Thread(target=self._loop.run_forever, name=f"qmp-{name}", daemon=True)
         self._thread.start()
         self._client = QMPClient(name)
-        self._listener: asyncio.Future | None = None
+        self._listener: concurrent.futures.Future[None] | None = None
 
     def _call(self, coro, timeout: float, what: str = "QMP"):
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)
@@ -99,10 +105,10 @@ class Qmp:
             async for msg in self._client.events:
                 event = QmpEvent(
                     str(msg["event"]),
-                    dict(msg.get("data", {}) or {}),
+                    _json_object(msg.get("data", {})),
                     time.monotonic(),
                     time.time(),
-                    dict(msg.get("timestamp", {}) or {}),
+                    _json_object(msg.get("timestamp", {})),
                 )
                 self.event_log.append(event)
         except asyncio.CancelledError:

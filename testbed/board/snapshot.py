@@ -148,6 +148,7 @@ def ensure_snapshot(
         board = QemuBoard(image, name=f"snapshot-{image.hash[:8]}", boot_timeout=boot_timeout)
         try:
             board.boot()
+            assert board.console is not None  # booted
             # Let the boot settle: page cache written and dropped, and the free pages
             # reported to QEMU (dropped there), so the snapshot carries them as zero pages.
             board.console.run("sync; echo 3 > /proc/sys/vm/drop_caches", timeout=10)

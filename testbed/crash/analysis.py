@@ -93,19 +93,20 @@ class _SymbolTable:
 def _load_symbols(path: str, mtime: float) -> _SymbolTable | None:
     from elftools.common.exceptions import ELFError
     from elftools.elf.elffile import ELFFile
+    from elftools.elf.sections import NoteSection, SymbolTableSection
 
     try:
         with open(path, "rb") as fh:
             elf = ELFFile(fh)
             build_id = None
             for section in elf.iter_sections():
-                if section.header.sh_type == "SHT_NOTE":
+                if isinstance(section, NoteSection):  # what pyelftools makes of every SHT_NOTE section
                     for note in section.iter_notes():
                         if note["n_type"] == "NT_GNU_BUILD_ID":
                             build_id = note["n_desc"]
             functions: list[tuple[int, int, str]] = []
             symtab = elf.get_section_by_name(".symtab")
-            if symtab is not None:
+            if isinstance(symtab, SymbolTableSection):
                 for sym in symtab.iter_symbols():
                     if sym["st_info"]["type"] == "STT_FUNC" and sym.name and sym["st_value"]:
                         # ARM thumb functions have bit 0 set

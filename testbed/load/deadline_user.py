@@ -50,6 +50,7 @@ class DeadlineDevice(User):
         params = CONTEXT.params
         self.deadline_s = float(params.get("deadline", api.UPLOAD_DEADLINE_MS / 1000))
         self.crash_interval = float(params.get("crash_interval", 0.2))
+        assert self.host is not None  # the run always gives Locust the service's URL
         self.http = BoardHttp(self.host)
         self.fixtures = load_cores()
         self.started = CONTEXT.test_started or time.monotonic()

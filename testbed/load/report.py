@@ -6,8 +6,9 @@ import csv
 import html
 import json
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 
 def percentile(histogram: dict[Any, int], q: float) -> float | None:
@@ -78,7 +79,18 @@ def merged_summary(stats: list[dict[str, Any]], prefix: str) -> dict[str, Any] |
     return entry_summary(merged)
 
 
-def interval_rates(rows: list[dict[str, float]]) -> list[tuple[float, float]]:
+class HistoryRow(TypedDict):
+    """One second of one request name in Locust's stats history (see :func:`read_history`)."""
+
+    t: float
+    users: float
+    rps: float
+    p50: float | None
+    p99: float | None
+    count: float
+
+
+def interval_rates(rows: list[HistoryRow]) -> list[tuple[float, float]]:
     """Requests per second between consecutive history rows (exact, unlike Locust's rolling Requests/s)."""
     out = []
     for prev, cur in zip(rows, rows[1:], strict=False):
@@ -95,9 +107,9 @@ def _num(row: dict[str, str], key: str) -> float | None:
         return None
 
 
-def read_history(path: Path, names: tuple[str, ...] | None = None) -> dict[str, list[dict[str, float]]]:
+def read_history(path: Path, names: tuple[str, ...] | None = None) -> dict[str, list[HistoryRow]]:
     """Locust's ``*_stats_history.csv`` as {name: [{t, users, rps, p50, p99}, ...]} (t from the first row)."""
-    series: dict[str, list[dict[str, float]]] = {}
+    series: dict[str, list[HistoryRow]] = {}
     if not path.exists():
         return series
     t0: float | None = None
@@ -121,10 +133,10 @@ def read_history(path: Path, names: tuple[str, ...] | None = None) -> dict[str, 
 _COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 
 
-def svg_chart(title: str, unit: str, lines: dict[str, list[tuple[float, float]]], width: int = 640,
+def svg_chart(title: str, unit: str, lines: Mapping[str, Sequence[tuple[float, float | None]]], width: int = 640,
               height: int = 240) -> str:
-    """A small line chart: ``lines`` maps a label to (x seconds, y) points."""
-    pts = [p for line in lines.values() for p in line if p[1] is not None]
+    """A small line chart: ``lines`` maps a label to (x seconds, y) points (a None y is a gap)."""
+    pts = [(x, y) for line in lines.values() for x, y in line if y is not None]
     pad_l, pad_b, pad_t, pad_r = 60, 34, 28, 10
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
            f'role="img" aria-label="{html.escape(title)}">',

@@ -117,7 +117,8 @@ class DeviceUser(FastHttpUser):
 
     def upload(self, fixture: CoreFixture, signature: str) -> Outcome:
         with self.client.post(
-            api.UPLOAD_PATH, data=fixture.body,
+            # locust types `data` as str | dict, but geventhttpclient sends bytes as they are
+            api.UPLOAD_PATH, data=fixture.body,  # type: ignore[arg-type]
             headers=calls.upload_headers(self.auth, signature, int(time.time())),
             name=C.upload_request(fixture.bucket), catch_response=True,
         ) as resp:
@@ -180,6 +181,7 @@ class DeviceUser(FastHttpUser):
     def _journal(self, dump_id: str, fixture: CoreFixture, signature: str) -> None:
         line = json.dumps({"id": dump_id, "fixture": fixture.name, "signature": signature, "device": self.device_id})
         # One small append per acknowledged upload; survives the service being killed.
+        assert self.journal is not None  # called only when the run keeps a journal
         with open(self.journal, "a", encoding="utf-8") as fh:
             fh.write(line + "\n")
 

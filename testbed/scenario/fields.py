@@ -302,5 +302,9 @@ def arg(kind: Kind, default: Any = MISSING, *, key: str | None = None, doc: str 
     if default is MISSING:
         return field(metadata=meta)
     if isinstance(default, list | dict):
-        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
+
+        def fresh_copy(d: list[Any] | dict[Any, Any] = default) -> Any:
+            return type(d)(d)
+
+        return field(default_factory=fresh_copy, metadata=meta)
     return field(default=default, metadata=meta)

@@ -9,7 +9,7 @@ from typing import TextIO
 from testbed.scenario.model import Scenario, Step
 from testbed.scenario.results import ExpectationResult, ScenarioResult, StepRecord, Verdict
 
-COLOURS = {Verdict.PASS: "32", Verdict.FAIL: "31", Verdict.INCONCLUSIVE: "33"}
+COLOURS: dict[str, str] = {Verdict.PASS: "32", Verdict.FAIL: "31", Verdict.INCONCLUSIVE: "33"}
 
 
 class Progress:

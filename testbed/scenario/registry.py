@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 from testbed.board.protocols import Capability
 from testbed.scenario.fields import ALL_BOARDS, Boards, FieldError, FieldSpec, Scope
@@ -48,12 +48,12 @@ class Op:
                 continue
             key = f.metadata["key"] or f.name
             required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-            default = None if required else (f.default if f.default is not dataclasses.MISSING else f.default_factory())  # type: ignore[misc]
+            default = None if required else (f.default if f.default is not dataclasses.MISSING else f.default_factory())  # type: ignore[operator]
             out[key] = FieldSpec(key, f.name, f.metadata["kind"], required, default, f.metadata["doc"])
         return out
 
     @classmethod
-    def build(cls, values: dict[str, Any], scope: Scope) -> Op:
+    def build(cls, values: dict[str, Any], scope: Scope) -> Self:
         """Convert raw values (by YAML key) into an instance; FieldError names the key."""
         kwargs: dict[str, Any] = {}
         for key, spec in cls.specs().items():

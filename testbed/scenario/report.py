@@ -19,7 +19,7 @@ from testbed.scenario.verdict import STARVED_SHARE
 
 # ---------------------------------------------------------------- timeline SVG
 
-_MARKS = {
+_MARKS: dict[str, tuple[str, str, str]] = {
     # event: (colour, shape, legend)
     EventName.CRASH: ("#d62728", "circle", "crash"),
     EventName.UPLOAD_OK: ("#2ca02c", "triangle", "dump stored"),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from testbed.contract import public_api
 from testbed.scenario.fields import KNOWN_EVENTS as KNOWN_EVENTS
@@ -58,14 +58,14 @@ def firmware_apps() -> tuple[str, ...]:
 
 #: A scenario may only name these (docs/firmware.md): the app `crashapp`, the OS component `crashsvc`.
 KNOWN_APPS: tuple[str, ...] = firmware_apps()
-#: A scenario may only name these (docs/firmware.md): the app `crashapp`, the OS component `crashsvc`.
-KNOWN_APPS: tuple[str, ...] = firmware_apps()
 BOUNDARIES: tuple[str, ...] = ("None", "EU")
 MAX_BOARDS_PER_FLEET = 16
 TOP_FIELDS = ("name", "description", "tenant", "timeout", "service", "groups", "fleet", "steps", "expect")
 SERVICE_FIELDS = ("throttle_limit",)
 STEP_MODIFIERS = ("at", "name")
 
+#: An action or expectation class (what :meth:`_Loader.op` builds).
+OpT = TypeVar("OpT", bound=Op)
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,47}$")
 _DURATION, _TEXT, _BOOL = Duration(), Text(), Bool()
 
@@ -94,7 +94,7 @@ class _Loader:
             raise self.fail(line, fld + ("." + exc.field if exc.field else ""), str(exc)) from None
 
     # ---- a step's action or an expectation: an instance of its registered class
-    def op(self, cls: type[Op], raw: Any, line: int, where: str) -> Op:
+    def op(self, cls: type[OpT], raw: Any, line: int, where: str) -> OpT:
         specs = cls.specs()
         lines: dict[str, int] = {}
         if isinstance(raw, LocMap):
@@ -124,7 +124,7 @@ class _Loader:
             raise self.fail(raw.key_lines[kind], where + kind,
                             f"unknown expectation{suggest(kind, EXPECTATIONS)}; known: {', '.join(EXPECTATIONS)}")
         check = self.op(EXPECTATIONS[kind], raw[kind], raw.value_lines[kind], f"{where}{kind}.")
-        return Expectation(check, line=raw.line, text=check.text())  # type: ignore[attr-defined]
+        return Expectation(check, line=raw.line, text=check.text())
 
     def step(self, index: int, raw: Any, line: int) -> Step:
         where = f"steps[{index}]."
@@ -143,7 +143,7 @@ class _Loader:
         op = self.op(ACTIONS[name], raw[name], raw.value_lines[name], f"{where}{name}.")
         at = self.value(_DURATION, raw["at"], raw.value_lines["at"], where + "at") if "at" in raw else None
         label = self.value(_TEXT, raw["name"], raw.value_lines["name"], where + "name") if "name" in raw else ""
-        step = Step(index, op, at=at, label=label, line=raw.line)  # type: ignore[arg-type]
+        step = Step(index, op, at=at, label=label, line=raw.line)
         if name == "check":
             items = op.expect  # type: ignore[attr-defined]
             step.checks = [self.expectation(item, line_of(items, i), f"{where}check[{i}].") for i, item in enumerate(items)]

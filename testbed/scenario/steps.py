@@ -16,14 +16,30 @@ class StepFailed(RuntimeError):
 
 
 class StepContext(Protocol):
-    scenario: Scenario
-    control: Any  # testbed.service.client.ControlClient
-    admin: Any  # the tenant's Administrator (public API client)
-    support: Any  # a Support principal (support API client)
-    tenant_id: str
-    group_ids: dict[str, str]  # group key -> id
-    devices: dict[str, tuple[str, str]]  # board -> (device id, secret)
-    board_group: dict[str, str]  # board -> group key
+    # Read-only members (the runner serves them as properties; actions may fill the dicts).
+    @property
+    def scenario(self) -> Scenario: ...
+
+    @property
+    def control(self) -> Any: ...  # testbed.service.client.ControlClient
+
+    @property
+    def admin(self) -> Any: ...  # the tenant's Administrator (public API client)
+
+    @property
+    def support(self) -> Any: ...  # a Support principal (support API client)
+
+    @property
+    def tenant_id(self) -> str: ...
+
+    @property
+    def group_ids(self) -> dict[str, str]: ...  # group key -> id
+
+    @property
+    def devices(self) -> dict[str, tuple[str, str]]: ...  # board -> (device id, secret)
+
+    @property
+    def board_group(self) -> dict[str, str]: ...  # board -> group key
 
     def board(self, name: str) -> Board: ...
 

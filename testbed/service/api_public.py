@@ -320,7 +320,9 @@ class Devices(HTTPEndpoint):
             secret = state.store.claim_device(device_id, principal.tenant, group_id, state.clock.now_int())
         except sqlite3.IntegrityError:
             raise conflict(f"Device {device_id} is already claimed.") from None
-        out = device_json(state, state.store.device(device_id))
+        claimed = state.store.device(device_id)
+        assert claimed is not None  # claimed just above
+        out = device_json(state, claimed)
         out["DeviceSecret"] = secret
         return JSONResponse(out, status_code=201)
 
@@ -352,7 +354,9 @@ class DeviceGroupOfDevice(HTTPEndpoint):
         _group(state, principal.tenant, group_id)
         state.store.move_device(device_id, group_id)
         state.forget_devices(device_id)
-        return JSONResponse(device_json(state, state.store.device(device_id)))
+        moved = state.store.device(device_id)
+        assert moved is not None  # owned by the tenant (checked above) and just moved
+        return JSONResponse(device_json(state, moved))
 
 
 #: Paths are matched in lower case (PublicPathCase lowers them: the API's paths and ids are

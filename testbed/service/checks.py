@@ -50,7 +50,7 @@ class CappedInflater:
                 raise bad_request("Data follows the end of the gzip stream.", "BadGzip")
             try:
                 out = self._z.decompress(data, STEP)
-            except zlib.error as exc:
+            except zlib.error as exc:  # type: ignore[misc]  # zlib_ng's stub types `error` as an instance
                 raise bad_request(f"The body is not valid gzip: {exc}.", "BadGzip") from None
             self.consumed += len(data) - len(self._z.unconsumed_tail) - len(self._z.unused_data)
             self.inflated += len(out)

@@ -96,7 +96,8 @@ class GuardedProtocol(HttpToolsProtocol):
         self._seen_request_bytes = True
         if self._timer is None:  # a kept-alive connection's next request
             self._arm(self.header_timeout, self._header_timed_out)
-        self.scope["extensions"] = {CLOSE_EXTENSION: self._close}
+        # uvicorn types an extension as a dict (as ASGI's own ones are); this one is the callable itself
+        self.scope["extensions"] = {CLOSE_EXTENSION: self._close}  # type: ignore[dict-item]
 
     def on_headers_complete(self) -> None:
         self._awaiting_headers = False

@@ -217,7 +217,9 @@ class Store(DumpRows):
             "INSERT INTO operations (id, tenant_id, type, resource_location, created_at) VALUES (?, ?, ?, ?, ?)",
             (op_id, tenant_id, op_type, resource_location, now),
         )
-        return self.operation(tenant_id, op_id)
+        row = self.operation(tenant_id, op_id)
+        assert row is not None  # inserted just above
+        return row
 
     def operation(self, tenant_id: str, op_id: str) -> sqlite3.Row | None:
         return self.conn.execute(

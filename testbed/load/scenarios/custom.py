@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from testbed.load.params import Param, device_params, resolve
+from testbed.load.params import device_params, resolve
 from testbed.load.scenarios.base import Check, Figures, LoadScenario, ScenarioRun, register
 
 
@@ -34,7 +34,7 @@ class Custom(LoadScenario):
     users = 10
     duration = 20
     service_options = {"rate_limit": 0}
-    params: tuple[Param, ...] = device_params(crash_interval=1.0, intent=True)
+    params = device_params(crash_interval=1.0, intent=True)
 
     def resolve_params(self, given: dict[str, Any], users: int, duration: float, processes: int) -> dict[str, Any]:
         known = {p.name for p in self.params}

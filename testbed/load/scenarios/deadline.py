@@ -121,7 +121,7 @@ class DeadlineScenario(LoadScenario):
         limit = float(params["deadline"]) + C.LATE_SLACK_S
         handled = samples.get(C.HANDLED_S, [])
         gave_up = samples.get(C.GAVE_UP_S, [])
-        per_phase = {}
+        per_phase: dict[str, dict[str, Any]] = {}
         for phase in [p["name"] for p in params["phases"]] + ["after"]:
             hs = samples.get(C.keyed(C.HANDLED_S, phase), [])
             if not hs:

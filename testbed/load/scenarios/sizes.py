@@ -31,7 +31,7 @@ class Sizes(LoadScenario):
         return params
 
     def check(self, run: ScenarioRun, figures: Figures, summary: dict[str, Any]) -> dict[str, Check]:
-        uploads = summary.get("uploads")
+        uploads: dict[str, Any] = summary.get("uploads") or {}
         summary["per_bucket"] = {e["name"].removeprefix(C.UPLOAD_PREFIX): report.entry_summary(e)
                                  for e in figures.stats if e["name"].startswith(C.UPLOAD_PREFIX)}
         return {"no_failed_uploads": {"ok": bool(uploads) and uploads["failures"] == 0,
