@@ -39,7 +39,9 @@ from testbed.board.errors import (
     ConsoleClosed,
     ConsoleTimeout,
 )
+from testbed.board.hostcpu import HostCpuMonitor
 from testbed.board.identity import Identity
+from testbed.board.protocols import Capability
 from testbed.board.qmp import Qmp, QmpEvent
 from testbed.image.build import Image, ensure_image
 from testbed.paths import cache_dir
@@ -133,6 +135,9 @@ def _pdeathsig() -> None:
 class QemuBoard:
     """One emulated board: a qemu-system-arm process, its console, QMP and temp dir."""
 
+    #: All of them; HOST_CPU is ``host_cpu``, the QEMU process's CPU time and run delay.
+    capabilities: frozenset[Capability] = frozenset(Capability)
+
     def __init__(
         self,
         image: Image | None = None,
@@ -167,6 +172,7 @@ class QemuBoard:
         self.ssh_port: int | None = None
         self.started_monotonic: float | None = None
         self.ready_seconds: float | None = None
+        self.host_cpu: HostCpuMonitor | None = None
         self._closed = False
         _live_boards.add(self)
         _install_signal_handlers()
@@ -228,6 +234,7 @@ class QemuBoard:
             self.qmp = Qmp(self.dir / "qmp.sock", self.name)
             try:
                 self.qmp.connect(timeout=10, alive=lambda: self.process.poll() is None)
+                self.host_cpu = HostCpuMonitor(self.process.pid)  # run delay and CPU, until close()
                 break
             except BoardError:
                 last_error = self._qemu_stderr()
@@ -477,6 +484,8 @@ class QemuBoard:
         if self._closed:
             return
         self._closed = True
+        if self.host_cpu is not None:
+            self.host_cpu.stop()  # its history stays readable after close
         if self.qmp is not None and self.process is not None and self.process.poll() is None:
             with contextlib.suppress(Exception):
                 self.qmp.cmd("quit", timeout=2)
