@@ -70,6 +70,7 @@ def main() -> None:
     cls=LazyGroup,
     lazy={
         "boot": "testbed.board.bench:bench_boot",
+        "board-profile": "testbed.board.profile_bench:bench_board_profile",
         "ingest": "testbed.load.bench:bench_ingest",
         "crash": "testbed.scenario.bench:bench_crash",
     },

@@ -47,6 +47,12 @@ from testbed.image.build import Image, ensure_image
 from testbed.paths import cache_dir
 
 QEMU = "qemu-system-arm"
+#: TCG translation cache of a board, MiB, chosen by `testbed bench board-profile` (docs/board.md,
+#: "The profile"): 12 made every exec on the board ~4x dearer (51 vs 12-14 ms of QEMU CPU) and a
+#: crash + restart with collection off 7x (0.30 vs 0.04 s); 24, 32 and 64 cost the same and all
+#: settle at ~125 MiB RSS. 32 leaves room for the upload path's code, and even a full cache
+#: keeps a board under the 160 MB limit (64 full would not).
+TRANSLATION_CACHE_MIB = 32
 #: The MT3620-like profile. Changing it invalidates saved snapshots (it is part of their key).
 PROFILE = {
     "machine": "virt",
@@ -57,9 +63,9 @@ PROFILE = {
     # The guest reports free pages; QEMU drops them (lower RSS, zero pages in snapshots).
     "balloon": "virtio-balloon-device,free-page-reporting=on",
     "mac": "52:54:00:12:34:56",
-    # TCG translation cache capped at 12 MiB and no zeroing of every allocated page
-    # (Debian's default init_on_alloc=1): with the balloon they keep a board under 120 MB RSS.
-    "accel": "tcg,tb-size=12",
+    # No zeroing of every allocated page (Debian's default init_on_alloc=1): with the balloon,
+    # it keeps a board's RSS down (docs/board.md).
+    "accel": f"tcg,tb-size={TRANSLATION_CACHE_MIB}",
     "append": "console=ttyAMA0 quiet init_on_alloc=0",
 }
 NIC_ID = "nic0"
