@@ -45,23 +45,31 @@ COARSE_SAMPLES = 3600
 class Sample:
     t: float  # time.monotonic() when read
     cpu_ns: int  # CPU time, all threads so far (exited threads included at their last reading)
-    wait_ns: int  # runnable but waiting for a CPU, all threads
-    slices: int  # times scheduled onto a CPU
+    wait_ns: int  # runnable but waiting for a CPU: the guest CPU threads (all threads if unnamed)
+    slices: int  # times scheduled onto a CPU, all threads
+    threads_wait_ns: int = 0  # waiting, all threads (the main loop's I/O too)
 
 
 @dataclass(frozen=True)
 class CpuWindow:
-    """What a process got from the host over [t0, t1] (monotonic seconds)."""
+    """What a process got from the host over [t0, t1] (monotonic seconds).
+
+    ``cpu_s``: CPU time of all the process's threads (what it cost the host); ``wait_s``:
+    time its guest CPU thread was runnable but waiting for a host CPU (QEMU names it
+    ``CPU 0/TCG`` with ``-name ...,debug-threads=on``; for a process without such names, all
+    its threads summed); ``threads_wait_s``: all threads' waiting summed (may pass wall_s).
+    """
 
     cpu_s: float
     wait_s: float
     wall_s: float
     slices: int = 0
     covered: bool = True  # False when the window reaches outside the samples (clamped)
+    threads_wait_s: float = 0.0
 
     @property
     def wait_share(self) -> float:
-        """Waiting for a CPU, as a share of the wall time (summed over threads: may pass 1)."""
+        """The guest CPU's waiting for a host CPU, as a share of the wall time."""
         return self.wait_s / self.wall_s if self.wall_s > 0 else 0.0
 
     @property
@@ -78,7 +86,8 @@ class CpuWindow:
 
     def as_dict(self) -> dict[str, float | int | bool]:
         return {"cpu_s": round(self.cpu_s, 4), "wait_s": round(self.wait_s, 4), "wall_s": round(self.wall_s, 4),
-                "wait_share": round(self.wait_share, 4), "slices": self.slices, "covered": self.covered}  # fmt: skip
+                "wait_share": round(self.wait_share, 4), "threads_wait_s": round(self.threads_wait_s, 4),
+                "slices": self.slices, "covered": self.covered}  # fmt: skip
 
 
 def read_schedstat(path: str) -> tuple[int, int, int] | None:
@@ -94,6 +103,14 @@ def read_schedstat(path: str) -> tuple[int, int, int] | None:
     return int(run), int(wait), int(slices)
 
 
+def _thread_name(task_dir: str, tid: int) -> str:
+    try:
+        with open(f"{task_dir}/{tid}/comm", "rb") as f:
+            return f.read().decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
 def schedstat_available(pid: int | None = None) -> bool:
     """True when this kernel gives per-task run delay (CONFIG_SCHED_INFO)."""
     return read_schedstat(f"/proc/{pid or os.getpid()}/schedstat") is not None
@@ -107,7 +124,8 @@ class HostCpuMonitor:
         self._task_dir = f"/proc/{pid}/task"
         self._lock = threading.Lock()
         self._threads: dict[int, tuple[int, int, int]] = {}  # tid -> last reading
-        self._retired = (0, 0, 0)  # threads gone (or tids reused): their last readings
+        self._retired = [0, 0, 0, 0]  # threads gone (or tids reused): run, wait, slices, guest CPU wait
+        self._vcpus: set[int] = set()  # tids of the guest CPU threads (named "CPU n/...")
         self._fine: deque[Sample] = deque(maxlen=FINE_SAMPLES)
         self._coarse: deque[Sample] = deque(maxlen=COARSE_SAMPLES)
         self._count = 0
@@ -132,18 +150,27 @@ class HostCpuMonitor:
                 seen[int(name)] = reading
         if not seen:
             return None
-        retired = list(self._retired)
+        retired = self._retired
         for tid, last in self._threads.items():
             now_reading = seen.get(tid)
             # a thread that ended, or a tid reused by a new thread (its counters went back)
             if now_reading is None or now_reading[0] < last[0] or now_reading[2] < last[2]:
-                retired = [a + b for a, b in zip(retired, last, strict=True)]
-        self._retired = (retired[0], retired[1], retired[2])
+                retired[0] += last[0]
+                retired[1] += last[1]
+                retired[2] += last[2]
+                if tid in self._vcpus:
+                    retired[3] += last[1]
+                    self._vcpus.discard(tid)
+        for tid in seen.keys() - self._threads.keys():
+            if _thread_name(self._task_dir, tid).startswith("CPU "):
+                self._vcpus.add(tid)
         self._threads = seen
-        run = self._retired[0] + sum(r[0] for r in seen.values())
-        wait = self._retired[1] + sum(r[1] for r in seen.values())
-        slices = self._retired[2] + sum(r[2] for r in seen.values())
-        return Sample(now, run, wait, slices)
+        run = retired[0] + sum(r[0] for r in seen.values())
+        wait = retired[1] + sum(r[1] for r in seen.values())
+        slices = retired[2] + sum(r[2] for r in seen.values())
+        vcpu_wait = retired[3] + sum(seen[t][1] for t in self._vcpus if t in seen)
+        named = bool(self._vcpus) or retired[3] > 0
+        return Sample(now, run, vcpu_wait if named else wait, slices, wait)
 
     def sample(self) -> Sample | None:
         """Read the counters now and keep the sample; None once the process is gone."""
@@ -157,7 +184,8 @@ class HostCpuMonitor:
             last = self._fine[-1] if self._fine else None
             if last is not None and (s.cpu_ns < last.cpu_ns or s.wait_ns < last.wait_ns):
                 # cannot happen with the bookkeeping above; never let a window go negative
-                s = Sample(s.t, max(s.cpu_ns, last.cpu_ns), max(s.wait_ns, last.wait_ns), max(s.slices, last.slices))
+                s = Sample(s.t, max(s.cpu_ns, last.cpu_ns), max(s.wait_ns, last.wait_ns), max(s.slices, last.slices),
+                           max(s.threads_wait_ns, last.threads_wait_ns))
             if len(self._fine) == self._fine.maxlen:
                 # the oldest fine sample leaves: keep one in COARSE_EVERY of them
                 if (self._count - FINE_SAMPLES) % COARSE_EVERY == 0:
@@ -204,7 +232,8 @@ class HostCpuMonitor:
             return CpuWindow(0.0, 0.0, t1 - t0, 0, covered=False)
         covered = history[0].t <= t0 and (t1 <= history[-1].t or not self.running)
         a, b = _at(history, t0), _at(history, t1)
-        return CpuWindow((b[0] - a[0]) / 1e9, (b[1] - a[1]) / 1e9, t1 - t0, int(round(b[2] - a[2])), covered)
+        return CpuWindow((b[0] - a[0]) / 1e9, (b[1] - a[1]) / 1e9, t1 - t0, int(round(b[2] - a[2])), covered,
+                         (b[3] - a[3]) / 1e9)
 
     def total(self) -> CpuWindow:
         """Everything sampled, first sample to last."""
@@ -214,14 +243,16 @@ class HostCpuMonitor:
         return self.window(history[0].t, history[-1].t)
 
 
-def _at(history: list[Sample], t: float) -> tuple[float, float, float]:
+def _values(s: Sample) -> tuple[float, float, float, float]:
+    return float(s.cpu_ns), float(s.wait_ns), float(s.slices), float(s.threads_wait_ns)
+
+
+def _at(history: list[Sample], t: float) -> tuple[float, ...]:
     """The counters at time t: linear between the samples around it, clamped outside them."""
     if t <= history[0].t:
-        s = history[0]
-        return float(s.cpu_ns), float(s.wait_ns), float(s.slices)
+        return _values(history[0])
     if t >= history[-1].t:
-        s = history[-1]
-        return float(s.cpu_ns), float(s.wait_ns), float(s.slices)
+        return _values(history[-1])
     lo, hi = 0, len(history) - 1
     while hi - lo > 1:
         mid = (lo + hi) // 2
@@ -231,8 +262,7 @@ def _at(history: list[Sample], t: float) -> tuple[float, float, float]:
             hi = mid
     a, b = history[lo], history[hi]
     f = (t - a.t) / (b.t - a.t) if b.t > a.t else 1.0
-    return (a.cpu_ns + f * (b.cpu_ns - a.cpu_ns), a.wait_ns + f * (b.wait_ns - a.wait_ns),
-            a.slices + f * (b.slices - a.slices))  # fmt: skip
+    return tuple(x + f * (y - x) for x, y in zip(_values(a), _values(b), strict=True))
 
 
 class _Sampler:

@@ -205,6 +205,7 @@ class QemuBoard:
             netdev += f",hostfwd=tcp:127.0.0.1:{self.ssh_port}-:22"
         cmd = [
             QEMU, "-M", p["machine"], "-cpu", p["cpu"], "-smp", str(p["smp"]), "-m", str(p["memory_mib"]),
+            "-name", f"{self.name.replace(',', ',,')},debug-threads=on",  # "CPU 0/TCG": host_cpu's guest CPU
             "-accel", p["accel"],
             "-display", "none", "-nodefaults", "-no-user-config",
             "-kernel", str(self.image.vmlinuz), "-initrd", str(self.image.initramfs),

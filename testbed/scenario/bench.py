@@ -81,7 +81,7 @@ def _phase_of(t: float, starts: dict[str, float]) -> str | None:
     return max(started)[1] if started else None
 
 
-def summarize(result, crashes: int, sc=None, boards: dict[str, Any] | None = None) -> dict[str, Any]:
+def summarize(result, crashes: int, sc=None, factory=None) -> dict[str, Any]:
     from testbed.scenario.timeline import crash_episodes
 
     board = result.boards[0]
@@ -118,8 +118,8 @@ def summarize(result, crashes: int, sc=None, boards: dict[str, Any] | None = Non
             "upload_median": _median(upload_ms) if upload_ms else None,
             "outcomes": sorted({e.outcome_name for e in eps}),
         }
-    if sc is not None and boards:
-        out.update(host_cpu_summary(result, sc, boards, starts))
+    if sc is not None and factory is not None and factory.boards:
+        out.update(host_cpu_summary(result, sc, factory, starts))
     base = out["phases"]["baseline"]["crash_to_restart_median"]
     for name in ("link_up", "throttled", "link_down"):
         med = out["phases"][name]["crash_to_restart_median"]
@@ -130,7 +130,7 @@ def summarize(result, crashes: int, sc=None, boards: dict[str, Any] | None = Non
     return out
 
 
-def host_cpu_summary(result, sc, boards: dict[str, Any], starts: dict[str, float]) -> dict[str, Any]:
+def host_cpu_summary(result, sc, factory, starts: dict[str, float]) -> dict[str, Any]:
     """QEMU CPU per crash by kind and per phase, the skip decision's latency (testbed.scenario.crashcost)."""
     from testbed.board.hostcpu import sampler_cost
     from testbed.scenario.crashcost import (
@@ -141,13 +141,13 @@ def host_cpu_summary(result, sc, boards: dict[str, Any], starts: dict[str, float
     )
 
     name = result.boards[0].name
-    board = boards.get(name)
+    board = factory.boards.get(name)
     if board is None or getattr(board, "host_cpu", None) is None:
         return {}
-    zero = run_offset(result, boards)
+    zero = run_offset(result, factory.boards)
     idle = next(s for s in result.steps if s.text == "phase idle")
     rate = idle_rate_between(board, zero + idle.start, zero + idle.end)
-    crash_at = [zero + r.start for r in result.steps if sc.steps[r.index].action == "crash"]
+    crash_at = factory.crash_sent.get(name) or [zero + r.start for r in result.steps if sc.steps[r.index].action == "crash"]
     costs = episode_costs(name, board, crash_at, rate, until=zero + result.steps[-1].end)
     per_phase: dict[str, list[float]] = {}
     for c in costs:
@@ -191,7 +191,7 @@ def bench_crash(crashes: int, as_json: bool, report: str | None, out: str | None
     options = RunOptions(parallel=1, progress=QuietProgress() if as_json else Progress(), board_factory=factory,
                          symbol_dirs=default_symbol_dirs(), service_options={"throttle_limit": crashes})  # fmt: skip
     result = ScenarioRun(sc, options).run()
-    summary = summarize(result, crashes, sc, factory.boards)
+    summary = summarize(result, crashes, sc, factory)
     summary["tb_size_mib"] = tb_size or TRANSLATION_CACHE_MIB
     if report:
         from testbed.scenario.report import write_html

@@ -25,6 +25,8 @@ from testbed.scenario.timeline import crash_episodes
 
 #: After an app-restart line the new app still starts (exec, heap, FIFO): counted in its crash.
 RESTART_TAIL_SECONDS = 0.5
+#: How the runner's crash commands begin (testbed.scenario.runner.crash_command).
+CRASH_COMMAND = "crashapp "
 #: Boards restored at once start this far apart, so their restores do not all peak together.
 STAGGER_SECONDS = 0.3
 
@@ -48,6 +50,9 @@ class RecordingFactory:
         self.stagger = stagger
         self.boards: dict[str, Any] = {}
         self.ready_s: dict[str, float] = {}  # restore + provision, wall seconds per board
+        self.crash_sent: dict[str, list[float]] = {}  # monotonic times crash commands were sent
+        self.first_start: float | None = None
+        self.last_ready: float | None = None
         self._lock = threading.Lock()
         self._next_start = 0.0
 
@@ -80,7 +85,30 @@ class RecordingFactory:
         with self._lock:
             self.boards[name] = board
             self.ready_s[name] = time.monotonic() - t0
+            self.first_start = min(t0, self.first_start or t0)
+            self.last_ready = time.monotonic()
+            self.crash_sent[name] = []
+        self._watch_crash_commands(name, board)
         return board
+
+    @property
+    def fleet_up_s(self) -> float | None:
+        """From the first board's restore to the last one provisioned."""
+        if self.first_start is None or self.last_ready is None:
+            return None
+        return self.last_ready - self.first_start
+
+    def _watch_crash_commands(self, name: str, board: Any) -> None:
+        """Note when each crash command goes to the board (a storm's commands go out a few at a time)."""
+        run = board.console.run
+        sent = self.crash_sent[name]
+
+        def run_noting_crashes(cmd: str, *args: Any, **kwargs: Any) -> Any:
+            if cmd.startswith(CRASH_COMMAND):
+                sent.append(time.monotonic())
+            return run(cmd, *args, **kwargs)
+
+        board.console.run = run_noting_crashes
 
 
 @dataclass

@@ -107,6 +107,35 @@ def test_threads_that_end_keep_their_counted_time(children):
         mon.stop()
 
 
+#: A child with a thread named as QEMU names its guest CPU ("CPU 0/TCG") and an unnamed one, both spinning.
+NAMED = (
+    "import ctypes, threading, time\n"
+    "def spin(name):\n"
+    "    if name: ctypes.CDLL('libc.so.6').prctl(15, name, 0, 0, 0)\n"
+    "    end = time.monotonic() + {secs}\n"
+    "    while time.monotonic() < end: pass\n"
+    "ts = [threading.Thread(target=spin, args=(n,)) for n in (b'CPU 0/TCG', None)]\n"
+    "[t.start() for t in ts]; [t.join() for t in ts]\n"
+)
+
+
+def test_guest_cpu_thread_wait_is_told_apart(children):
+    """wait_s is the guest CPU thread's waiting; threads_wait_s all threads' (here two spinners)."""
+    cpu = min(os.sched_getaffinity(0))
+    proc = children(NAMED.format(secs=30), cpu)
+    children(SPIN.format(secs=30), cpu)
+    mon = HostCpuMonitor(proc.pid)
+    try:
+        t0 = time.monotonic()
+        got = _until(lambda: (w := mon.window(t0, time.monotonic())).wait_s > 0.2 and w.threads_wait_s > 0.5 and w)
+        assert got, "the named thread never waited for its CPU"
+        assert mon._vcpus, "the thread named 'CPU 0/TCG' was not recognised"
+        assert got.wait_s < got.threads_wait_s  # the unnamed spinner waited too, and only counts in the sum
+        assert got.wait_s <= got.wall_s * 1.1 + 0.05
+    finally:
+        mon.stop()
+
+
 def test_process_exit_and_stop(children):
     proc = children(SPIN.format(secs=0.3))
     mon = HostCpuMonitor(proc.pid)
@@ -162,7 +191,7 @@ def test_window_interpolates_between_samples_and_clamps_outside():
     assert mon.window(11.5, 10.5) == w  # reversed edges
     out = mon.window(9.0, 13.0)
     assert out.cpu_s == pytest.approx(1.0) and out.wall_s == pytest.approx(4.0) and not out.covered
-    assert _at(s, 10.0) == (0.0, 0.0, 0.0)
+    assert _at(s, 10.0)[:3] == (0.0, 0.0, 0.0)
     assert mon.total().cpu_s == pytest.approx(1.0)
 
 
