@@ -10,7 +10,8 @@ A storm held when every restart (the firmware's ``after_ms``) is inside the dead
 upload failed, and the fleet's wait for a host CPU over the crash episodes (summed over
 boards: wait / wall) stayed under STARVED_SHARE. The search doubles from ``--start`` while
 storms hold (up to ``--max-boards``), then bisects between the last that held and the first
-that did not, and stops at the time budget (a try predicted to overrun it is not started).
+that did not (to within an eighth), and stops at the time budget (a try predicted to overrun
+it is not started).
 The result goes to the cache (testbed.board.capacity) for the scenario runner's warning.
 """
 
@@ -162,7 +163,8 @@ def search(start: int, max_boards: int, budget_s: float, parallel: int) -> list[
 
     def attempt(n: int) -> bool | None:
         nonlocal per_board_s
-        left = budget_s - (time.monotonic() - t_begin)
+        spent = max(time.monotonic() - t_begin, sum(r["wall_s"] for r in tried.values()))
+        left = budget_s - spent
         if n * per_board_s + 20 > left:
             _say(f"{n} boards would take ~{n * per_board_s + 20:.0f} s, {left:.0f} s of budget left: stopping")
             return None
