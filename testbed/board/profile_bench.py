@@ -28,7 +28,7 @@ from typing import Any
 import click
 
 from testbed.board.errors import BoardError
-from testbed.board.qemu import TRANSLATION_CACHE_MIB, QemuBoard
+from testbed.board.qemu import RSS_LIMIT_MB, TRANSLATION_CACHE_MIB, QemuBoard
 
 #: The sizes the issue's table compared (MiB).
 DEFAULT_SIZES = (12, 24, 32, 64)
@@ -139,7 +139,7 @@ def measure(sizes: list[int], execs: int, crashes: int) -> dict[str, Any]:
         "crashes": crashes,
         "unit": "QEMU process CPU (all threads, schedstat), the board's idle rate subtracted",
         "sizes": rows,
-        "limits": {"rss_per_board_mb": 160},
+        "limits": {"rss_per_board_mb": RSS_LIMIT_MB},
         "host_cpu_sampler": sampler_cost(),
         "host": {"cpus": os.cpu_count(), "loadavg_1m_before": load_before,
                  "loadavg_1m_after": round(os.getloadavg()[0], 2)},  # fmt: skip

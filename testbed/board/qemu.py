@@ -53,6 +53,8 @@ QEMU = "qemu-system-arm"
 #: settle at ~125 MiB RSS. 32 leaves room for the upload path's code, and even a full cache
 #: keeps a board under the 160 MB limit (64 full would not).
 TRANSLATION_CACHE_MIB = 32
+#: What one board may use (MB): 24 GiB hold well over 100 boards.
+RSS_LIMIT_MB = 160
 #: The MT3620-like profile. Changing it invalidates saved snapshots (it is part of their key).
 PROFILE = {
     "machine": "virt",

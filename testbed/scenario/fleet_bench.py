@@ -199,7 +199,7 @@ def search(start: int, max_boards: int, budget_s: float, parallel: int) -> list[
 
 
 def measure(start: int, max_boards: int, budget_s: float, parallel: int, save: bool = True) -> dict[str, Any]:
-    from testbed.board.qemu import TRANSLATION_CACHE_MIB
+    from testbed.board.qemu import RSS_LIMIT_MB, TRANSLATION_CACHE_MIB
     from testbed.image.build import ensure_image
 
     image = ensure_image()
@@ -238,6 +238,7 @@ def measure(start: int, max_boards: int, budget_s: float, parallel: int, save: b
         "search": {"start": start, "max_boards": max_boards, "budget_s": budget_s, "parallel": parallel,
                    "took_s": round(time.monotonic() - t0, 1)},  # fmt: skip
         "tb_size_mib": TRANSLATION_CACHE_MIB,
+        "limits": {"rss_per_board_mb": RSS_LIMIT_MB, "deadline_s": DEADLINE_S},
         "image": image.hash,
         "host_cpu_sampler": sampler_cost(),
         "host": {"cpus": os.cpu_count(), "loadavg_before": [round(x, 2) for x in load_before],
