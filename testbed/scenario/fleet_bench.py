@@ -198,6 +198,24 @@ def search(start: int, max_boards: int, budget_s: float, parallel: int) -> list[
     return [tried[k] for k in sorted(tried)]
 
 
+def issue_checks(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the issue asks this bench to show, from the sizes tried (None: not measured)."""
+    from testbed.board.qemu import RSS_LIMIT_MB
+
+    big = [r for r in rows if r["boards"] >= 32 and "late_restarts" in r]
+    off = [r["by_kind"]["off"]["qemu_cpu_per_crash_s"]["median"] for r in rows
+           if (r.get("by_kind", {}).get("off") or {}).get("qemu_cpu_per_crash_s")]  # fmt: skip
+    rss = [r["rss_per_board_mib"]["max"] * 2**20 / 1e6 for r in rows if r.get("rss_per_board_mib")]
+    return {
+        "storm_of_32_inside_deadline": any(r["late_restarts"] == 0 and r["upload_fail"] == 0 for r in big)
+        if big else None,
+        "collection_off_qemu_cpu_per_crash_s_max_median": round(max(off), 4) if off else None,
+        "collection_off_at_most_0_1_s": max(off) <= 0.1 if off else None,
+        "rss_per_board_max_mb": round(max(rss), 1) if rss else None,
+        f"rss_at_most_{RSS_LIMIT_MB}_mb": max(rss) <= RSS_LIMIT_MB if rss else None,
+    }
+
+
 def measure(start: int, max_boards: int, budget_s: float, parallel: int, save: bool = True) -> dict[str, Any]:
     from testbed.board.qemu import RSS_LIMIT_MB, TRANSLATION_CACHE_MIB
     from testbed.image.build import ensure_image
@@ -226,6 +244,7 @@ def measure(start: int, max_boards: int, budget_s: float, parallel: int, save: b
     )  # fmt: skip
     path = save_capacity(capacity) if rows and save else None
     return {
+        "checks": issue_checks(rows),
         "benchmark": "fleet",
         "capacity_boards": capacity.boards,
         "capacity_is_lower_bound": capacity.lower_bound,

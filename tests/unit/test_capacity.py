@@ -94,3 +94,19 @@ def test_search_stops_at_the_cap_and_the_budget(monkeypatch):
     tried = _fake_storms(monkeypatch, holds_up_to=1000, wall_per_board=3.0)
     search(start=4, max_boards=48, budget_s=150, parallel=2)
     assert tried == [4, 8, 16]  # 32 boards at ~3 s each would overrun what is left
+
+
+def test_issue_checks_from_the_sizes_tried():
+    from testbed.scenario.fleet_bench import issue_checks
+
+    def row(n: int, late: int, off: float, rss_mib: float) -> dict:
+        return {"boards": n, "late_restarts": late, "upload_fail": 0, "rss_per_board_mib": {"max": rss_mib},
+                "by_kind": {"off": {"qemu_cpu_per_crash_s": {"median": off}}}}  # fmt: skip
+
+    small = issue_checks([row(8, 0, 0.05, 130.0)])
+    assert small["storm_of_32_inside_deadline"] is None  # not tried: not claimed either way
+    assert small["collection_off_at_most_0_1_s"] and small["rss_per_board_max_mb"] == round(130 * 2**20 / 1e6, 1)
+    big = issue_checks([row(16, 0, 0.05, 130.0), row(32, 2, 0.12, 160.0)])
+    assert big["storm_of_32_inside_deadline"] is False
+    assert big["collection_off_at_most_0_1_s"] is False and big["rss_at_most_160_mb"] is False  # 160 MiB > 160 MB
+    assert issue_checks([]) == {k: None for k in big}
