@@ -78,12 +78,12 @@ def _host_busy() -> tuple[int, int]:
     return sum(fields) - idle, sum(fields)
 
 
-def run_storm(n: int, parallel: int) -> dict[str, Any]:
+def run_storm(n: int, parallel: int, tb_size_mib: int | None = None) -> dict[str, Any]:
     """One storm of n boards; its figures and whether it held."""
     from testbed.scenario.runner import QuietProgress, RunOptions, ScenarioRun
 
     sc = scenario_from_data(storm_scenario(n), f"<bench fleet {n}>")
-    factory = RecordingFactory()
+    factory = RecordingFactory(tb_size_mib=tb_size_mib)
     rss: dict[str, int] = {}
     make = factory.__call__
 
@@ -155,7 +155,8 @@ def run_storm(n: int, parallel: int) -> dict[str, Any]:
     return row
 
 
-def search(start: int, max_boards: int, budget_s: float, parallel: int) -> list[dict[str, Any]]:
+def search(start: int, max_boards: int, budget_s: float, parallel: int,
+           tb_size_mib: int | None = None) -> list[dict[str, Any]]:  # fmt: skip
     """Doubling while storms hold, then bisection; every try's row, in order."""
     tried: dict[int, dict[str, Any]] = {}
     t_begin = time.monotonic()
@@ -169,7 +170,7 @@ def search(start: int, max_boards: int, budget_s: float, parallel: int) -> list[
             _say(f"{n} boards would take ~{n * per_board_s + 20:.0f} s, {left:.0f} s of budget left: stopping")
             return None
         _say(f"storm of {n} boards (load {os.getloadavg()[0]:.1f})")
-        row = run_storm(n, parallel)
+        row = run_storm(n, parallel, tb_size_mib)
         tried[n] = row
         per_board_s = max(per_board_s * 0.5, row["wall_s"] / n)
         _say(f"{n} boards: {'held' if row['held'] else 'did not hold'} ({row['why']}); slowest restart "
@@ -216,14 +217,16 @@ def issue_checks(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def measure(start: int, max_boards: int, budget_s: float, parallel: int, save: bool = True) -> dict[str, Any]:
+def measure(start: int, max_boards: int, budget_s: float, parallel: int, save: bool = True,
+            tb_size_mib: int | None = None) -> dict[str, Any]:  # fmt: skip
     from testbed.board.qemu import RSS_LIMIT_MB, TRANSLATION_CACHE_MIB
     from testbed.image.build import ensure_image
 
     image = ensure_image()
     load_before = os.getloadavg()
     t0 = time.monotonic()
-    rows = search(start, max_boards, budget_s, parallel)
+    rows = search(start, max_boards, budget_s, parallel, tb_size_mib)
+    tb_size = tb_size_mib or TRANSLATION_CACHE_MIB
     held = [r for r in rows if r["held"]]
     best = max(held, key=lambda r: r["boards"]) if held else None
     largest_tried = max((r["boards"] for r in rows), default=0)
@@ -235,14 +238,15 @@ def measure(start: int, max_boards: int, budget_s: float, parallel: int, save: b
         loadavg_1m=round(load_before[0], 2),
         measured_at=utc_now(),
         deadline_s=DEADLINE_S,
-        tb_size_mib=TRANSLATION_CACHE_MIB,
+        tb_size_mib=tb_size,
         image=image.hash,
         per_board_rss_mib=(best or {}).get("rss_per_board_mib", {}).get("max") if best else None,
         qemu_cpu_per_crash_s={k: (v["qemu_cpu_per_crash_s"] or {}).get("median")
                               for k, v in (best or {}).get("by_kind", {}).items()},
         tried=[{"boards": r["boards"], "held": r["held"], "why": r["why"]} for r in rows],
     )  # fmt: skip
-    path = save_capacity(capacity) if rows and save else None
+    # another cache size than the profile's is a comparison, not this machine's capacity
+    path = save_capacity(capacity) if rows and save and tb_size == TRANSLATION_CACHE_MIB else None
     return {
         "checks": issue_checks(rows),
         "benchmark": "fleet",
@@ -256,7 +260,7 @@ def measure(start: int, max_boards: int, budget_s: float, parallel: int, save: b
         "tried": rows,
         "search": {"start": start, "max_boards": max_boards, "budget_s": budget_s, "parallel": parallel,
                    "took_s": round(time.monotonic() - t0, 1)},  # fmt: skip
-        "tb_size_mib": TRANSLATION_CACHE_MIB,
+        "tb_size_mib": tb_size,
         "limits": {"rss_per_board_mb": RSS_LIMIT_MB, "deadline_s": DEADLINE_S},
         "image": image.hash,
         "host_cpu_sampler": sampler_cost(),
@@ -275,14 +279,16 @@ def measure(start: int, max_boards: int, budget_s: float, parallel: int, save: b
               help="Seconds for the whole search; a try predicted to overrun it is not started.")
 @click.option("--parallel", type=click.IntRange(1, 64), default=None,
               help="Boards restored at once (default: the number of cores).")
+@click.option("--tb-size", type=click.IntRange(4, 512), default=None,
+              help="Boards with this translation cache (MiB) instead of the profile's (a comparison: not saved).")
 @click.option("--save/--no-save", default=True, show_default=True,
               help="Keep the capacity in the cache for the scenario runner's warning.")
 @click.option("--json", "as_json", is_flag=True, help="Print only the JSON (progress goes to stderr).")
 @click.option("--output", type=click.Path(dir_okay=False), help="Also write the JSON to this file.")
-def bench_fleet(start: int, max_boards: int, budget_s: float, parallel: int | None, save: bool, as_json: bool,
-                output: str | None) -> None:  # fmt: skip
+def bench_fleet(start: int, max_boards: int, budget_s: float, parallel: int | None, tb_size: int | None,
+                save: bool, as_json: bool, output: str | None) -> None:  # fmt: skip
     """The largest crash storm this machine holds inside the deadline (saved for the runner's warning)."""
-    result = measure(start, max_boards, budget_s, parallel or os.cpu_count() or 1, save)
+    result = measure(start, max_boards, budget_s, parallel or os.cpu_count() or 1, save, tb_size)
     text = json.dumps(result, indent=2)
     if output:
         Path(output).write_text(text + "\n")
