@@ -101,13 +101,17 @@ def run_storm(n: int, parallel: int, tb_size_mib: int | None = None) -> dict[str
     options = RunOptions(parallel=parallel, progress=QuietProgress(), board_factory=make_and_watch)
     load_before = os.getloadavg()[0]
     busy0 = _host_busy()
+    own0 = os.times()
     started = time.monotonic()
     result = ScenarioRun(sc, options).run()
+    own1 = os.times()
     busy1 = _host_busy()
     row: dict[str, Any] = {"boards": n, "loadavg_1m_before": round(load_before, 2),
                            "loadavg_1m_after": round(os.getloadavg()[0], 2),
                            "host_busy_share": round((busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]), 3),
-                           "wall_s": round(time.monotonic() - started, 1)}  # fmt: skip
+                           "wall_s": round(time.monotonic() - started, 1),
+                           # this process: the runner, the wire tap, the consoles' readers, the sampler
+                           "testbed_process_cpu_s": round(own1.user + own1.system - own0.user - own0.system, 2)}  # fmt: skip
     ready = list(factory.ready_s.values())
     if ready:
         row["fleet_up_s"] = round(factory.fleet_up_s or 0.0, 2)
