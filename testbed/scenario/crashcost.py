@@ -193,6 +193,9 @@ def summarize_kinds(costs: list[EpisodeCost]) -> dict[str, dict[str, Any]]:
             "qemu_cpu_per_crash_s": _stats([c.cpu_s for c in cs]),
             "crash_to_restart_s": _stats([c.restart_s for c in cs if c.restart_s is not None]),
             "skip_decision_s": _stats([c.skip_s for c in cs if c.skip_s is not None]),
+            # the same from the crash line (printed once the crash is known: by the reporter, or
+            # by the app manager when there is none)
+            "skip_after_crash_line_s": _stats([c.outcome_s for c in cs if c.skip_s is not None and c.outcome_s is not None]),
             "host_wait_share": _stats([c.host.wait_share for c in cs]),
         }
         for kind, cs in sorted(kinds.items())

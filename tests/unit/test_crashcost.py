@@ -65,6 +65,7 @@ def test_costs_by_kind_with_idle_subtracted_and_starvation():
     kinds = summarize_kinds(costs)
     assert set(kinds) == {"off", "throttled"}
     assert kinds["throttled"]["skip_decision_s"]["median"] == pytest.approx(1.5)
+    assert kinds["throttled"]["skip_after_crash_line_s"]["median"] == pytest.approx(1.0)
     assert kinds["off"]["qemu_cpu_per_crash_s"]["n"] == 1
 
 
