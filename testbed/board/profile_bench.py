@@ -44,8 +44,8 @@ class ProfiledBoard(QemuBoard):
         super().__init__(*args, **kwargs)
         self.tb_size_mib = tb_size_mib
 
-    def _command(self, incoming: Path | None) -> list[str]:
-        cmd = super()._command(incoming)
+    def _command(self, *args: Any, **kwargs: Any) -> list[str]:
+        cmd = super()._command(*args, **kwargs)
         cmd[cmd.index("-accel") + 1] = f"tcg,tb-size={self.tb_size_mib}"
         return cmd
 
