@@ -49,9 +49,9 @@ from testbed.paths import cache_dir
 QEMU = "qemu-system-arm"
 #: TCG translation cache of a board, MiB, chosen by `testbed bench board-profile` (docs/board.md,
 #: "The profile"): 12 made every exec on the board ~4x dearer (51 vs 12-14 ms of QEMU CPU) and a
-#: crash + restart with collection off 7x (0.30 vs 0.04 s); 24, 32 and 64 cost the same and all
-#: settle at ~125 MiB RSS. 32 leaves room for the upload path's code, and even a full cache
-#: keeps a board under the 160 MB limit (64 full would not).
+#: crash + restart with collection off 7x (0.30 vs 0.04 s); 24, 32 and 64 cost the same there
+#: and settle at ~125 MiB RSS, but 24 still flushed on the upload path. Even full, 32 keeps a
+#: board under RSS_LIMIT_MB (~138 MB estimated; 64 full would not).
 TRANSLATION_CACHE_MIB = 32
 #: What one board may use (MB): 24 GiB hold well over 100 boards.
 RSS_LIMIT_MB = 160
