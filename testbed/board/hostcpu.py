@@ -40,6 +40,8 @@ BOARDS_AT_FULL_RATE = 16
 #: Fine history (every sample) and coarse history (one sample in COARSE_EVERY) lengths:
 #: 5 minutes at 100 ms, then 1 hour at 1 s; about 1 MB per board at the most.
 FINE_SAMPLES = 3000
+#: Every this many samples, threads not known as guest CPUs have their names read again.
+RENAME_CHECK_EVERY = 20
 COARSE_EVERY = 10
 COARSE_SAMPLES = 3600
 
@@ -164,7 +166,11 @@ class HostCpuMonitor:
                 if tid in self._vcpus:
                     retired[3] += last[1]
                     self._vcpus.discard(tid)
-        for tid in seen.keys() - self._threads.keys():
+        # a thread is named by itself once running: look at new threads, and now and then again
+        # at the unnamed ones (QEMU names its guest CPU thread at once; the check is cheap)
+        fresh = seen.keys() - self._threads.keys()
+        recheck = seen.keys() - self._vcpus if self._count % RENAME_CHECK_EVERY == 0 else fresh
+        for tid in recheck:
             if _thread_name(self._task_dir, tid).startswith("CPU "):
                 self._vcpus.add(tid)
         self._threads = seen
