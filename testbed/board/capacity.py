@@ -2,8 +2,8 @@
 
 Emulated boards share the host's cores. ``testbed bench fleet`` finds the largest storm
 (boards of one group crashing at once) this machine held with every restart inside the
-deadline and the fleet's wait for a host CPU under :data:`STARVED_SHARE`, and saves it here
-with the machine's facts. The scenario runner asks :func:`capacity_warning` before a run:
+deadline (and, beside it, the largest whose boards also waited for a host CPU at most
+:data:`STARVED_SHARE` of the time), and saves it here with the machine's facts. The scenario runner asks :func:`capacity_warning` before a run:
 a fleet or a step larger than the measured capacity gets a warning line (not a failure),
 since its timing verdicts may come out INCONCLUSIVE (host starved).
 """
@@ -42,6 +42,8 @@ class Capacity:
     per_board_rss_mib: float | None = None
     qemu_cpu_per_crash_s: dict[str, float | None] = field(default_factory=dict)  # median per kind
     tried: list[dict[str, Any]] = field(default_factory=list)  # {boards, held, why}
+    unstarved_boards: int = 0  # the largest storm that also waited at most starved_share for a CPU
+    require_unstarved: bool = False  # True when `boards` had to be unstarved too
 
     def describe(self) -> str:
         bound = "at least " if self.lower_bound else ""

@@ -64,7 +64,7 @@ def _fake_storms(monkeypatch, holds_up_to: int, wall_per_board: float = 1.0) -> 
 
     tried: list[int] = []
 
-    def run_storm(n: int, parallel: int, tb_size_mib: int | None = None) -> dict:
+    def run_storm(n: int, parallel: int, tb_size_mib: int | None = None, require_unstarved: bool = False) -> dict:
         tried.append(n)
         held = n <= holds_up_to
         return {"boards": n, "held": held, "why": "ok" if held else "late", "wall_s": n * wall_per_board}
