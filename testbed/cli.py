@@ -72,8 +72,10 @@ def main() -> None:
     cls=LazyGroup,
     lazy={
         "boot": "testbed.board.bench:bench_boot",
+        "board-profile": "testbed.board.profile_bench:bench_board_profile",
         "ingest": "testbed.load.bench:bench_ingest",
         "crash": "testbed.scenario.bench:bench_crash",
+        "fleet": "testbed.scenario.fleet_bench:bench_fleet",
     },
 )
 def bench() -> None:

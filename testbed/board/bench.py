@@ -45,7 +45,7 @@ def _mem_available() -> int:
 
 
 def measure(runs: int, side_by_side: int, budget_gib: float, image_dir: str | None) -> dict:
-    from testbed.board.qemu import QemuBoard
+    from testbed.board.qemu import RSS_LIMIT_MB, QemuBoard
     from testbed.board.snapshot import ensure_snapshot
     from testbed.image.build import Image, ensure_image
 
@@ -124,7 +124,7 @@ def measure(runs: int, side_by_side: int, budget_gib: float, image_dir: str | No
             "method": f"{side_by_side} boards run side by side and measured; the count is the budget "
             "divided by the larger of their median peak RSS and a restored board's (extrapolated, not all started)",
         },
-        "targets": {"snapshot_restore_median_s": 1.0, "cold_boot_median_s": 10.0, "rss_per_board_mib": 120},
+        "targets": {"snapshot_restore_median_s": 1.0, "cold_boot_median_s": 10.0, "rss_per_board_mb": RSS_LIMIT_MB},
         "host": {
             "cpus": os.cpu_count(),
             "mem_available_gib": round(_mem_available() / 2**30, 1),

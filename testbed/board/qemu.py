@@ -39,6 +39,7 @@ from testbed.board.errors import (
     ConsoleTimeout,
 )
 from testbed.board.firmware import FirmwareDriver
+from testbed.board.hostcpu import HostCpuMonitor
 from testbed.board.identity import Identity
 from testbed.board.protocols import Capability, EventWhere
 from testbed.board.qemu_process import QemuProcess, logs_dir
@@ -46,6 +47,14 @@ from testbed.board.qmp import Qmp, QmpEvent
 from testbed.image.build import Image, ensure_image
 
 QEMU = "qemu-system-arm"
+#: TCG translation cache of a board, MiB, chosen by `testbed bench board-profile` (docs/board.md,
+#: "The profile"): 12 made every exec on the board ~4x dearer (51 vs 12-14 ms of QEMU CPU) and a
+#: crash + restart with collection off 7x (0.30 vs 0.04 s); 24, 32 and 64 cost the same there
+#: and settle at ~125 MiB RSS, but 24 still flushed on the upload path. Even full, 32 keeps a
+#: board under RSS_LIMIT_MB (~138 MB estimated; 64 full would not).
+TRANSLATION_CACHE_MIB = 32
+#: What one board may use (MB): 24 GiB hold well over 100 boards.
+RSS_LIMIT_MB = 160
 
 
 class Profile(TypedDict):
@@ -72,15 +81,15 @@ PROFILE: Profile = {
     # The guest reports free pages; QEMU drops them (lower RSS, zero pages in snapshots).
     "balloon": "virtio-balloon-device,free-page-reporting=on",
     "mac": "52:54:00:12:34:56",
-    # TCG translation cache capped at 12 MiB and no zeroing of every allocated page
-    # (Debian's default init_on_alloc=1): with the balloon they keep a board under 120 MB RSS.
-    "accel": "tcg,tb-size=12",
+    # No zeroing of every allocated page (Debian's default init_on_alloc=1): with the balloon,
+    # it keeps a board's RSS down (docs/board.md).
+    "accel": f"tcg,tb-size={TRANSLATION_CACHE_MIB}",
     "append": "console=ttyAMA0 quiet init_on_alloc=0",
 }
 NIC_ID = "nic0"
-#: What a QEMU board can do: everything but HOST_CPU, which testbed.board.hostcpu adds
-#: (it sets ``board.host_cpu`` from the QEMU process's ``pid``).
-CAPABILITIES: frozenset[Capability] = frozenset(Capability) - {Capability.HOST_CPU}
+#: What a QEMU board can do: everything; HOST_CPU is ``host_cpu``, the QEMU process's CPU time
+#: and run delay (testbed.board.hostcpu).
+CAPABILITIES: frozenset[Capability] = frozenset(Capability)
 
 
 class _ConsoleRunner:
@@ -124,8 +133,6 @@ class QemuBoard:
         self.image = image or ensure_image()
         self.name = name or f"board-{os.getpid()}-{id(self) & 0xFFFFF:05x}"
         self.capabilities: frozenset[Capability] = CAPABILITIES
-        #: The board's CPU time and run delay on the host, once testbed.board.hostcpu attaches it.
-        self.host_cpu: object | None = None
         self.identity = identity
         self.boot_timeout = boot_timeout
         self.console_kind = console
@@ -141,6 +148,8 @@ class QemuBoard:
         self.ready_seconds: float | None = None
         #: Every firmware operation on this board (provision, clock, sync, crash), over its console.
         self.firmware = FirmwareDriver(_ConsoleRunner(self), self.name)
+        #: The QEMU process's CPU time and run delay (Capability.HOST_CPU), from start to close.
+        self.host_cpu: HostCpuMonitor | None = None
         self._closed = False
         qemu_process.track(self)
         qemu_process.prune_logs()
@@ -190,6 +199,7 @@ class QemuBoard:
             netdev += f",hostfwd=tcp:127.0.0.1:{ssh_port}-:22"
         cmd = [
             QEMU, "-M", p["machine"], "-cpu", p["cpu"], "-smp", str(p["smp"]), "-m", str(p["memory_mib"]),
+            "-name", f"{self.name.replace(',', ',,')},debug-threads=on",  # "CPU 0/TCG": host_cpu's guest CPU
             "-accel", p["accel"],
             "-display", "none", "-nodefaults", "-no-user-config",
             "-kernel", str(self.image.vmlinuz), "-initrd", str(self.image.initramfs),
@@ -208,6 +218,8 @@ class QemuBoard:
     def _start(self, incoming: Path | None = None) -> None:
         self.qemu.start(lambda console_port, ssh_port: self._command(incoming, console_port, ssh_port))
         self.started_monotonic = self.qemu.started_monotonic
+        if self.qemu.pid is not None:
+            self.host_cpu = HostCpuMonitor(self.qemu.pid)  # run delay and CPU, until close()
         if self.console_kind == "socket":
             url = f"socket://127.0.0.1:{self.console_port}"
         else:
@@ -388,6 +400,8 @@ class QemuBoard:
         if self._closed:
             return
         self._closed = True
+        if self.host_cpu is not None:
+            self.host_cpu.stop()  # its history stays readable after close
         self.qemu.close()
         if self.console is not None:
             with contextlib.suppress(Exception):

@@ -16,12 +16,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+from testbed.board.hostcpu import STARVED_SHARE
 from testbed.scenario.evidence import Finding
 from testbed.scenario.registry import Check
 from testbed.scenario.results import Verdict
-
-#: A board that waited for a host CPU more than this share of an episode's wall time was starved.
-STARVED_SHARE = 0.25
 
 
 class CpuWindow(Protocol):

@@ -151,7 +151,7 @@ def test_bench_summary_phases_and_ratios():
     from testbed.scenario.schema import scenario_from_data
 
     sc = scenario_from_data(bench_scenario(2), "<bench>")
-    assert sum(1 for s in sc.steps if s.action == "crash") == 6
+    assert sum(1 for s in sc.steps if s.action == "crash") == 8  # baseline, link_up, throttled, link_down
     events = []
     t = 1.0
     for _phase, outcome, after in (("baseline", "dump-skipped", 60), ("link_up", "upload-ok", 400), ("link_down", "upload-fail", 200)):
