@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from testbed.board.capacity import capacity_warning
 from testbed.board.firmware import FirmwareDriver
 from testbed.board.protocols import Board, BoardFactory
 from testbed.crash.symbol_dirs import default_symbol_dirs
@@ -365,6 +366,10 @@ def run_scenarios(scenarios: list[Scenario], options: RunOptions) -> list[Scenar
     results: list[ScenarioResult] = []
     for i, sc in enumerate(scenarios, 1):
         progress.scenario_start(sc, i, len(scenarios))
+        if options.board_factory is None:  # emulated boards share this machine's CPUs
+            warning = capacity_warning(len(sc.boards))
+            if warning:
+                progress.say(f"  {warning}")
         run = ScenarioRun(sc, options)
         try:
             res = run.run()
