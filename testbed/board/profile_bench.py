@@ -27,7 +27,9 @@ from typing import Any
 
 import click
 
+from testbed.board.console import Console
 from testbed.board.errors import BoardError
+from testbed.board.hostcpu import HostCpuMonitor
 from testbed.board.qemu import RSS_LIMIT_MB, TRANSLATION_CACHE_MIB, QemuBoard
 
 #: The sizes the issue's table compared (MiB).
@@ -54,9 +56,19 @@ def _say(message: str) -> None:
     click.echo(f"[bench] {message}", err=True)
 
 
+def _monitor(board: QemuBoard) -> HostCpuMonitor:
+    assert board.host_cpu is not None, "a started QEMU board has its host-CPU monitor"
+    return board.host_cpu
+
+
+def _console(board: QemuBoard) -> Console:
+    assert board.console is not None, "a started QEMU board has its console"
+    return board.console
+
+
 def _cpu_between(board: QemuBoard, t0: float, t1: float, idle_rate: float) -> float:
     """QEMU CPU seconds over [t0, t1] above the board's idle rate."""
-    return board.host_cpu.window(t0, t1).cpu_s - idle_rate * (t1 - t0)
+    return _monitor(board).window(t0, t1).cpu_s - idle_rate * (t1 - t0)
 
 
 def idle_rate(board: QemuBoard, seconds: float = IDLE_SECONDS) -> float:
@@ -64,7 +76,7 @@ def idle_rate(board: QemuBoard, seconds: float = IDLE_SECONDS) -> float:
     t0 = time.monotonic()
     time.sleep(seconds)  # a measurement of doing nothing, not a wait for the board
     t1 = time.monotonic()
-    return board.host_cpu.window(t0, t1).cpu_s / (t1 - t0)
+    return _monitor(board).window(t0, t1).cpu_s / (t1 - t0)
 
 
 def exec_cost(board: QemuBoard, rate: float, n: int) -> float:
@@ -72,7 +84,7 @@ def exec_cost(board: QemuBoard, rate: float, n: int) -> float:
 
     def loop(body: str) -> float:
         t0 = time.monotonic()
-        board.console.run_check(f"i=0; while [ $i -lt {n} ]; do {body}; i=$((i+1)); done", timeout=120)
+        _console(board).run_check(f"i=0; while [ $i -lt {n} ]; do {body}; i=$((i+1)); done", timeout=120)
         return _cpu_between(board, t0, time.monotonic(), rate)
 
     return (loop("busybox true") - loop(":")) / n
@@ -85,7 +97,9 @@ def crash_cost(board: QemuBoard, rate: float, n: int, timeout: float = 30) -> tu
     last_event_t = t0
     for _ in range(n):
         since = time.monotonic()
-        board.console.run_check("crashapp --mode segv", timeout=timeout)  # waits for the app to listen
+        _, code = board.firmware.crash("crashapp", "segv", timeout=timeout)  # waits for the app to listen
+        if code != 0:
+            raise click.ClickException(f"{board.name}: the crash trigger exited {code}")
         event = board.wait_for_event("app-restart", timeout=timeout, since=since)
         restarts.append(int(event.fields.get("after_ms", "0")) / 1000)
         last_event_t = event.monotonic
@@ -103,7 +117,7 @@ def measure_size(image, snapshot, tb_size: int, execs: int, crashes: int) -> dic
         rate = idle_rate(board)
         per_exec = exec_cost(board, rate, execs)
         per_crash, restarts = crash_cost(board, rate, crashes)
-        wait = board.host_cpu.total()
+        wait = _monitor(board).total()
         current, peak = board.rss_bytes()
     return {
         "tb_size_mib": tb_size,

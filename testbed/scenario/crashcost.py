@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from testbed.board.hostcpu import STARVED_SHARE, CpuWindow
+from testbed.contract.events import EventName
 from testbed.scenario.results import BoardEvent
 from testbed.scenario.timeline import crash_episodes
 
@@ -165,10 +166,10 @@ def episode_costs(board_name: str, board: Any, crash_starts: list[float], idle_r
         if until is not None:
             end = min(end, until)
         restart_line = ep.restart.t if ep.restart is not None else end
-        skipped = ep.outcome is not None and ep.outcome.name == "dump-skipped"
+        skip_line = ep.outcome.t if ep.outcome is not None and ep.outcome.name == EventName.DUMP_SKIPPED else None
         out.append(EpisodeCost(
             board=board_name, kind=kind_of(ep.outcome), started=started, restart_s=ep.to_restart,
-            outcome_s=ep.to_outcome, skip_s=ep.outcome.t - started if skipped else None,
+            outcome_s=ep.to_outcome, skip_s=skip_line - started if skip_line is not None else None,
             cpu_s=board.host_cpu.window(started, end).cpu_s - idle_rate * (end - started),
             host=board.host_cpu.window(started, max(restart_line, started + 1e-3)),
         ))  # fmt: skip

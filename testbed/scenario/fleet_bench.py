@@ -246,7 +246,7 @@ def measure(start: int, max_boards: int, budget_s: float, parallel: int, save: b
     unstarved = [r["boards"] for r in rows if r.get("deadline_held") and r.get("unstarved")]
     capacity = Capacity(
         boards=best["boards"] if best else 0,
-        lower_bound=bool(best) and best["boards"] == largest_tried,
+        lower_bound=best is not None and best["boards"] == largest_tried,
         cores=os.cpu_count() or 1,
         loadavg_1m=round(load_before[0], 2),
         measured_at=utc_now(),
