@@ -130,8 +130,25 @@ static void spawn(app_t *a)
     a->started_ms = tb_mono_ms();
 }
 
+/* Test-only switch (a broken device, for the verdict tests): when the run dir holds
+ * TB_TEST_RESTART_DELAY_FILE with N > 0, a crashed app is restarted N ms after its crash,
+ * whatever its upload does, so a scenario sees the device break its 5 s promise. Read at
+ * each crash; no board has the file unless a test writes it. */
+static long long test_restart_delay_ms(void)
+{
+    char path[512];
+    tb_path(path, sizeof path, tb_run_dir(), TB_TEST_RESTART_DELAY_FILE);
+    char *text = tb_read_file(path, NULL);
+    if (text == NULL)
+        return 0;
+    long long ms = strtoll(text, NULL, 10);
+    free(text);
+    return ms > 0 && ms < 600000 ? ms : 0;
+}
+
 static void restart(app_t *a, const char *upload)
 {
+    a->held = 0;
     char path[512];
     registry_path(path, sizeof path, a->pid);
     unlink(path);
@@ -198,6 +215,13 @@ static void reaped(app_t *a, int status)
         return;
     }
     a->crash_ms = p->crash_ms < now ? p->crash_ms : now;
+    long long held_ms = test_restart_delay_ms();
+    if (held_ms > 0) {
+        a->state = ST_WAIT_UPLOAD;
+        a->held = 1;
+        a->restart_at = a->crash_ms + held_ms;
+        return;
+    }
     if (p->done) {
         restart(a, TB_RESTART_UPLOAD_DONE);
         return;
@@ -228,7 +252,7 @@ static void on_message(char *msg)
         p->done = 1;
         p->seen_ms = tb_mono_ms();
         for (int i = 0; i < napps; i++)
-            if (apps[i].pid == pid && apps[i].state == ST_WAIT_UPLOAD)
+            if (apps[i].pid == pid && apps[i].state == ST_WAIT_UPLOAD && !apps[i].held)
                 restart(&apps[i], TB_RESTART_UPLOAD_DONE);
     }
 }

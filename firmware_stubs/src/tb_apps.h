@@ -21,6 +21,7 @@ typedef struct {
     int64_t started_ms;
     int64_t crash_ms;   /* when the crash happened (reporter's clock, or the reap) */
     int64_t restart_at; /* absolute mono ms */
+    int held;           /* test-only: restart at restart_at whatever the upload does */
     const char *reason;
 } app_t;
 

@@ -146,5 +146,6 @@
 #define TB_DEFAULT_STATE_DIR "/var/lib/testbed"
 #define TB_DEFAULT_RUN_DIR "/run/testbed"
 #define TB_DEFAULT_REPORTER "/usr/sbin/crash-reporter"
+#define TB_TEST_RESTART_DELAY_FILE "test-restart-delay-ms"
 
 #endif

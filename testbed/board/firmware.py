@@ -71,6 +71,11 @@ class FirmwareDriver:
         """Make the running app (or OS component) crash; (output, exit code) of the trigger."""
         return self.runner.run(commands.crash(app, mode, heap_kib, crash_id), timeout=timeout)
 
+    def set_test_restart_delay(self, ms: int, timeout: float = 10) -> None:
+        """Test only: a broken device, whose app manager restarts crashed apps ``ms`` after the
+        crash whatever the upload does (0 restores the normal behaviour)."""
+        self._check(commands.set_test_restart_delay(ms), timeout)
+
     def clear_state(self, timeout: float = 10) -> None:
         """Forget identity, sync state and spool: a fresh device."""
         self._check(commands.clear_state(), timeout)

@@ -98,6 +98,7 @@ def render() -> str:
         _str("TB_DEFAULT_STATE_DIR", commands.STATE_DIR),
         _str("TB_DEFAULT_RUN_DIR", commands.RUN_DIR),
         _str("TB_DEFAULT_REPORTER", commands.REPORTER_PATH),
+        _str("TB_TEST_RESTART_DELAY_FILE", commands.TEST_RESTART_DELAY_FILE),
         "",
         "#endif",
         "",

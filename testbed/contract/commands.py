@@ -12,6 +12,9 @@ import shlex
 STATE_DIR = "/var/lib/testbed"
 #: Where the firmware keeps its run-time files (sockets, locks) on the board.
 RUN_DIR = "/run/testbed"
+#: Test-only switch of the app manager (in RUN_DIR): restart a crashed app this many ms after
+#: its crash whatever its upload does, i.e. a device that breaks its deadline (verdict tests).
+TEST_RESTART_DELAY_FILE = "test-restart-delay-ms"
 #: The crash reporter, as core_pattern names it.
 REPORTER_PATH = "/usr/sbin/crash-reporter"
 #: Crash modes of ``crashapp --mode``.
@@ -119,3 +122,9 @@ def install_file(tmp: str, path: str, mode: int) -> str:
 def copy_file(src: str, dest: str) -> str:
     """Copy a file on the board (an installed program that another name shares)."""
     return f"cp {shlex.quote(src)} {shlex.quote(dest)}"
+
+
+def set_test_restart_delay(ms: int) -> str:
+    """Test only: make the app manager restart crashed apps ``ms`` after the crash (0: normal)."""
+    path = f"{RUN_DIR}/{TEST_RESTART_DELAY_FILE}"
+    return f"echo {int(ms)} > {path}" if ms > 0 else f"rm -f {path}"

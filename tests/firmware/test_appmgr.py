@@ -161,3 +161,27 @@ def test_after_ms_delays_the_crash(appmgr):
     crash(fw, "--mode", "abort", "--after-ms", "400")
     fw.wait_event("app-restart", after=n)
     assert time.monotonic() - t0 >= 0.4
+
+
+def test_test_only_switch_holds_the_restart_past_the_upload(appmgr):
+    """The verdict tests' broken device: with the switch file, the restart waits for its delay
+    even after the reporter said done; without it, behaviour is as before."""
+    from testbed.contract.commands import TEST_RESTART_DELAY_FILE
+
+    fw = appmgr
+    (fw.run_dir / TEST_RESTART_DELAY_FILE).write_text("1500\n")
+    pid = current_pid(fw)
+    n = len(fw.events())
+    notify(fw, f"crash {pid} {mono_ms()}")
+    crash(fw, "--mode", "segv")
+    notify(fw, f"done {pid}")
+    ev = fw.wait_event("app-restart", after=n, timeout=8)
+    assert ev["upload"] == "deadline" and 1500 <= int(ev["after_ms"]) < 3000
+    (fw.run_dir / TEST_RESTART_DELAY_FILE).unlink()
+    pid = current_pid(fw)
+    n = len(fw.events())
+    notify(fw, f"crash {pid} {mono_ms()}")
+    crash(fw, "--mode", "segv")
+    notify(fw, f"done {pid}")
+    ev = fw.wait_event("app-restart", after=n, timeout=8)
+    assert ev["upload"] == "done" and int(ev["after_ms"]) < 1500
