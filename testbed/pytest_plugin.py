@@ -32,3 +32,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
         reason = str(call.excinfo.value).replace("\n", " ")
         report.outcome = "skipped"
         report.longrepr = (str(item.path), (item.location[1] or 0) + 1, f"INCONCLUSIVE: {reason}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The markers the testbed's tests use, known wherever the plugin is installed."""
+    config.addinivalue_line("markers", "e2e: boots real QEMU boards (slow; needs the board image)")
+    config.addinivalue_line("markers", "load: runs Locust against the service (bounded in time and count)")

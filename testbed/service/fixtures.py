@@ -86,6 +86,10 @@ def service(service_process: ServiceProcess) -> Iterator[ServiceProcess]:
 
 @pytest.fixture
 def control(service: ServiceProcess) -> Iterator[ControlClient]:
+    """The testbed control API of the test's service (``ControlClient``): the service clock
+    (``advance_clock``, ``set_clock``), faults (``set_fault("hang"|"delay"|"drip"|"status"|"drop",
+    ..., api="device"|"public")``), tenants and tokens, and the evidence (``dumps()``, ``blob(id)``,
+    ``storage()``, ``config()``), which writes no audit row."""
     assert service.control_token
     with ControlClient(service.url, service.control_token) as c:
         yield c
@@ -93,6 +97,8 @@ def control(service: ServiceProcess) -> Iterator[ControlClient]:
 
 @pytest.fixture
 def tenant_admin(service: ServiceProcess, control: ControlClient) -> Iterator[Client]:
+    """A ``Client`` with the Administrator token of a new tenant made for this test (tests are
+    isolated by tenant); ``.tenant_id`` is its tenant."""
     tenant = control.create_tenant(f"tenant-{uuid.uuid4().hex[:12]}")
     with Client(service.url, tenant["Token"], tenant_id=tenant["Id"]) as c:
         yield c
@@ -100,6 +106,9 @@ def tenant_admin(service: ServiceProcess, control: ControlClient) -> Iterator[Cl
 
 @pytest.fixture
 def support_client(service: ServiceProcess, control: ControlClient) -> Iterator[Client]:
+    """A ``Client`` with a Support token: ``support_dumps(reason, tenantId=, deviceId=,
+    deviceGroupId=, signature=, region=, since=, limit=)``, ``support_read(dump_id, reason)``
+    (audited: the audit row is written before any byte) and ``audit(after=0)``."""
     token = control.create_token("Support", label="pytest support")
     with Client(service.url, token) as c:
         yield c
@@ -107,6 +116,9 @@ def support_client(service: ServiceProcess, control: ControlClient) -> Iterator[
 
 @pytest.fixture
 def device_group(tenant_admin: Client) -> Callable[..., dict[str, Any]]:
+    """Factory: ``device_group(enabled=False, boundary="None", name=None, product="DW100",
+    **fields)`` creates a device group in the test's tenant and returns its DeviceGroupV2
+    (``enabled`` is the group's AllowCrashDumpsCollection)."""
     counter = itertools.count(1)
     products: dict[str, str] = {}
     tenant_id = tenant_admin.tenant_id or ""
@@ -136,6 +148,10 @@ def device_group(tenant_admin: Client) -> Callable[..., dict[str, Any]]:
 def claimed_device(
     service: ServiceProcess, tenant_admin: Client, device_group: Callable[..., dict[str, Any]]
 ) -> Callable[..., ClaimedDevice]:
+    """Factory: ``claimed_device(group=None, device_id=None)`` claims a device into ``group`` (a
+    DeviceGroupV2 or its id; default a new group with collection enabled) and returns a
+    ``ClaimedDevice`` (``device_id``, ``secret``, ``group_id``, ``tenant_id``, ``client()``: a
+    ``DeviceClient`` that speaks the device API as a board does)."""
     tenant_id = tenant_admin.tenant_id or ""
 
     def make(group: dict[str, Any] | str | None = None, device_id: str | None = None) -> ClaimedDevice:
