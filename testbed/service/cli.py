@@ -96,6 +96,8 @@ def run(
         )
     except HostError as exc:
         raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:  # Ctrl-C is how a user stops it: not an error
+        click.echo("testbed service stopped", err=True)
 
 
 def _listen_address(listen: str | None, allow_remote_boards: bool, host: str) -> str:

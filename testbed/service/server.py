@@ -128,7 +128,8 @@ def serve(
     uv_config = uvicorn.Config(
         app,
         log_level=log_level,
-        access_log=False,
+        # one line per request at --log-level info or debug; none at the default (warning)
+        access_log=log_level in ("info", "debug"),
         lifespan="on",
         timeout_keep_alive=config.keep_alive_timeout,
         # uvloop and httptools (both dependencies) when installed: less CPU per request than
