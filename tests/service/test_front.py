@@ -132,16 +132,21 @@ def test_slow_headers_are_closed_by_the_service(front, sent: bytes, expect: int 
     assert status_of(raw) == expect
 
 
+def upload_head(device: dict, length: int) -> bytes:
+    """The request line and headers of a device's upload of ``length`` body bytes."""
+    return (
+        f"POST {api.UPLOAD_PATH} HTTP/1.1\r\nHost: x\r\n"
+        f"{api.AUTHORIZATION}: {api.device_authorization(device['DeviceId'], device['DeviceSecret'])}\r\n"
+        f"{api.CONTENT_TYPE}: {api.GZIP_CONTENT_TYPE}\r\n{api.SIGNATURE_HEADER}: {new_signature()}\r\n"
+        f"Content-Length: {length}\r\n\r\n"
+    ).encode()
+
+
 def test_a_slow_body_is_closed_and_nothing_is_stored(front, device, core_gz: bytes) -> None:
     with ControlClient(front.url, front.control_token) as control:
         before = control.dumps()
     before_log = front.log_path.read_text(errors="replace")
-    head = (
-        f"POST {api.UPLOAD_PATH} HTTP/1.1\r\nHost: x\r\n"
-        f"{api.AUTHORIZATION}: {api.device_authorization(device['DeviceId'], device['DeviceSecret'])}\r\n"
-        f"{api.CONTENT_TYPE}: {api.GZIP_CONTENT_TYPE}\r\n{api.SIGNATURE_HEADER}: {new_signature()}\r\n"
-        f"Content-Length: {len(core_gz)}\r\n\r\n"
-    ).encode()
+    head = upload_head(device, len(core_gz))
     with connect(front) as s:
         s.sendall(head + core_gz[:100])
         raw, closed = read_until_closed(s, BODY_TIMEOUT + 5)
@@ -165,12 +170,7 @@ def test_a_client_leaving_mid_body_is_one_log_line(front, device, core_gz: bytes
     with ControlClient(front.url, front.control_token) as control:
         before = control.dumps()
     before_log = front.log_path.read_text(errors="replace")
-    head = (
-        f"POST {api.UPLOAD_PATH} HTTP/1.1\r\nHost: x\r\n"
-        f"{api.AUTHORIZATION}: {api.device_authorization(device['DeviceId'], device['DeviceSecret'])}\r\n"
-        f"{api.CONTENT_TYPE}: {api.GZIP_CONTENT_TYPE}\r\n{api.SIGNATURE_HEADER}: {new_signature()}\r\n"
-        f"Content-Length: {len(core_gz)}\r\n\r\n"
-    ).encode()
+    head = upload_head(device, len(core_gz))
     with connect(front) as s:
         s.sendall(head + core_gz[:1000])
         time.sleep(0.2)  # let the service start reading the body; the client then leaves
