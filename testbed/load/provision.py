@@ -117,6 +117,7 @@ def provision(
         operation = _check(
             client.post(f"/v2/tenants/{tenant_id}/products", json={"Name": f"{name}-product"}, headers=auth),
             "create product",
+            expect=(202,),  # an Operation, finished: the product is at its ResourceLocation
         )
         product = _check(client.get(operation["ResourceLocation"], headers=auth), "read the new product")
         group = _check(
