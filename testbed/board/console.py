@@ -69,6 +69,9 @@ def event_matcher(name: str, since: float | None = None, where: EventWhere = Non
     return match
 
 
+#: How far back from the end of the console buffer the end-of-command marker is looked for.
+MARKER_WINDOW = 64 * 1024
+
 class Console(SpawnBase):
     """A pexpect spawn reading from a pyserial port through a :class:`ConsoleReader`."""
 
@@ -180,11 +183,13 @@ class Console(SpawnBase):
         line = f"echo TB''{tag}S;{opening} {cmd}\n{closing}; echo TB''{tag}E$?"
         self.discard()
         self.sendline(line)
-        # Only the end marker is searched for, in a small window at the end of the
-        # buffer, so long outputs cost linear time; the output is cut from `before`.
+        # Only the end marker is searched for, in a window at the end of the buffer,
+        # so long outputs cost linear time; the output is cut from `before`. The window
+        # is wide: what follows the marker in the same read (a burst of @tb event lines
+        # when the command made an app crash) must not push it out of sight.
         end = re.compile(rf"TB{tag}E(\d+)\r*\n")
         try:
-            self.expect(end, timeout=timeout, searchwindowsize=256)
+            self.expect(end, timeout=timeout, searchwindowsize=MARKER_WINDOW)
         except pexpect.TIMEOUT:
             partial = clean_output(self.before or "")
             self.sendcontrol("c")
