@@ -99,13 +99,25 @@ class BoardWaits:
         return n
 
     def settle(self, boards: list[str], limit: float) -> None:
-        """Wait (bounded) until every crash seen since the start has its restart."""
+        """Wait (bounded) until every crash seen since the start has its restart and its outcome
+        (the reporter may print its upload-fail a moment after the app manager's deadline restart)."""
         deadline = Deadline(limit)
+        lacks: tuple[tuple[tuple[str, ...], Callable[[Any], bool]], ...] = (
+            (RESTARTS, lambda ep: ep.restart is None),
+            (OUTCOMES, lambda ep: ep.outcome is None),
+        )
         for b in boards:
-            mark = self.mark(b)
-            pending = sum(1 for ep in crash_episodes(self.events(b)) if ep.crash.t >= 0 and ep.restart is None)
-            if pending:
-                try:
-                    self.logs[b].wait_for(lambda e: e.name in RESTARTS, deadline, since=mark, count=pending)
-                except EventLogTimeout:
-                    pass  # the expectations say what is missing
+            for names, missing in lacks:
+                mark = self.mark(b)
+                pending = sum(1 for ep in crash_episodes(self.events(b)) if ep.crash.t >= 0 and missing(ep))
+                if pending:
+                    try:
+                        self.logs[b].wait_for(_named(names), deadline, since=mark, count=pending)
+                    except EventLogTimeout:
+                        pass  # the expectations say what is missing
+
+
+def _named(names: tuple[str, ...]) -> Callable[[Any], bool]:
+    """A predicate: an event whose name is one of ``names``."""
+    wanted = frozenset(names)
+    return lambda e: e.name in wanted

@@ -19,6 +19,7 @@ from testbed.board.qemu import QemuBoard
 from testbed.contract.device_api import CRASHDUMPS_PREFIX, INTENT_PATH, UPLOAD_PATH
 from testbed.crash.elfcore import read_core
 from testbed.crash.signature import core_signature
+from testbed.deadline import Deadline
 from testbed.scenario.tap import WireTap
 
 pytestmark = pytest.mark.e2e
@@ -111,7 +112,10 @@ def test_link_down_restarts_promptly_and_spools(board, tap, claimed_device, devi
     assert fail["reason"] in ("connect", "timeout")
     assert int(restart["after_ms"]) <= 5400
     assert restart.monotonic - t0 <= RESTART_LIMIT_S + 1.0  # includes the console round trip
-    assert spool_count(board) == 2  # the dump and its metadata, for the next sync
+    # the dump and its metadata, for the next sync (written just after the restart)
+    deadline = Deadline(10)
+    while spool_count(board) != 2:
+        assert not deadline.expired, "the failed dump was not spooled"
     board.link_up()
     t1 = time.monotonic()
     out, code = board.console.run("syncd --now", timeout=20)

@@ -19,9 +19,12 @@ def _image() -> SimpleNamespace:
                            hash="0" * 16)  # fmt: skip
 
 
+def _command(board: qemu.QemuBoard) -> list[str]:
+    return board._command(None, 1, 2)  # console and SSH ports: any
+
+
 def _accel(board: qemu.QemuBoard) -> str:
-    board.console_port, board.ssh_port = 1, 2
-    cmd = board._command(None)
+    cmd = _command(board)
     return cmd[cmd.index("-accel") + 1]
 
 
@@ -29,7 +32,7 @@ def test_the_profile_takes_its_cache_size_from_the_one_constant():
     board = qemu.QemuBoard(_image(), name="unit,profile", ssh=False)
     try:
         assert _accel(board) == f"tcg,tb-size={qemu.TRANSLATION_CACHE_MIB}"
-        cmd = board._command(None)
+        cmd = _command(board)
         assert cmd[cmd.index("-name") + 1] == "unit,,profile,debug-threads=on"  # QEMU's comma escape
         assert qemu.Capability.HOST_CPU in board.capabilities and board.host_cpu is None  # until QEMU starts
     finally:
@@ -43,7 +46,7 @@ def test_a_profiled_board_overrides_only_the_cache_size():
     try:
         assert _accel(board) == "tcg,tb-size=12" and _accel(plain) != "tcg,tb-size=12"
         plain.dir = board.dir  # each board has its own temp dir (QMP socket): compare the rest
-        a, b = board._command(None), plain._command(None)
+        a, b = _command(board), _command(plain)
         i = a.index("-accel") + 1
         assert a[:i] + a[i + 1:] == b[:i] + b[i + 1:]
     finally:
