@@ -45,7 +45,8 @@ def _mem_available() -> int:
 
 
 def measure(runs: int, side_by_side: int, budget_gib: float, image_dir: str | None) -> dict:
-    from testbed.board.qemu import RSS_LIMIT_MB, QemuBoard
+    from testbed.board.profile import RSS_LIMIT_MB
+    from testbed.board.qemu import QemuBoard
     from testbed.board.snapshot import ensure_snapshot
     from testbed.image.build import Image, ensure_image
 

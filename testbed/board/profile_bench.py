@@ -30,7 +30,8 @@ import click
 from testbed.board.console import Console
 from testbed.board.errors import BoardError
 from testbed.board.hostcpu import HostCpuMonitor
-from testbed.board.qemu import RSS_LIMIT_MB, TRANSLATION_CACHE_MIB, QemuBoard
+from testbed.board.profile import RSS_LIMIT_MB, TRANSLATION_CACHE_MIB
+from testbed.board.qemu import QemuBoard
 
 #: The sizes the issue's table compared (MiB).
 DEFAULT_SIZES = (12, 24, 32, 64)

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from testbed.board.errors import BoardError
-from testbed.board.qemu import PROFILE, QEMU, QemuBoard
+from testbed.board.profile import PROFILE, QEMU
+from testbed.board.qemu import QemuBoard
 from testbed.deadline import Deadline
 from testbed.image.build import Image, ensure_image
 from testbed.paths import cache_dir

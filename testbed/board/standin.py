@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from testbed.board.errors import BoardError
-from testbed.board.qemu import PROFILE, QEMU
+from testbed.board.profile import PROFILE, QEMU
 from testbed.board.qemu_process import die_with_parent, free_port
 from testbed.deadline import Deadline
 

@@ -175,7 +175,7 @@ def host_cpu_summary(result, sc, factory, starts: dict[str, float]) -> dict[str,
               help="Run the board with this translation cache (MiB) instead of the profile's (to compare).")
 def bench_crash(crashes: int, as_json: bool, report: str | None, out: str | None, tb_size: int | None) -> None:
     """Medians of crash-to-stored and crash-to-restart, link up and link down, on a real board."""
-    from testbed.board.qemu import TRANSLATION_CACHE_MIB
+    from testbed.board.profile import TRANSLATION_CACHE_MIB
     from testbed.crash.symbol_dirs import default_symbol_dirs
     from testbed.scenario.crashcost import RecordingFactory
     from testbed.scenario.runner import (

@@ -116,7 +116,8 @@ def event_log_of(board: Board) -> EventLog[Any]:
 def qemu_board_factory() -> BoardFactory:
     """Boards restored from the cached snapshot of the current image (made once if missing)."""
     from testbed.board.identity import Identity
-    from testbed.board.qemu import CAPABILITIES, QemuBoard
+    from testbed.board.profile import CAPABILITIES
+    from testbed.board.qemu import QemuBoard
     from testbed.board.snapshot import ensure_snapshot
     from testbed.image.build import ensure_image
 

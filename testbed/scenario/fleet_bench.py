@@ -213,7 +213,7 @@ def search(start: int, max_boards: int, budget_s: float, parallel: int,
 
 def issue_checks(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """What the issue asks this bench to show, from the sizes tried (None: not measured)."""
-    from testbed.board.qemu import RSS_LIMIT_MB
+    from testbed.board.profile import RSS_LIMIT_MB
 
     big = [r for r in rows if r["boards"] >= 32 and "late_restarts" in r]
     off = [r["by_kind"]["off"]["qemu_cpu_per_crash_s"]["median"] for r in rows
@@ -231,7 +231,7 @@ def issue_checks(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def measure(start: int, max_boards: int, budget_s: float, parallel: int, save: bool = True,
             tb_size_mib: int | None = None, require_unstarved: bool = False) -> dict[str, Any]:  # fmt: skip
-    from testbed.board.qemu import RSS_LIMIT_MB, TRANSLATION_CACHE_MIB
+    from testbed.board.profile import RSS_LIMIT_MB, TRANSLATION_CACHE_MIB
     from testbed.image.build import ensure_image
 
     image = ensure_image()

@@ -8,10 +8,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from testbed.board import qemu
+from testbed.board import profile, qemu
 from testbed.board.profile_bench import ProfiledBoard
 
-pytestmark = pytest.mark.skipif(shutil.which(qemu.QEMU) is None, reason="qemu-system-arm not installed")
+pytestmark = pytest.mark.skipif(shutil.which(profile.QEMU) is None, reason="qemu-system-arm not installed")
 
 
 def _image() -> SimpleNamespace:
@@ -31,7 +31,7 @@ def _accel(board: qemu.QemuBoard) -> str:
 def test_the_profile_takes_its_cache_size_from_the_one_constant():
     board = qemu.QemuBoard(_image(), name="unit,profile", ssh=False)
     try:
-        assert _accel(board) == f"tcg,tb-size={qemu.TRANSLATION_CACHE_MIB}"
+        assert _accel(board) == f"tcg,tb-size={profile.TRANSLATION_CACHE_MIB}"
         cmd = _command(board)
         assert cmd[cmd.index("-name") + 1] == "unit,,profile,debug-threads=on"  # QEMU's comma escape
         assert qemu.Capability.HOST_CPU in board.capabilities and board.host_cpu is None  # until QEMU starts
