@@ -42,7 +42,7 @@ from testbed.scenario.crashcost import (
     run_offset,
     summarize_kinds,
 )
-from testbed.scenario.schema import scenario_from_data
+from testbed.scenario.schema import MAX_BOARDS_PER_FLEET, scenario_from_data
 
 GROUP = "Bench/Storm"
 IDLE_SECONDS = 2
@@ -55,10 +55,15 @@ def _say(message: str) -> None:
 
 
 def storm_scenario(n: int, app: str = "crashapp") -> dict[str, Any]:
+    # a scenario fleet holds at most MAX_BOARDS_PER_FLEET boards: a larger storm is several fleets
+    # of one group (boards s0-1.., s1-1..), all crashing in the same step
+    fleets: dict[str, dict[str, Any]] = {}
+    for k, first in enumerate(range(0, n, MAX_BOARDS_PER_FLEET)):
+        fleets[f"s{k}"] = {"boards": min(MAX_BOARDS_PER_FLEET, n - first), "group": GROUP, "apps": [app]}
     return {
         "name": f"bench-fleet-{n}",
         "groups": {GROUP: {"allow_crash_dumps": True, "boundary": "EU"}},
-        "fleet": {"s": {"boards": n, "group": GROUP, "apps": [app]}},
+        "fleet": fleets,
         "steps": [
             {"sync": "all"},
             {"idle": {"for": f"{IDLE_SECONDS}s"}, "name": "phase idle"},
