@@ -12,7 +12,10 @@
  * its upload is done (datagram "done PID" on <run>/appmgr.sock), and at the
  * latest TB_DEADLINE_MS after the crash (the reporter's "crash PID MONO_MS" datagram marks
  * it); an app that crashed without a reporter (no consent) or exited cleanly is
- * restarted at once (after 1 s if it lived less than 1 s). Event per restart:
+ * restarted at once (after 1 s if it lived less than 1 s). A "done" that arrives once the
+ * deadline has passed (the reporter gave up at its own deadline, which starts at the same crash
+ * time) is a restart at the deadline: the app waited the whole deadline either way, so the two
+ * timers racing cannot change what the event says. Event per restart:
  *   @tb event=app-restart app=NAME after_ms=MS reason=crash|exit|killed upload=done|deadline|none
  */
 #include <errno.h>
@@ -167,6 +170,12 @@ static void restart(app_t *a, const char *upload)
     tb_ev_emit(&e);
 }
 
+/* The upload= word for a restart after the reporter's "done" seen at done_ms. */
+static const char *after_done(const app_t *a, int64_t done_ms)
+{
+    return done_ms - a->crash_ms >= TB_DEADLINE_MS ? TB_RESTART_UPLOAD_DEADLINE : TB_RESTART_UPLOAD_DONE;
+}
+
 static int core_signal(int s)
 {
     return s == SIGSEGV || s == SIGABRT || s == SIGFPE || s == SIGILL || s == SIGBUS || s == SIGTRAP ||
@@ -223,7 +232,7 @@ static void reaped(app_t *a, int status)
         return;
     }
     if (p->done) {
-        restart(a, TB_RESTART_UPLOAD_DONE);
+        restart(a, after_done(a, p->seen_ms));
         return;
     }
     a->state = ST_WAIT_UPLOAD;
@@ -253,7 +262,7 @@ static void on_message(char *msg)
         p->seen_ms = tb_mono_ms();
         for (int i = 0; i < napps; i++)
             if (apps[i].pid == pid && apps[i].state == ST_WAIT_UPLOAD && !apps[i].held)
-                restart(&apps[i], TB_RESTART_UPLOAD_DONE);
+                restart(&apps[i], after_done(&apps[i], p->seen_ms));
     }
 }
 

@@ -72,6 +72,12 @@ def event_matcher(name: str, since: float | None = None, where: EventWhere = Non
 #: How far back from the end of the console buffer the end-of-command marker is looked for.
 MARKER_WINDOW = 64 * 1024
 
+#: A shell prompt at the end of the output: "board:/# " on our image, "$ " or "# " on most shells.
+PROMPT = re.compile(r"[#$] $")
+
+#: How long interrupt() waits for the shell's prompt after a Ctrl-C.
+INTERRUPT_SETTLE_S = 1.0
+
 class Console(SpawnBase):
     """A pexpect spawn reading from a pyserial port through a :class:`ConsoleReader`."""
 
@@ -192,7 +198,7 @@ class Console(SpawnBase):
             self.expect(end, timeout=timeout, searchwindowsize=MARKER_WINDOW)
         except pexpect.TIMEOUT:
             partial = clean_output(self.before or "")
-            self.sendcontrol("c")
+            self.interrupt()
             raise ConsoleTimeout(
                 f"{self.name}: {cmd!r} did not finish in {timeout} s; output so far:\n{partial[-2000:]}"
             ) from None
@@ -211,16 +217,48 @@ class Console(SpawnBase):
         return output
 
     def wait_ready(self, timeout: float = 10) -> None:
-        """Wait until a shell answers on the console."""
+        """Wait until a shell answers on the console.
+
+        Each probe is one line (``echo`` of a fresh marker), so a probe cut short cannot leave
+        the shell inside an open ``{``; after a probe that got no answer, interrupt() puts the
+        shell back at its prompt before the next one.
+        """
         deadline = Deadline(timeout)
+        first = True
         while True:
             if deadline.expired:
                 raise ConsoleTimeout(f"{self.name}: no shell answered on the console in {timeout} s")
+            if not first:
+                self.interrupt(settle=deadline.remaining_or(INTERRUPT_SETTLE_S))
+                if deadline.expired:
+                    continue
+            first = False
+            tag = uuid.uuid4().hex[:10]
+            self.discard()
+            self.sendline(f"echo TB''{tag}R")
             try:
-                self.run("true", timeout=deadline.remaining_or(2.0))
+                self.expect(re.compile(rf"TB{tag}R\r*\n"), timeout=deadline.remaining_or(2.0))
                 return
-            except ConsoleTimeout:
+            except pexpect.TIMEOUT:
                 continue
+            except pexpect.EOF:
+                raise ConsoleClosed(f"{self.name}: the console closed while waiting for a shell") from None
+
+    def interrupt(self, settle: float = INTERRUPT_SETTLE_S) -> bool:
+        """Send Ctrl-C, then wait up to ``settle`` s for the shell's prompt; True if it came.
+
+        Linux's tty flushes its pending input when it turns a Ctrl-C into SIGINT, including bytes
+        that arrived in the same burst after it: a command typed right behind a Ctrl-C can lose
+        its first line (and its second then reads as a syntax error). Waiting for the prompt
+        means the interrupt has been handled before anything else is typed.
+        """
+        self.discard()
+        self.sendcontrol("c")
+        try:
+            self.expect(PROMPT, timeout=max(settle, 0.0))
+            return True
+        except (pexpect.TIMEOUT, pexpect.EOF):
+            return False
 
     def prepare(self, timeout: float = 10) -> None:
         """Wait for the shell, then turn the tty's echo off.

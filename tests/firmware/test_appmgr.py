@@ -96,6 +96,21 @@ def test_restart_at_the_deadline_without_done(appmgr):
     assert 5000 <= int(ev["after_ms"]) <= 5300
 
 
+def test_done_after_the_deadline_is_a_restart_at_the_deadline(appmgr):
+    # the reporter gives up at its own deadline, which starts at the same crash time as the app
+    # manager's: its "done" can arrive a few ms before the manager's timer fires; the app still
+    # waited the whole deadline, and the event must say so
+    fw = appmgr
+    pid = current_pid(fw)
+    n = len(fw.events())
+    notify(fw, f"crash {pid} {mono_ms() - 5001}")
+    notify(fw, f"done {pid}")
+    crash(fw, "--mode", "segv")
+    ev = fw.wait_event("app-restart", after=n)
+    assert ev["upload"] == "deadline" and ev["reason"] == "crash"
+    assert int(ev["after_ms"]) >= 5000
+
+
 def test_crash_without_reporter_restarts_at_once(appmgr):
     fw = appmgr
     n = len(fw.events())
