@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import threading
 import time
+import uuid
 
+import pexpect
 import pytest
 import serial
 
@@ -148,10 +151,16 @@ def test_kernel_panic_is_recognised_at_once(board):
 
 def test_pause_resume_and_reset_are_seen_over_qmp(board):
     board.pause()
-    with pytest.raises(ConsoleTimeout):
-        board.console.run("echo paused", timeout=1)
+    assert board.qmp.cmd("query-status")["status"] == "paused"
+    # a line typed while the board is paused gets no answer, and is not lost: it runs on resume
+    tag = uuid.uuid4().hex[:10]
+    board.console.discard()
+    board.console.sendline(f"echo TB''{tag}P")
+    answer = re.compile(rf"TB{tag}P\r*\n")
+    with pytest.raises(pexpect.TIMEOUT):
+        board.console.expect(answer, timeout=1)
     board.resume()
-    board.console.wait_ready(timeout=10)
+    board.console.expect(answer, timeout=10)
     names = [e.name for e in board.qmp_events]
     assert "STOP" in names and "RESUME" in names
     board.console.run_check("echo before-reset > /root/state")
@@ -159,6 +168,15 @@ def test_pause_resume_and_reset_are_seen_over_qmp(board):
     assert "RESET" in [e.name for e in board.qmp_events]
     board.console.wait_ready(timeout=10)
     assert board.console.run("cat /root/state")[1] != 0
+
+
+def test_a_command_that_times_out_leaves_the_shell_usable(board):
+    # the timeout sends Ctrl-C; the tty flushes input behind it, so the next command must wait
+    # for the prompt (Console.interrupt) or lose its first line
+    with pytest.raises(ConsoleTimeout):
+        board.console.run("sleep 30", timeout=1)
+    for i in range(5):
+        assert board.console.run(f"echo after-{i}", timeout=10) == (f"after-{i}", 0)
 
 
 def test_power_off_ends_the_board(board):
