@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 import threading
-import uuid
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +23,7 @@ import pexpect
 import serial
 from pexpect.spawnbase import SpawnBase
 
+from testbed.board.console_log import new_tag, typed_marker
 from testbed.board.console_reader import (
     DEATH_STRINGS,
     DEATH_STRINGS_ANYWHERE,
@@ -182,12 +182,13 @@ class Console(SpawnBase):
         Raises ConsoleTimeout (after sending Ctrl-C) when it does not finish in
         time, BoardCrashed when the kernel dies meanwhile.
         """
-        tag = uuid.uuid4().hex[:10]
+        tag = new_tag()
         # The markers are typed with quotes inside, so the echo of the typed line
         # never matches what the shell prints.
         opening, closing = ("(", ")") if subshell else ("{", "}")
-        line = f"echo TB''{tag}S;{opening} {cmd}\n{closing}; echo TB''{tag}E$?"
+        line = f"echo {typed_marker(tag, 'S')};{opening} {cmd}\n{closing}; echo {typed_marker(tag, 'E$?')}"
         self.discard()
+        self.reader.log.command(cmd)  # the log shows the command, not its wrapping
         self.sendline(line)
         # Only the end marker is searched for, in a window at the end of the buffer,
         # so long outputs cost linear time; the output is cut from `before`. The window
@@ -233,9 +234,9 @@ class Console(SpawnBase):
                 if deadline.expired:
                     continue
             first = False
-            tag = uuid.uuid4().hex[:10]
+            tag = new_tag()
             self.discard()
-            self.sendline(f"echo TB''{tag}R")
+            self.sendline(f"echo {typed_marker(tag, 'R')}")
             try:
                 self.expect(re.compile(rf"TB{tag}R\r*\n"), timeout=deadline.remaining_or(2.0))
                 return
@@ -253,6 +254,7 @@ class Console(SpawnBase):
         means the interrupt has been handled before anything else is typed.
         """
         self.discard()
+        self.reader.log.command("^C")
         self.sendcontrol("c")
         try:
             self.expect(PROMPT, timeout=max(settle, 0.0))
@@ -318,7 +320,13 @@ class Console(SpawnBase):
         self.reader.crash = None
 
     def tail(self, n: int = 50) -> list[str]:
-        return list(self.reader.lines)[-n:]
+        """The last ``n`` lines of the rendered log (times, typed commands; no markers)."""
+        return list(self.reader.log.tail)[-n:]
+
+    @property
+    def raw_log_path(self) -> Path | None:
+        """The raw transcript beside the rendered log (every byte read)."""
+        return self.reader.log.raw_path
 
     def interact(self, escape: bytes = b"\x1d", manage_echo: bool = True) -> None:
         """Hand the console to the user's terminal until they type the escape byte (Ctrl-]).
