@@ -13,10 +13,11 @@ exit code, like labgrid's shell driver, but in one round trip.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pexpect
@@ -103,6 +104,8 @@ class Console(SpawnBase):
             self.port, name=name, log_path=self.log_path, history_lines=history_lines, death_strings=death_strings
         )
         self._write_lock = threading.Lock()
+        self._echo_lock = threading.Lock()
+        self._echo_holders = 0
 
     # -- what the reader keeps --------------------------------------------------------
 
@@ -272,6 +275,31 @@ class Console(SpawnBase):
         self.wait_ready(timeout=timeout)
         self.run_check("stty -echo", timeout=timeout)
 
+    @property
+    def echo_sessions(self) -> int:
+        """How many echo_session()s are open (terminals attached)."""
+        return self._echo_holders
+
+    @contextlib.contextmanager
+    def echo_session(self) -> Iterator[None]:
+        """The tty's echo on while a person types at the console (prepare() turned it off).
+
+        Sessions may overlap (several attached terminals): the first turns echo on, the last
+        to end turns it off again, so the testbed's own commands run without echo after.
+        """
+        with self._echo_lock:
+            if self._echo_holders == 0:
+                self.run("stty echo", timeout=10)
+            self._echo_holders += 1
+        try:
+            yield
+        finally:
+            with self._echo_lock:
+                self._echo_holders -= 1
+                if self._echo_holders == 0 and self.isalive() and self.reader.crash is None:
+                    with contextlib.suppress(BoardError):
+                        self.run("stty -echo", timeout=10)
+
     # -- events --------------------------------------------------------------------------
 
     def add_listener(self, callback: Callable[[Event], None]) -> None:
@@ -328,15 +356,16 @@ class Console(SpawnBase):
         """The raw transcript beside the rendered log (every byte read)."""
         return self.reader.log.raw_path
 
-    def interact(self, escape: bytes = b"\x1d", manage_echo: bool = True) -> None:
+    def interact(self, escape: bytes = b"\x1d", manage_echo: bool = True) -> str:
         """Hand the console to the user's terminal until they type the escape byte (Ctrl-]).
 
         With ``manage_echo`` the board's echo is turned back on for the session
-        (and off again after), for a console that prepare() set up.
+        (and off again after), for a console that prepare() set up. Returns why it ended
+        (``console_interact.LEFT``, ``PORT_CLOSED`` or ``INPUT_CLOSED``).
         """
         from testbed.board.console_interact import interact
 
-        interact(self, escape=escape, manage_echo=manage_echo)
+        return interact(self, escape=escape, manage_echo=manage_echo)
 
     # -- lifetime ------------------------------------------------------------------------
 

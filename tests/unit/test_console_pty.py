@@ -6,16 +6,21 @@ from __future__ import annotations
 import os
 import re
 import select
+import socket
+import sys
 import threading
 import tty
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pexpect
 import pytest
 from ptyprocess import PtyProcess
 
 from testbed.board.console import Console
 from testbed.board.console_log import MARKER, LineRenderer, raw_path_for, render_text
+from testbed.board.console_share import ConsoleShare
+from testbed.deadline import Deadline
 
 STAMP = re.compile(r"^\[\d\d:\d\d:\d\d\.\d{3} \+\d+\.\d{3}\] ?")
 
@@ -143,3 +148,111 @@ def test_render_of_a_real_board_transcript():
 def test_a_typed_command_renders_as_a_shell_line():
     assert LineRenderer.command("cat /root/state") == ["$ cat /root/state"]
     assert LineRenderer.command("for i in 1 2\ndo echo $i\ndone") == ["$ for i in 1 2", "> do echo $i", "> done"]
+
+
+# -- lending the console to other terminals (testbed.board.console_share) ------------------
+
+
+@pytest.fixture
+def prepared(pty_shell, tmp_path) -> Iterator[Console]:
+    console = Console(pty_shell.path, log_path=tmp_path / "board.log", name="pty")
+    console.prepare(timeout=10)
+    yield console
+    console.close()
+
+
+def _read_until(read: Callable[[], bytes], wanted: bytes, timeout: float = 10) -> bytes:
+    seen = b""
+    deadline = Deadline(timeout)
+    while wanted not in seen:
+        if deadline.expired:
+            raise AssertionError(f"{wanted!r} did not come within {timeout} s; got {seen!r}")
+        seen += read()
+    return seen
+
+
+def _echo_is_off(console: Console) -> bool:
+    output, code = console.run("stty -a")
+    assert code == 0
+    return " -echo " in f" {output} ".replace("\n", " ")
+
+
+def test_a_socket_share_gives_a_terminal_the_shell_with_echo_and_the_testbed_keeps_its_console(prepared):
+    with ConsoleShare(prepared, "socket") as share:
+        assert share.address.startswith("socket://127.0.0.1:")
+        port = int(share.address.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as a, \
+                socket.create_connection(("127.0.0.1", port), timeout=5) as b:  # fmt: skip
+            a.settimeout(0.2)
+            b.settimeout(0.2)
+            _wait_sessions(prepared, 2)  # both attached
+            a.sendall(b"echo $((6*7))\n")
+            seen_a = _read_until(lambda: _recv(a), b"42\r\n")
+            assert b"echo $((6*7))" in seen_a  # typed text echoed by the board's tty
+            _read_until(lambda: _recv(b), b"42\r\n")  # every terminal sees the board's output
+        # both left: echo is off again, and the testbed's own commands still work
+        _wait_sessions(prepared, 0)
+        assert prepared.run("echo after") == ("after", 0)
+        assert _echo_is_off(prepared)
+    assert any(line.endswith("] 42") for line in prepared.tail(50))  # the testbed's log has the session
+
+
+def test_a_pty_share_is_a_serial_line_one_terminal_opens(prepared):
+    with ConsoleShare(prepared, "pty") as share:
+        assert share.address.startswith("/dev/pts/")
+        fd = os.open(share.address, os.O_RDWR | os.O_NOCTTY)
+        try:
+            tty.setraw(fd)
+
+            def read() -> bytes:
+                ready, _, _ = select.select([fd], [], [], 0.2)
+                return os.read(fd, 4096) if ready else b""
+
+            os.write(fd, b"echo hello-$((1+1))\n")
+            seen = _read_until(read, b"hello-2\r\n")
+            assert b"echo hello-$((1+1))" in seen
+        finally:
+            os.close(fd)
+        _wait_sessions(prepared, 0)
+        assert prepared.run("echo after") == ("after", 0) and _echo_is_off(prepared)
+        # and again: a second terminal after the first left
+        fd = os.open(share.address, os.O_RDWR | os.O_NOCTTY)
+        try:
+            tty.setraw(fd)
+            os.write(fd, b"echo again\n")
+            _read_until(lambda: os.read(fd, 4096) if select.select([fd], [], [], 0.2)[0] else b"", b"again\r\n")
+        finally:
+            os.close(fd)
+
+
+def test_board_console_attaches_to_a_share_with_echo_and_ctrl_bracket_leaves(prepared, tmp_path):
+    with ConsoleShare(prepared, "socket") as share:
+        child = pexpect.spawn(sys.executable, ["-m", "testbed.cli", "board", "console", share.address],
+                              encoding="utf-8", timeout=20)
+        try:
+            child.expect("Ctrl-] leaves")
+            child.expect("board:/# ")
+            child.send("echo $((6*7))\r")
+            child.expect(re.escape("echo $((6*7))"))  # the echo
+            child.expect("42")
+            child.send("\x1d")
+            child.expect("left socket://")
+            child.expect(pexpect.EOF)
+        finally:
+            child.close(force=True)
+        assert child.exitstatus == 0
+        assert prepared.run("echo still-here") == ("still-here", 0)
+
+
+def _wait_sessions(console: Console, count: int, timeout: float = 10) -> None:
+    deadline = Deadline(timeout)
+    while console.echo_sessions != count:
+        assert not deadline.expired, f"{console.echo_sessions} terminal session(s), not {count}"
+        threading.Event().wait(0.02)
+
+
+def _recv(sock: socket.socket) -> bytes:
+    try:
+        return sock.recv(4096)
+    except TimeoutError:
+        return b""
