@@ -12,7 +12,7 @@ turns the tty's echo off). The rendered log (``<name>.log``) then reads::
 
 - each command the testbed typed is a ``$ command`` line (``console.run()``'s wrapping
   ``echo TB..S;{ ... }; echo TB..E$?`` is not shown, only the command), a non-zero exit
-  code a ``(exit N)`` line after its output;
+  code a ``(exit N)`` line after its output, a ``--secret`` argument as ``***``;
 - the echo of that wrapping (the tty echoes until ``prepare()`` turns echo off),
   the markers (``TB<tag>S``, ``TB<tag>E<code>``, ``TB<tag>R``) and the prompts they leave
   alone on a line are dropped, as are terminal escapes and carriage returns;
@@ -48,6 +48,8 @@ TYPED_MARKER = re.compile(rf"TB''[0-9a-f]{{{TAG_LENGTH}}}")
 _ONLY_PROMPTS = re.compile(r"^\s*(?:\S*[#$]\s)?\s*(?:>\s*)*$")
 #: A prompt in front of an ``@tb`` line (the event came while the shell was waiting).
 _PROMPT_BEFORE_EVENT = re.compile(r"^\s*(?:\S*[#$]\s|>\s)+(?=" + re.escape(EVENT_PREFIX) + ")")
+#: A secret on a typed command line (tb-provision's): the log shows it as ***.
+_SECRET_ARG = re.compile(r"(--secret[ =])('[^']*'|\S+)")
 #: Terminal escapes (cursor queries, line editing) and control characters but tab.
 _ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Za-z0-9]|[\x00-\x08\x0b-\x1f\x7f]")
 
@@ -98,8 +100,8 @@ class LineRenderer:
 
     @staticmethod
     def command(cmd: str) -> list[str]:
-        """A command the testbed typed, as ``$ cmd`` (continuation lines as ``> ...``)."""
-        first, *rest = cmd.rstrip("\n").split("\n")
+        """A command the testbed typed, as ``$ cmd`` (continuation lines as ``> ...``; secrets as ***)."""
+        first, *rest = _SECRET_ARG.sub(r"\1***", cmd).rstrip("\n").split("\n")
         return [f"$ {first}", *(f"> {line}" for line in rest)]
 
 

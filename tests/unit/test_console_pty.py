@@ -147,6 +147,8 @@ def test_render_of_a_real_board_transcript():
 
 def test_a_typed_command_renders_as_a_shell_line():
     assert LineRenderer.command("cat /root/state") == ["$ cat /root/state"]
+    assert LineRenderer.command("tb-provision --device-id ab --secret 'x y' --service 10.0.2.2:1") == [
+        "$ tb-provision --device-id ab --secret *** --service 10.0.2.2:1"]
     assert LineRenderer.command("for i in 1 2\ndo echo $i\ndone") == ["$ for i in 1 2", "> do echo $i", "> done"]
 
 
