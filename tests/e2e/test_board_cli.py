@@ -149,3 +149,17 @@ def test_board_run_provisions_against_a_running_service(board_image, board_snaps
     )
     assert result.returncode == 0, result.stderr + result.stdout  # the board synced with that service again
     assert f"provisioned as {device.device_id[:16]}... and synced" in result.stderr
+
+
+def test_board_run_claims_a_device_into_a_group_and_provisions_it(board_image, board_snapshot, tenant_admin,
+                                                                  device_group, service):
+    group = device_group(enabled=True)
+    result = subprocess.run(
+        [*TESTBED, "board", "run", "--image", str(board_image.path), "--provision", service.url,
+         "--device-group", group["Name"], "--token", tenant_admin.token, "syncd --now"],
+        capture_output=True, text=True, timeout=180,
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    claimed = tenant_admin.devices_in_group(tenant_admin.tenant_id, group["Id"])
+    assert len(claimed) == 1
+    assert f"provisioned as {claimed[0]['DeviceId'][:16]}... and synced" in result.stderr
