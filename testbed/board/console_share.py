@@ -187,8 +187,8 @@ class ConsoleShare:
                         if not data:
                             break
                         self.console.send(data)
-            except BoardError:
-                return
+            except BoardError:  # echo could not be turned on (a busy board): try again shortly
+                self._closing.wait(1.0)
 
     # -- lifetime --------------------------------------------------------------------------
 

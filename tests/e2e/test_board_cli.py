@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -163,3 +164,25 @@ def test_board_run_claims_a_device_into_a_group_and_provisions_it(board_image, b
     claimed = tenant_admin.devices_in_group(tenant_admin.tenant_id, group["Id"])
     assert len(claimed) == 1
     assert f"provisioned as {claimed[0]['DeviceId'][:16]}... and synced" in result.stderr
+
+
+def test_a_failing_pytest_test_shows_the_rendered_console(tmp_path, board_image, board_snapshot):
+    """A user's test, outside the repo, that fails: its report section shows typed commands with
+    times and exit codes, none of the testbed's markers, and where both logs are."""
+    (tmp_path / "test_user.py").write_text(
+        "def test_state(board):\n"
+        "    board.console.run('cat /nonexistent/state')\n"
+        "    assert board.console.run('echo done')[0] == 'not done'\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--board-image", str(board_image.path),
+         "test_user.py"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    out = result.stdout
+    assert "console (call)" in out and "raw transcript: " in out
+    section = out[out.index("console (call)"):]
+    assert re.search(r"\[\d\d:\d\d:\d\d\.\d{3} \+\d+\.\d{3}\] \$ cat /nonexistent/state\n.*\n.*\(exit 1\)", section)
+    assert re.search(r"\] \$ echo done\n.*\] done\n", section)
+    assert not re.search(r"TB[0-9a-f]{10}", section) and "TB''" not in section
