@@ -229,8 +229,8 @@ def test_a_pty_share_is_a_serial_line_one_terminal_opens(prepared):
 
 def test_board_console_attaches_to_a_share_with_echo_and_ctrl_bracket_leaves(prepared, tmp_path):
     with ConsoleShare(prepared, "socket") as share:
-        child = pexpect.spawn(sys.executable, ["-m", "testbed.cli", "board", "console", share.address],
-                              encoding="utf-8", timeout=20)
+        attach = f"{sys.executable} -m testbed.cli board console {share.address}; stty -a"
+        child = pexpect.spawn("/bin/sh", ["-c", attach], encoding="utf-8", timeout=20)
         try:
             child.expect("Ctrl-] leaves")
             child.expect("board:/# ")
@@ -240,6 +240,8 @@ def test_board_console_attaches_to_a_share_with_echo_and_ctrl_bracket_leaves(pre
             child.send("\x1d")
             child.expect("left socket://")
             child.expect(pexpect.EOF)
+            settings = child.before.split()  # the terminal as `board console` left it: restored
+            assert "icanon" in settings and "echo" in settings and "-icanon" not in settings
         finally:
             child.close(force=True)
         assert child.exitstatus == 0
@@ -258,3 +260,19 @@ def _recv(sock: socket.socket) -> bytes:
         return sock.recv(4096)
     except TimeoutError:
         return b""
+
+
+def test_board_console_says_when_the_share_goes_away(prepared):
+    share = ConsoleShare(prepared, "socket")
+    child = pexpect.spawn(sys.executable, ["-m", "testbed.cli", "board", "console", share.address],
+                          encoding="utf-8", timeout=20)
+    try:
+        child.expect("Ctrl-] leaves")
+        _wait_sessions(prepared, 1)
+        share.close()  # `board boot` ended
+        child.expect("closed \\(the board powered off, or its `board boot` ended\\)")
+        child.expect("detached from socket://")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+        share.close()
