@@ -162,12 +162,17 @@ def run_command(command: str, cold: bool, over_ssh: bool, image_dir: str | None,
 
 
 @board.command("console")
-@click.argument("port")
+@click.argument("port", metavar="ADDRESS")
 @click.option("--baudrate", type=int, default=115200, show_default=True)
-@click.option("--log", "log_path", type=click.Path(dir_okay=False), help="Also write everything read to this file.")
-def console_command(port: str, baudrate: int, log_path: str | None) -> None:
-    """Attach to any board's serial console: a device (/dev/ttyUSB0) or a pyserial URL
-    (socket://host:port, rfc2217://host:port). Ctrl-] leaves; @tb events are listed on leaving."""
+@click.option("--log", "log_path", type=click.Path(dir_okay=False),
+              help="Also write the console log here (rendered, with times; the raw transcript beside it).")
+@click.option("--echo", is_flag=True,
+              help="Turn the board's tty echo on for the session and off after: for a console a testbed "
+                   "left with echo off that no `board boot` serves (those turn it on themselves).")
+def console_command(port: str, baudrate: int, log_path: str | None, echo: bool) -> None:
+    """Attach to a board's console: the ADDRESS `testbed board boot` printed (socket://127.0.0.1:PORT
+    or /dev/pts/N), a device (/dev/ttyUSB0) or a pyserial URL (socket://host:port, rfc2217://host:port).
+    Ctrl-] leaves; @tb events are listed on leaving."""
     from testbed.board.console import Console
 
     try:
@@ -178,9 +183,14 @@ def console_command(port: str, baudrate: int, log_path: str | None) -> None:
 
     click.echo(f"attached to {port}; Ctrl-] leaves", err=True)
     try:
-        why = console.interact(manage_echo=False)
+        why = console.interact(manage_echo=echo)
+    except BoardError as exc:
+        raise click.ClickException(f"{port}: {exc}") from exc
     finally:
         console.close()
+    if console.reader.contended_reads:
+        click.echo(f"\nanother process reads {port} too ({console.reader.contended_reads} read(s) lost to it): "
+                   "the output was split between you; attach to the address `board boot` printed", err=True)
     if why == PORT_CLOSED:
         click.echo(f"\n{port} closed (the board powered off, or its `board boot` ended)", err=True)
     click.echo(f"\n{'left' if why == LEFT else 'detached from'} {port}; {len(console.events)} @tb event(s) seen",

@@ -51,6 +51,12 @@ DEATH_STRINGS_ANYWHERE = tuple(re.compile(m) for m in _DEATH_MESSAGES)
 _ANSI_QUERY = re.compile(rb"\x1b\[6n")
 #: A line longer than this with no newline is taken as a line.
 _MAX_LINE = 8192
+#: pyserial's words for a read that select() said was ready but that got nothing: another
+#: process read the bytes first (two readers on one tty), or a device that went away.
+_CONTENDED = "multiple access on port"
+#: How many such reads in a row, with no data between, make the port count as gone (a device
+#: that went away is "ready" and empty at once, again and again; a second reader costs one a chunk).
+CONTENDED_GIVE_UP = 1000
 
 
 @dataclass(frozen=True)
@@ -130,6 +136,8 @@ class ConsoleReader:
         self._raw_listeners: list[Callable[[bytes], None]] = []
         self.eof = False
         self.closing = False
+        #: Reads lost to another process reading the same tty (its output is split between both).
+        self.contended_reads = 0
         self._thread = threading.Thread(target=self._read_loop, name=f"console-{name}", daemon=True)
         self._thread.start()
 
@@ -150,6 +158,7 @@ class ConsoleReader:
         if fd is not None:
             # select() on the fd, then take whatever is there: no wait for a full buffer.
             self.port.timeout = 0
+        contended_in_a_row = 0
         while not self.closing:
             try:
                 if fd is not None:
@@ -159,6 +168,16 @@ class ConsoleReader:
                     data = self.port.read(65536)
                 else:
                     data = self.port.read(max(1, self.port.in_waiting))
+                contended_in_a_row = 0
+            except serial.SerialException as exc:
+                # Another reader took the bytes: not a closed port (an attach must not leave by
+                # itself), unless nothing at all comes for a while (a device that went away).
+                if _CONTENDED in str(exc):
+                    self.contended_reads += 1
+                    contended_in_a_row += 1
+                    if contended_in_a_row < CONTENDED_GIVE_UP:
+                        continue
+                data = None
             except Exception:  # the port went away (QEMU quit, cable pulled)
                 data = None
             if data is None or (data == b"" and not getattr(self.port, "is_open", True)):
