@@ -10,12 +10,16 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from testbed.board import cli_provision
 from testbed.board.errors import BoardError
+
+if TYPE_CHECKING:
+    from testbed.board.identity import Identity
+    from testbed.board.qemu import QemuBoard
 
 
 def _progress(message: str) -> None:
@@ -116,7 +120,7 @@ def boot(snapshot: bool, count: int, image_dir: str | None, timeout: float, atta
         click.echo("boards powered off", err=True)
 
 
-def _identities(options: dict[str, Any], count: int) -> list:
+def _identities(options: dict[str, Any], count: int) -> list[Identity]:
     """The identities --provision asks for (checked, the service reached, devices claimed) or []."""
     plan = cli_provision.plan(**options, count=count)
     if plan is None:
@@ -125,7 +129,7 @@ def _identities(options: dict[str, Any], count: int) -> list:
     return cli_provision.identities(plan, count, _progress)
 
 
-def _provision(boards: list, identities: list) -> None:
+def _provision(boards: list[QemuBoard], identities: list[Identity]) -> None:
     for b, identity in zip(boards, identities, strict=False):
         cli_provision.provision(b, identity, _progress)
 
