@@ -90,8 +90,9 @@ def test_board_console_refuses_a_port_it_cannot_open():
     assert result.returncode != 0 and "cannot open /dev/ttyNOPE9" in result.stderr
 
 
-def _boot_no_attach(board_image, *extra: str) -> tuple[pexpect.spawn, str]:
-    """`board boot --snapshot --no-attach` in its own process; the console address it printed."""
+def _boot_no_attach(board_image, *extra: str) -> tuple[pexpect.spawn, str, str]:
+    """`board boot --snapshot --no-attach` in its own process; the console address it printed, and
+    all it printed until the boards were up."""
     boot = pexpect.spawn(
         sys.executable,
         ["-m", "testbed.cli", "board", "boot", "--snapshot", "--no-attach", "--image", str(board_image.path), *extra],
@@ -99,8 +100,9 @@ def _boot_no_attach(board_image, *extra: str) -> tuple[pexpect.spawn, str]:
     )
     boot.expect(r"board-1: console (\S+) ")
     address = boot.match.group(1)
+    shown = boot.before + boot.after
     boot.expect("boards are up")
-    return boot, address
+    return boot, address, shown + boot.before
 
 
 def _attach_and_type(address: str, command: str, answer: str) -> str:
@@ -126,7 +128,7 @@ def _attach_and_type(address: str, command: str, answer: str) -> str:
 
 @pytest.mark.parametrize("kind", ["socket", "pty"])
 def test_board_console_attaches_to_what_board_boot_printed(board_image, board_snapshot, kind):
-    boot, address = _boot_no_attach(board_image, *(["--pty"] if kind == "pty" else []))
+    boot, address, _ = _boot_no_attach(board_image, *(["--pty"] if kind == "pty" else []))
     try:
         assert address.startswith("socket://127.0.0.1:" if kind == "socket" else "/dev/pts/")
         shown = _attach_and_type(address, "echo from-$((6*7))-attach", "from-42-attach")
@@ -186,3 +188,18 @@ def test_a_failing_pytest_test_shows_the_rendered_console(tmp_path, board_image,
     assert re.search(r"\[\d\d:\d\d:\d\d\.\d{3} \+\d+\.\d{3}\] \$ cat /nonexistent/state\n.*\n.*\(exit 1\)", section)
     assert re.search(r"\] \$ echo done\n.*\] done\n", section)
     assert not re.search(r"TB[0-9a-f]{10}", section) and "TB''" not in section
+
+
+def test_board_boot_provisioned_against_a_running_service_then_attached(board_image, board_snapshot,
+                                                                        claimed_device):
+    device = claimed_device()
+    boot, address, shown = _boot_no_attach(board_image, "--provision", device.url, "--device-id",
+                                           device.device_id, "--secret", device.secret)
+    try:
+        assert f"board-1: provisioned as {device.device_id[:16]}... and synced" in shown
+        _attach_and_type(address, "syncd --now", "sync ok: optIn=true")  # the service answers the board
+        boot.sendintr()
+        boot.expect("boards powered off")
+        boot.expect(pexpect.EOF)
+    finally:
+        boot.close(force=True)
