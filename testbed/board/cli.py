@@ -150,6 +150,7 @@ def run_command(command: str, cold: bool, over_ssh: bool, image_dir: str | None,
     except BoardError as exc:
         raise click.ClickException(str(exc)) from exc
     try:
+        _progress(f"{b.name}: console log {b.log_path}")
         _provision([b], identities)
         if over_ssh:
             with b.ssh() as ssh:
