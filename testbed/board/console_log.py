@@ -4,8 +4,8 @@ The console reader hands every complete line to :class:`ConsoleLog`, and the con
 tells it each command the testbed typed (the shell does not echo them: the testbed
 turns the tty's echo off). The rendered log (``<name>.log``) then reads::
 
-    # console of board-1, opened 2026-12-02 09:48:11 UTC; [wall clock +seconds since opened]
-    # raw transcript: board-1.raw.log
+    # console of board-1, opened 2026-12-02 09:48:11 UTC; [wall clock (UTC) +seconds since opened]
+    # '$ ...' lines are the commands the testbed typed; raw transcript: board-1.raw.log
     [09:48:11.902 +0.790] $ cat /root/state
     [09:48:11.911 +0.799] provisioned=1
     [09:48:12.020 +0.908] @tb event=sync-ok optin=1 boundary=EU validity=172800 throttled=0
