@@ -10,10 +10,16 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from testbed.board import cli_provision
 from testbed.board.errors import BoardError
+
+if TYPE_CHECKING:
+    from testbed.board.identity import Identity
+    from testbed.board.qemu import QemuBoard
 
 
 def _progress(message: str) -> None:
@@ -29,13 +35,13 @@ def _image(image_dir: str | None):
         raise click.ClickException(str(exc)) from exc
 
 
-def _start_boards(count: int, snapshot: bool, image_dir: str | None, timeout: float, console: str = "socket"):
+def _start_boards(count: int, snapshot: bool, image_dir: str | None, timeout: float):
     from testbed.board.qemu import QemuBoard
     from testbed.board.snapshot import ensure_snapshot
 
     img = _image(image_dir)
     snap = ensure_snapshot(img, boot_timeout=timeout, progress=lambda m: _progress(f"[snapshot] {m}")) if snapshot else None
-    boards = [QemuBoard(img, name=f"board-{i + 1}", boot_timeout=timeout, console=console) for i in range(count)]
+    boards = [QemuBoard(img, name=f"board-{i + 1}", boot_timeout=timeout) for i in range(count)]
 
     def start(b: QemuBoard) -> QemuBoard:
         t0 = time.monotonic()
@@ -69,30 +75,63 @@ def board() -> None:
 @click.option("--timeout", type=float, default=90, show_default=True, help="Seconds a cold boot may take.")
 @click.option("--attach/--no-attach", default=True, show_default=True,
               help="Attach the terminal to board 1's console (Ctrl-] leaves); else wait for Ctrl-C.")
-@click.option("--pty", is_flag=True, help="Give the console as a /dev/pts tty instead of a TCP socket.")
-def boot(snapshot: bool, count: int, image_dir: str | None, timeout: float, attach: bool, pty: bool) -> None:
-    """Boot boards and attach an interactive console. All boards power off when you leave."""
+@click.option("--pty", is_flag=True, help="Serve each console as a /dev/pts tty instead of a TCP port.")
+@cli_provision.provision_options
+def boot(snapshot: bool, count: int, image_dir: str | None, timeout: float, attach: bool, pty: bool,
+         **provision: Any) -> None:  # fmt: skip
+    """Boot boards and attach an interactive console. All boards power off when you leave.
+
+    Each board's console is served at the address printed (socket://127.0.0.1:PORT, or a
+    /dev/pts/N with --pty): `testbed board console ADDRESS` from another terminal attaches to it,
+    with echo, while this process keeps the board's log; Ctrl-] leaves.
+    """
+    from testbed.board.console_share import ConsoleShare
+
+    identities = _identities(provision, count)
     try:
-        boards = _start_boards(count, snapshot, image_dir, timeout, console="pty" if pty else "socket")
+        boards = _start_boards(count, snapshot, image_dir, timeout)
     except BoardError as exc:
         raise click.ClickException(str(exc)) from exc
+    shares: list[ConsoleShare] = []
     try:
+        _provision(boards, identities)
         for b in boards:
-            where = b.console_path or f"socket://127.0.0.1:{b.console_port}"
-            click.echo(f"{b.name}: console {where}  ssh -p {b.ssh_port} root@127.0.0.1  log {b.log_path}", err=True)
+            assert b.console is not None  # started
+            shares.append(ConsoleShare(b.console, "pty" if pty else "socket"))
+            click.echo(f"{b.name}: console {shares[-1].address}  ssh -p {b.ssh_port} root@127.0.0.1  "
+                       f"log {b.log_path}", err=True)  # fmt: skip
         if attach and sys.stdin.isatty():
             click.echo(f"attached to {boards[0].name}'s console; Ctrl-] leaves (and powers all boards off)", err=True)
             boards[0].console.interact()
         else:
-            click.echo("boards are up; Ctrl-C powers them off", err=True)
+            click.echo("boards are up; attach with `testbed board console ADDRESS` (Ctrl-] leaves); "
+                       "Ctrl-C powers them off", err=True)  # fmt: skip
             while all(b.alive for b in boards):
                 time.sleep(0.5)
     except KeyboardInterrupt:
         pass
+    except BoardError as exc:
+        raise click.ClickException(str(exc)) from exc
     finally:
+        for share in shares:
+            share.close()
         for b in boards:
             b.close()
         click.echo("boards powered off", err=True)
+
+
+def _identities(options: dict[str, Any], count: int) -> list[Identity]:
+    """The identities --provision asks for (checked, the service reached, devices claimed) or []."""
+    plan = cli_provision.plan(**options, count=count)
+    if plan is None:
+        return []
+    cli_provision.check_reachable(plan)
+    return cli_provision.identities(plan, count, _progress)
+
+
+def _provision(boards: list[QemuBoard], identities: list[Identity]) -> None:
+    for b, identity in zip(boards, identities, strict=False):
+        cli_provision.provision(b, identity, _progress)
 
 
 @board.command("run")
@@ -101,13 +140,18 @@ def boot(snapshot: bool, count: int, image_dir: str | None, timeout: float, atta
 @click.option("--ssh", "over_ssh", is_flag=True, help="Run the command over SSH instead of the console.")
 @click.option("--image", "image_dir", type=click.Path(exists=True, file_okay=False), help="A built image directory.")
 @click.option("--timeout", type=float, default=60, show_default=True, help="Seconds the command may take.")
-def run_command(command: str, cold: bool, over_ssh: bool, image_dir: str | None, timeout: float) -> None:
+@cli_provision.provision_options
+def run_command(command: str, cold: bool, over_ssh: bool, image_dir: str | None, timeout: float,
+                **provision: Any) -> None:  # fmt: skip
     """Start a board, run COMMAND in its shell, print the output and exit with its exit code."""
+    identities = _identities(provision, 1)
     try:
         (b,) = _start_boards(1, not cold, image_dir, 90)
     except BoardError as exc:
         raise click.ClickException(str(exc)) from exc
     try:
+        _progress(f"{b.name}: console log {b.log_path}")
+        _provision([b], identities)
         if over_ssh:
             with b.ssh() as ssh:
                 output, code = ssh.run(command, timeout=timeout)
@@ -123,24 +167,39 @@ def run_command(command: str, cold: bool, over_ssh: bool, image_dir: str | None,
 
 
 @board.command("console")
-@click.argument("port")
+@click.argument("port", metavar="ADDRESS")
 @click.option("--baudrate", type=int, default=115200, show_default=True)
-@click.option("--log", "log_path", type=click.Path(dir_okay=False), help="Also write everything read to this file.")
-def console_command(port: str, baudrate: int, log_path: str | None) -> None:
-    """Attach to any board's serial console: a device (/dev/ttyUSB0) or a pyserial URL
-    (socket://host:port, rfc2217://host:port). Ctrl-] leaves; @tb events are listed on leaving."""
+@click.option("--log", "log_path", type=click.Path(dir_okay=False),
+              help="Also write the console log here (rendered, with times; the raw transcript beside it).")
+@click.option("--echo", is_flag=True,
+              help="Turn the board's tty echo on for the session and off after: for a console a testbed "
+                   "left with echo off that no `board boot` serves (those turn it on themselves).")
+def console_command(port: str, baudrate: int, log_path: str | None, echo: bool) -> None:
+    """Attach to a board's console: the ADDRESS `testbed board boot` printed (socket://127.0.0.1:PORT
+    or /dev/pts/N), a device (/dev/ttyUSB0) or a pyserial URL (socket://host:port, rfc2217://host:port).
+    Ctrl-] leaves; @tb events are listed on leaving."""
     from testbed.board.console import Console
 
     try:
         console = Console(port, log_path=log_path, baudrate=baudrate, name=port)
     except Exception as exc:  # pyserial raises SerialException, ValueError, OSError
         raise click.ClickException(f"cannot open {port}: {exc}") from exc
+    from testbed.board.console_interact import LEFT, PORT_CLOSED
+
     click.echo(f"attached to {port}; Ctrl-] leaves", err=True)
     try:
-        console.interact(manage_echo=False)
+        why = console.interact(manage_echo=echo)
+    except BoardError as exc:
+        raise click.ClickException(f"{port}: {exc}") from exc
     finally:
         console.close()
-    click.echo(f"\nleft {port}; {len(console.events)} @tb event(s) seen", err=True)
+    if console.reader.contended_reads:
+        click.echo(f"\nanother process reads {port} too ({console.reader.contended_reads} read(s) lost to it): "
+                   "the output was split between you; attach to the address `board boot` printed", err=True)
+    if why == PORT_CLOSED:
+        click.echo(f"\n{port} closed (the board powered off, or its `board boot` ended)", err=True)
+    click.echo(f"\n{'left' if why == LEFT else 'detached from'} {port}; {len(console.events)} @tb event(s) seen",
+               err=True)  # fmt: skip
     for event in console.events[-20:]:
         click.echo(f"  {event.name} {event.fields}", err=True)
 

@@ -13,17 +13,18 @@ exit code, like labgrid's shell driver, but in one round trip.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
-import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pexpect
 import serial
 from pexpect.spawnbase import SpawnBase
 
+from testbed.board.console_log import new_tag, typed_marker
 from testbed.board.console_reader import (
     DEATH_STRINGS,
     DEATH_STRINGS_ANYWHERE,
@@ -103,6 +104,8 @@ class Console(SpawnBase):
             self.port, name=name, log_path=self.log_path, history_lines=history_lines, death_strings=death_strings
         )
         self._write_lock = threading.Lock()
+        self._echo_lock = threading.Lock()
+        self._echo_holders = 0
 
     # -- what the reader keeps --------------------------------------------------------
 
@@ -182,12 +185,13 @@ class Console(SpawnBase):
         Raises ConsoleTimeout (after sending Ctrl-C) when it does not finish in
         time, BoardCrashed when the kernel dies meanwhile.
         """
-        tag = uuid.uuid4().hex[:10]
+        tag = new_tag()
         # The markers are typed with quotes inside, so the echo of the typed line
         # never matches what the shell prints.
         opening, closing = ("(", ")") if subshell else ("{", "}")
-        line = f"echo TB''{tag}S;{opening} {cmd}\n{closing}; echo TB''{tag}E$?"
+        line = f"echo {typed_marker(tag, 'S')};{opening} {cmd}\n{closing}; echo {typed_marker(tag, 'E$?')}"
         self.discard()
+        self.reader.log.command(cmd)  # the log shows the command, not its wrapping
         self.sendline(line)
         # Only the end marker is searched for, in a window at the end of the buffer,
         # so long outputs cost linear time; the output is cut from `before`. The window
@@ -233,9 +237,9 @@ class Console(SpawnBase):
                 if deadline.expired:
                     continue
             first = False
-            tag = uuid.uuid4().hex[:10]
+            tag = new_tag()
             self.discard()
-            self.sendline(f"echo TB''{tag}R")
+            self.sendline(f"echo {typed_marker(tag, 'R')}")
             try:
                 self.expect(re.compile(rf"TB{tag}R\r*\n"), timeout=deadline.remaining_or(2.0))
                 return
@@ -253,6 +257,7 @@ class Console(SpawnBase):
         means the interrupt has been handled before anything else is typed.
         """
         self.discard()
+        self.reader.log.command("^C")
         self.sendcontrol("c")
         try:
             self.expect(PROMPT, timeout=max(settle, 0.0))
@@ -269,6 +274,31 @@ class Console(SpawnBase):
         """
         self.wait_ready(timeout=timeout)
         self.run_check("stty -echo", timeout=timeout)
+
+    @property
+    def echo_sessions(self) -> int:
+        """How many echo_session()s are open (terminals attached)."""
+        return self._echo_holders
+
+    @contextlib.contextmanager
+    def echo_session(self) -> Iterator[None]:
+        """The tty's echo on while a person types at the console (prepare() turned it off).
+
+        Sessions may overlap (several attached terminals): the first turns echo on, the last
+        to end turns it off again, so the testbed's own commands run without echo after.
+        """
+        with self._echo_lock:
+            if self._echo_holders == 0:
+                self.run("stty echo", timeout=10)
+            self._echo_holders += 1
+        try:
+            yield
+        finally:
+            with self._echo_lock:
+                self._echo_holders -= 1
+                if self._echo_holders == 0 and self.isalive() and self.reader.crash is None:
+                    with contextlib.suppress(BoardError):
+                        self.run("stty -echo", timeout=10)
 
     # -- events --------------------------------------------------------------------------
 
@@ -318,17 +348,24 @@ class Console(SpawnBase):
         self.reader.crash = None
 
     def tail(self, n: int = 50) -> list[str]:
-        return list(self.reader.lines)[-n:]
+        """The last ``n`` lines of the rendered log (times, typed commands; no markers)."""
+        return list(self.reader.log.tail)[-n:]
 
-    def interact(self, escape: bytes = b"\x1d", manage_echo: bool = True) -> None:
+    @property
+    def raw_log_path(self) -> Path | None:
+        """The raw transcript beside the rendered log (every byte read)."""
+        return self.reader.log.raw_path
+
+    def interact(self, escape: bytes = b"\x1d", manage_echo: bool = True) -> str:
         """Hand the console to the user's terminal until they type the escape byte (Ctrl-]).
 
         With ``manage_echo`` the board's echo is turned back on for the session
-        (and off again after), for a console that prepare() set up.
+        (and off again after), for a console that prepare() set up. Returns why it ended
+        (``console_interact.LEFT``, ``PORT_CLOSED`` or ``INPUT_CLOSED``).
         """
         from testbed.board.console_interact import interact
 
-        interact(self, escape=escape, manage_echo=manage_echo)
+        return interact(self, escape=escape, manage_echo=manage_echo)
 
     # -- lifetime ------------------------------------------------------------------------
 

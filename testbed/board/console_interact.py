@@ -14,15 +14,23 @@ if TYPE_CHECKING:
     from testbed.board.console import Console
 
 
-def interact(console: Console, escape: bytes = b"\x1d", manage_echo: bool = True) -> None:
+#: Why an interactive session ended.
+LEFT, PORT_CLOSED, INPUT_CLOSED = "left", "port closed", "input closed"
+
+
+def interact(console: Console, escape: bytes = b"\x1d", manage_echo: bool = True) -> str:
     """Until the user types the escape byte (Ctrl-]): their keys go to the board, its output to them.
 
     With ``manage_echo`` the board's echo is turned back on for the session
-    (and off again after), for a console that prepare() set up.
+    (and off again after), for a console that prepare() set up. Returns why it ended:
+    LEFT (the escape byte), PORT_CLOSED (the board or the port went away) or INPUT_CLOSED.
     """
+    with console.echo_session() if manage_echo else contextlib.nullcontext():
+        return _interact(console, escape)
+
+
+def _interact(console: Console, escape: bytes) -> str:
     stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
-    if manage_echo:
-        console.run("stty echo", timeout=10)
     console.discard()
 
     def show(data: bytes) -> None:
@@ -31,6 +39,7 @@ def interact(console: Console, escape: bytes = b"\x1d", manage_echo: bool = True
     console.add_raw_listener(show)
     interactive = os.isatty(stdin)
     saved = termios.tcgetattr(stdin) if interactive else None
+    why = PORT_CLOSED
     try:
         if interactive:
             tty.setraw(stdin)
@@ -41,17 +50,17 @@ def interact(console: Console, escape: bytes = b"\x1d", manage_echo: bool = True
                 continue
             data = os.read(stdin, 1024)
             if not data:
+                why = INPUT_CLOSED
                 break
             if escape in data:
                 data = data.split(escape, 1)[0]
                 if data:
                     console.send(data)
+                why = LEFT
                 break
             console.send(data)
     finally:
         if saved is not None:
             termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
         console.remove_raw_listener(show)
-    if manage_echo and not console.reader.eof:
-        with contextlib.suppress(Exception):
-            console.run("stty -echo", timeout=10)
+    return why

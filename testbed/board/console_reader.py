@@ -3,7 +3,8 @@
 Whatever kind the port is (a QEMU board's PL011 socket ``socket://``, a real board's
 ``/dev/ttyUSB0``, a pty, ``rfc2217://``), the reader
 
-- writes everything to the console log file;
+- writes the console log, rendered for people, and the raw transcript beside it
+  (:class:`~testbed.board.console_log.ConsoleLog`);
 - turns ``@tb event=...`` lines into :class:`Event` objects (the contract's
   :class:`~testbed.contract.events.EventLine` with host timestamps) in an
   :class:`~testbed.eventlog.EventLog`, even when nobody is waiting for them;
@@ -28,6 +29,7 @@ from typing import Any
 
 import serial
 
+from testbed.board.console_log import ConsoleLog
 from testbed.board.errors import BoardCrashed
 from testbed.contract.events import EVENT_PREFIX, EventLine, is_event_line, parse_event_line
 from testbed.deadline import Deadline
@@ -49,6 +51,12 @@ DEATH_STRINGS_ANYWHERE = tuple(re.compile(m) for m in _DEATH_MESSAGES)
 _ANSI_QUERY = re.compile(rb"\x1b\[6n")
 #: A line longer than this with no newline is taken as a line.
 _MAX_LINE = 8192
+#: pyserial's words for a read that select() said was ready but that got nothing: another
+#: process read the bytes first (two readers on one tty), or a device that went away.
+_CONTENDED = "multiple access on port"
+#: How many such reads in a row, with no data between, make the port count as gone (a device
+#: that went away is "ready" and empty at once, again and again; a second reader costs one a chunk).
+CONTENDED_GIVE_UP = 1000
 
 
 @dataclass(frozen=True)
@@ -117,7 +125,7 @@ class ConsoleReader:
         self.name = name
         self.log_path = log_path
         self.death_strings = death_strings
-        self._log_file = log_path.open("ab") if log_path else None
+        self.log = ConsoleLog(log_path, name=name, history_lines=history_lines)
         self.cond = threading.Condition()
         self._pending = bytearray()
         self._pending_cap = 8 << 20
@@ -128,6 +136,8 @@ class ConsoleReader:
         self._raw_listeners: list[Callable[[bytes], None]] = []
         self.eof = False
         self.closing = False
+        #: Reads lost to another process reading the same tty (its output is split between both).
+        self.contended_reads = 0
         self._thread = threading.Thread(target=self._read_loop, name=f"console-{name}", daemon=True)
         self._thread.start()
 
@@ -148,6 +158,7 @@ class ConsoleReader:
         if fd is not None:
             # select() on the fd, then take whatever is there: no wait for a full buffer.
             self.port.timeout = 0
+        contended_in_a_row = 0
         while not self.closing:
             try:
                 if fd is not None:
@@ -157,6 +168,16 @@ class ConsoleReader:
                     data = self.port.read(65536)
                 else:
                     data = self.port.read(max(1, self.port.in_waiting))
+                contended_in_a_row = 0
+            except serial.SerialException as exc:
+                # Another reader took the bytes: not a closed port (an attach must not leave by
+                # itself), unless nothing at all comes for a while (a device that went away).
+                if _CONTENDED in str(exc):
+                    self.contended_reads += 1
+                    contended_in_a_row += 1
+                    if contended_in_a_row < CONTENDED_GIVE_UP:
+                        continue
+                data = None
             except Exception:  # the port went away (QEMU quit, cable pulled)
                 data = None
             if data is None or (data == b"" and not getattr(self.port, "is_open", True)):
@@ -178,9 +199,7 @@ class ConsoleReader:
                 pass
         data = _ANSI_QUERY.sub(b"", data)
         now_mono, now_wall = time.monotonic(), time.time()
-        if self._log_file:
-            self._log_file.write(data)
-            self._log_file.flush()
+        self.log.raw(data)
         chunk = self._partial + data
         *complete, self._partial = chunk.split(b"\n")
         if len(self._partial) > _MAX_LINE:  # a line with no end: treat it as a line
@@ -191,12 +210,13 @@ class ConsoleReader:
         for raw in complete:
             line = raw.decode("utf-8", "replace").replace("\r", "")
             self.lines.append(line)
+            self.log.line(line, now_mono)
             if EVENT_PREFIX in line:
                 event = parse_event(line, now_mono, now_wall)
                 if event:
                     new_events.append(event)
             if self.crash is None and any(p.search(line) for p in self.death_strings):
-                self.crash = BoardCrashed(line.strip(), list(self.lines), str(self.log_path) if self.log_path else None)
+                self.crash = BoardCrashed(line.strip(), list(self.log.tail), str(self.log_path) if self.log_path else None)
                 crashed = True
         # Events first: whoever sees this data through expect() (the end of a run()) then
         # also finds the events printed before it in the log.
@@ -253,9 +273,6 @@ class ConsoleReader:
         except Exception:
             pass
         self._thread.join(timeout=2)
-        if self._log_file:
-            if self._partial:
-                self._log_file.write(self._partial)
-            self._log_file.close()
-            self._log_file = None
+        self.log.close(self._partial)
+        self._partial = b""
         self.events.close()

@@ -136,6 +136,6 @@ def pytest_runtest_makereport_boards(
         lines = console.tail(60) if console is not None and hasattr(console, "tail") else []
         body = "\n".join(lines) if lines else "(no console output)"
         log_path = getattr(b, "log_path", None) or getattr(console, "log_path", None)
-        report.sections.append(
-            (f"board {b.name} console ({report.when})", f"whole log: {log_path}\n{body}")
-        )
+        raw = getattr(console, "raw_log_path", None)
+        where = f"whole log: {log_path}" + (f" (raw transcript: {raw})" if raw else "")
+        report.sections.append((f"board {b.name} console ({report.when})", f"{where}\n{body}"))

@@ -65,11 +65,15 @@ def logs_dir() -> Path:
 
 
 def prune_logs(keep: int = 300) -> None:
-    """Keep the newest ``keep`` console logs."""
+    """Keep the newest ``keep`` console logs (each with its raw transcript)."""
+    from testbed.board.console_log import raw_path_for
+
     try:
-        logs = sorted(logs_dir().glob("*.log"), key=lambda p: p.stat().st_mtime)
+        logs = sorted((p for p in logs_dir().glob("*.log") if not p.name.endswith(".raw.log")),
+                      key=lambda p: p.stat().st_mtime)  # fmt: skip
         for p in logs[:-keep]:
             p.unlink(missing_ok=True)
+            raw_path_for(p).unlink(missing_ok=True)
     except OSError:
         pass
 

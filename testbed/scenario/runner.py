@@ -345,8 +345,8 @@ def _console_text(board: Any) -> str:
             return Path(path).read_text(errors="replace")[-200_000:]
         except OSError:
             pass
-    lines = getattr(getattr(board, "console", None), "lines", None)
-    return "\n".join(lines) if lines else ""
+    tail = getattr(getattr(board, "console", None), "tail", None)  # the rendered lines
+    return "\n".join(tail(400)) if callable(tail) else ""
 
 
 def run_scenarios(scenarios: list[Scenario], options: RunOptions) -> list[ScenarioResult]:

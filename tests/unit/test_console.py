@@ -201,3 +201,57 @@ def test_events_printed_by_a_command_are_in_the_log_when_run_returns(shell_conso
         mark = len(shell_console.events)
         shell_console.run(f"echo '@tb event=app-start n={i}'")
         assert [e["n"] for e in shell_console.events[mark:]] == [str(i)]
+
+
+class _ContendedPort:
+    """A port whose reads first come back empty as pyserial reports it when another process
+    reads the same tty (``fails`` times), then give a line; ``fails=None``: always (a device gone)."""
+
+    def __init__(self, fails: int | None) -> None:
+        import serial
+
+        self.fails = fails
+        self.is_open = True
+        self.timeout = 0.05
+        self.in_waiting = 0
+        self._error = serial.SerialException(
+            "device reports readiness to read but returned no data (device disconnected or multiple access on port?)")
+        self._given = False
+
+    def fileno(self) -> int:
+        raise OSError("no fd")
+
+    def read(self, size: int = 1) -> bytes:
+        if self.fails is None or self.fails > 0:
+            if self.fails is not None:
+                self.fails -= 1
+            raise self._error
+        if not self._given:
+            self._given = True
+            return b"after the other reader\r\n"
+        threading.Event().wait(0.01)
+        return b""
+
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.is_open = False
+
+
+def test_a_second_reader_on_the_tty_does_not_close_the_console():
+    console = Console(_ContendedPort(fails=50), name="contended")  # type: ignore[arg-type]
+    try:
+        console.expect("after the other reader", timeout=5)
+        assert console.isalive() and console.reader.contended_reads == 50
+    finally:
+        console.close()
+    gone = Console(_ContendedPort(fails=None), name="gone")  # type: ignore[arg-type]
+    try:
+        with pytest.raises(pexpect.EOF):  # a device that went away still ends the console
+            gone.expect("never", timeout=10)
+    finally:
+        gone.close()
