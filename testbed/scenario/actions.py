@@ -238,10 +238,15 @@ class Warp(Action):
     boards: list[str] = arg(Boards(optional=True), "all")
 
     def run(self, ctx: StepContext) -> None:
+        dates: dict[str, float] = {}
         if self.service:
-            ctx.control.advance_clock(self.by)
+            answer = ctx.control.advance_clock(self.by)
+            if isinstance(answer, dict) and answer.get("serverTime") is not None:
+                dates["service"] = float(answer["serverTime"])
         if self.boards:
-            ctx.fan_out(self.boards, lambda b: ctx.firmware(b).warp(self.by))
+            after = ctx.fan_out(self.boards, lambda b: ctx.firmware(b).warp(self.by))
+            dates.update({b: float(d) for b, d in zip(self.boards, after, strict=True) if d is not None})
+        ctx.clock_jump(self.by, dates)
 
 
 @action("set_group")
