@@ -38,7 +38,8 @@ BANDS = {
 WARP_COLOUR = "#6a3d9a"
 W, LEFT, RIGHT = 960, 110, 20
 FONT = 11
-CHAR_W = 0.6 * FONT  # a generous average advance of the sans-serif font: boxes err on the wide side
+CHAR_W = 0.68 * FONT  # a generous advance for sans-serif fonts (DejaVu digits are 0.64 em): boxes err wide
+GAP = 6  # at least this much space between two labels on one line ("10" "11" never read "1011")
 STEP_LANES = (11, 22)
 CLOCK_TOP = 30  # the clock lane: warps' jumps and dates
 ROWS_TOP = 78
@@ -46,8 +47,8 @@ ROW, MID = 120, 58  # a board's row height, and its axis from the row's top
 MARKER_LANES = (0, -12, 12, -24, 24)
 
 
-def text_width(text: str) -> float:
-    return len(text) * CHAR_W
+def text_width(text: str, bold: bool = False) -> float:
+    return len(text) * CHAR_W * (1.1 if bold else 1.0)
 
 
 @dataclass
@@ -61,11 +62,11 @@ class Box:
         return self.x0 < other.x1 and other.x0 < self.x1 and self.y0 < other.y1 and other.y0 < self.y1
 
 
-def text_box(x: float, y: float, text: str, anchor: str = "start") -> Box:
-    """The box a text of the timeline's font takes (``y`` is its baseline)."""
-    w = text_width(text)
+def text_box(x: float, y: float, text: str, anchor: str = "start", bold: bool = False) -> Box:
+    """The box a text of the timeline's font takes (``y`` is its baseline): a line is 12 px high."""
+    w = text_width(text, bold)
     x0 = x - w / 2 if anchor == "middle" else x - w if anchor == "end" else x
-    return Box(x0, y - FONT * 0.85, x0 + w, y + FONT * 0.25)
+    return Box(x0, y - FONT * 0.8, x0 + w, y + FONT * 0.2)
 
 
 class Labels:
@@ -78,10 +79,11 @@ class Labels:
     def place(self, places: list[tuple[float, float, str]], text: str, attrs: str = "", title: str = "") -> str:
         """The ``<text>`` at the first free place ((x, y, anchor)), or "" when none is free."""
         for x, y, anchor in places:
-            box = text_box(x, y, text, anchor)
+            box = text_box(x, y, text, anchor, "bold" in attrs)
             if box.x0 < self.left - 0.5 or box.x1 > self.right + 0.5:
                 continue
-            if any(box.hits(b) for b in self.boxes):
+            wide = Box(box.x0 - GAP, box.y0, box.x1 + GAP, box.y1)  # a space between neighbours
+            if any(wide.hits(b) for b in self.boxes):
                 continue
             self.boxes.append(box)
             t = f"<title>{html.escape(title)}</title>" if title else ""
@@ -177,9 +179,10 @@ def timeline_svg(result: ScenarioResult) -> str:
     for step in result.steps:
         sx = x(step.start)
         title = f"step {step.index + 1} at {step.start:.2f} s: {step.text}"
+        colour = "#ccc" if step.ok else "#d62728"
         out.append(f'<g><title>{html.escape(title)}</title><line x1="{sx:.1f}" y1="{STEP_LANES[-1] + 3}" '
-                   f'x2="{sx:.1f}" y2="{height - 18}" stroke="{"#ccc" if step.ok else "#d62728"}" '
-                   f'stroke-dasharray="2,3"/></g>')  # fmt: skip
+                   f'x2="{sx:.1f}" y2="{CLOCK_TOP - 4}" stroke="{colour}"/><line x1="{sx:.1f}" y1="{ROWS_TOP - 8}" '
+                   f'x2="{sx:.1f}" y2="{height - 18}" stroke="{colour}" stroke-dasharray="2,3"/></g>')  # fmt: skip
         places = [(sx, y, "middle") for y in STEP_LANES]
         out.append(labels.place(places, str(step.index + 1), ' fill="#888"', title))
     out.extend(_clock_lane(result, x, height, labels, names))
@@ -253,7 +256,7 @@ def _episode_svg(ep: CrashEpisode, x: Callable[[float], float], mid: float, labe
     stored = ep.stored
     if stored is not None and ep.to_stored is not None:
         from_spool = stored is not ep.outcome
-        label = ("stored from the spool " if from_spool else "") + duration(ep.to_stored)
+        label = ("stored from the spool " if from_spool else "stored ") + duration(ep.to_stored)
         ms = stored.fields.get("ms")
         title = f"crash at {ep.crash.t:.2f} s to stored {duration(ep.to_stored)} (upload {ms} ms by the board)"
         dash = ' stroke-dasharray="5,3"' if from_spool else ""
