@@ -9,7 +9,7 @@ few pixels apart are stacked, and the same event repeated at one spot is drawn o
 from __future__ import annotations
 
 import html
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from testbed.contract.events import EventName
@@ -76,7 +76,7 @@ class Labels:
         self.boxes: list[Box] = []
         self.left, self.right = left, right
 
-    def place(self, places: list[tuple[float, float, str]], text: str, attrs: str = "", title: str = "") -> str:
+    def place(self, places: Sequence[tuple[float, float, str]], text: str, attrs: str = "", title: str = "") -> str:
         """The ``<text>`` at the first free place ((x, y, anchor)), or "" when none is free."""
         for x, y, anchor in places:
             box = text_box(x, y, text, anchor, "bold" in attrs)
@@ -274,18 +274,32 @@ def _episode_svg(ep: CrashEpisode, x: Callable[[float], float], mid: float, labe
     return parts
 
 
+def _marker_symbol(kind: str, colour: str, label: str) -> Callable[[float, float], str]:
+    return lambda cx, cy: shape(kind, cx, cy, colour, label)
+
+
+def _band_symbol(colour: str) -> Callable[[float, float], str]:
+    return lambda cx, cy: f'<rect x="{cx - 6}" y="{cy - 6}" width="12" height="12" fill="{colour}" opacity="0.3"/>'
+
+
+def _warp_symbol(cx: float, cy: float) -> str:
+    return f'<path d="{_zigzag(cx, cy - 7, cy + 7)}" fill="none" stroke="{WARP_COLOUR}"/>'
+
+
+def _spool_symbol(cx: float, cy: float) -> str:
+    return (f'<line x1="{cx - 7}" y1="{cy}" x2="{cx + 7}" y2="{cy}" stroke="#2ca02c" stroke-width="1.5" '
+            'stroke-dasharray="5,3"/>')  # fmt: skip
+
+
 def legend_svg() -> str:
     """Markers, bands and lines, in columns as wide as the longest label."""
     entries: list[tuple[Callable[[float, float], str], str]] = []
     for colour, kind, label in MARKS.values():
-        entries.append((lambda cx, cy, c=colour, k=kind, lb=label: shape(k, cx, cy, c, lb), label))
+        entries.append((_marker_symbol(kind, colour, label), label))
     for colour, label in BANDS.values():
-        entries.append((lambda cx, cy, c=colour: f'<rect x="{cx - 6}" y="{cy - 6}" width="12" height="12" '
-                                                 f'fill="{c}" opacity="0.3"/>', f"{label} (band)"))  # fmt: skip
-    entries.append((lambda cx, cy: f'<path d="{_zigzag(cx, cy - 7, cy + 7)}" fill="none" stroke="{WARP_COLOUR}"/>',
-                    "clock warp (jump)"))  # fmt: skip
-    entries.append((lambda cx, cy: f'<line x1="{cx - 7}" y1="{cy}" x2="{cx + 7}" y2="{cy}" stroke="#2ca02c" '
-                                   'stroke-width="1.5" stroke-dasharray="5,3"/>', "stored from the spool"))  # fmt: skip
+        entries.append((_band_symbol(colour), f"{label} (band)"))
+    entries.append((_warp_symbol, "clock warp (jump)"))
+    entries.append((_spool_symbol, "stored from the spool"))
     col = 24 + max(text_width(label) for _, label in entries)
     cols = max(1, int(W // col))
     rows = (len(entries) + cols - 1) // cols

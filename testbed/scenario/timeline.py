@@ -157,9 +157,9 @@ def _give_retry(episodes: list[CrashEpisode], event: BoardEvent) -> None:
     # two different ids are two different dumps; a missing id matches any
     maybe = [ep for ep in waiting if not (upload_id and ep.upload_id)]
     same_sig = [ep for ep in maybe if sig and _sig_of(ep.crash) == sig]
-    chosen = (same_id or same_sig or maybe or [None])[0]
-    if chosen is not None:
-        chosen.retries.append(event)
+    candidates = same_id or same_sig or maybe
+    if candidates:
+        candidates[0].retries.append(event)
 
 
 def board_episodes(

@@ -300,3 +300,35 @@ def test_the_report_tells_the_story_in_time():
     assert "Clocks and faults" in text and "clock warp +3 d" in text
     assert "<td class=\"num\">12.0 s</td>" in text  # the run's duration
     assert "<td class=\"num\">2.0 s</td>" in text  # median crash to stored, the spooled one counted
+
+
+# ---- the runner records them (fake boards, the real service on loopback)
+
+
+def test_the_runner_records_warps_with_the_clocks_and_each_crash_chain(tmp_path, fake_factory):
+    from testbed.scenario.runner import QuietProgress, RunOptions, ScenarioRun
+    from testbed.scenario.schema import scenario_from_data
+
+    data = {
+        "name": "warp-story",
+        "groups": {"P/On": {"allow_crash_dumps": True, "boundary": "EU"}},
+        "fleet": {"b": {"boards": 1, "group": "P/On", "apps": ["crashapp"]}},
+        "steps": [{"sync": "all"}, {"crash": "all"}, {"wait": {"boards": "b-1", "event": "upload-ok"}},
+                  {"link_down": "all"}, {"crash": {"boards": "all", "id": "off"}},
+                  {"wait": {"boards": "b-1", "event": "app-restart", "count": 1}},
+                  {"warp": {"by": "72h"}}, {"link_up": "all"}],
+        "expect": [{"dump_stored": {"boards": "b-1", "count": 1}}],
+    }  # fmt: skip
+    sc = scenario_from_data(data, "<test>")
+    run = ScenarioRun(sc, RunOptions(parallel=1, workdir=tmp_path, board_factory=fake_factory(), progress=QuietProgress()))
+    res = run.run()
+    assert not res.error, res.error
+    (j,) = res.jumps
+    assert j.seconds == 72 * 3600 and set(j.dates) == {"service", "b-1"}
+    # both clocks said three days after the host's wall clock at the warp
+    assert abs(j.dates["service"] - (res.t0_wall + j.t + 72 * 3600)) < 5
+    assert abs(j.dates["b-1"] - (res.t0_wall + j.t + 72 * 3600)) < 5
+    stored, offline = res.crashes
+    assert stored.fate == "stored" and stored.dump_id == res.dumps[0].id and stored.stored_at == res.dumps[0].created
+    assert offline.fate == "in-spool" and [link.what for link in offline.chain][:3] == ["crash", "failed", "spooled"]
+    assert "clock warp +3 d" in render_html([res])
