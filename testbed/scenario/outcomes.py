@@ -81,6 +81,7 @@ def outcome_of(board: str, device_id: str, ep: CrashEpisode, dumps: list[DumpRec
             out.dump_id = dump.id if dump is not None else event.fields.get(EventKey.ID, "")
             out.stored_t = round(event.t, 3)
             out.stored_at = dump.created if dump is not None and dump.created else None
+            out.crash_at = dump.crash_time if dump is not None and dump.crash_time else None
             out.to_stored = event.t - ep.crash.t
             return out
         if event.name == EventName.DUMP_SKIPPED:  # a spooled dump checked again (throttled, opt-out)

@@ -165,6 +165,8 @@ def chain_html(c: CrashOutcome, sc: int, dump_ids: set[str]) -> Markup:
             text += f" at {link.t:.2f} s"
         if link.what == "stored" and c.stored_at:
             text += f", in the service's store at {date(c.stored_at)}"
+        if link.what == "stored" and c.crash_at:
+            text += f" (the board dated its crash {date(c.crash_at)})"
         items.append(Markup("<li>{}</li>").format(text))
     return Markup('<ol class="chain">{}</ol>').format(Markup("").join(items))
 

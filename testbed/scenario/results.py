@@ -131,6 +131,7 @@ class CrashOutcome:
     dump_id: str = ""  # the stored dump (as the board's upload-ok printed it)
     stored_t: float | None = None  # scenario time of the upload-ok
     stored_at: float | None = None  # the dump's createdAt at the service (its clock, epoch seconds)
+    crash_at: float | None = None  # the board's clock at the crash, as it sent it with the dump
     to_stored: float | None = None  # crash line to upload-ok line (host clock)
     restart: float | None = None
     to_restart: float | None = None
@@ -149,6 +150,7 @@ class DumpRecord:
     analysis: dict[str, Any] | None = None
     analysis_error: str = ""
     upload_id: str = ""
+    crash_time: float = 0.0  # the board's clock at the crash, as the board sent it (epoch seconds; 0: none)
 
 
 @dataclass

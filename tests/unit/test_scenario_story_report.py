@@ -65,7 +65,7 @@ def offline_story() -> ScenarioResult:
         jumps=[ClockJump(4.5, 72 * 3600, {"service": T0 + 4.5 + 72 * 3600, "remote-1": T0 + 4.5 + 72 * 3600 + 1})],
         dumps=[DumpRecord("d-first", "remote-1", "e" * 128, "EU", 11123, SIG_A, "crashapp", T0 + 1.3, upload_id="33" * 16),
                DumpRecord("d-spooled", "remote-1", "e" * 128, "EU", 9000, SIG_B, "crashapp", T0 + 6.7 + 72 * 3600,
-                          upload_id=UID_1)],
+                          upload_id=UID_1, crash_time=T0 + 3)],
         audit=[{"id": 1, "at": int(T0 + 7 + 72 * 3600), "actor": "support", "action": "read", "dumpId": "d-first",
                 "reason": "look"}],
     )  # fmt: skip
@@ -79,7 +79,7 @@ def test_each_crash_has_its_chain_to_the_stored_dump_or_its_loss():
     assert [link.what for link in spooled.chain] == ["crash", "failed", "spooled", "stored"]
     assert spooled.fate == "stored-from-spool" and spooled.dump_id == "d-spooled" and spooled.upload_id == UID_1
     assert spooled.stored_t == pytest.approx(6.7) and spooled.to_stored == pytest.approx(3.7)
-    assert spooled.stored_at == T0 + 6.7 + 72 * 3600
+    assert spooled.stored_at == T0 + 6.7 + 72 * 3600 and spooled.crash_at == T0 + 3  # before the warp
     assert "connect (intent)" in spooled.chain[1].detail and spooled.chain[2].t is None  # spooling prints no event
     assert lost.fate == "lost" and [link.what for link in lost.chain] == ["crash", "failed", "lost"]
     assert lost.dump_id == "" and lost.to_stored is None and lost.to_restart == pytest.approx(0.06)
@@ -292,6 +292,7 @@ def test_the_report_tells_the_story_in_time():
     # the spooled crash's chain links to its stored dump, with the service's time
     assert 'href="#sc1-dump-d-spooled"' in text and 'id="sc1-dump-d-spooled"' in text
     assert "stored from the spool" in text and "in the service&#39;s store at 2026-12-03" in text
+    assert "the board dated its crash 2026-11-30 00:53:23 UTC" in text
     assert "still" not in text.split("Crashes and where")[1].split("</table>")[0]  # nothing left in the spool
     assert ">lost<" in text
     # human times: audit and stored-dump times are dates, not epoch seconds
