@@ -29,7 +29,7 @@ FATES = {
 def _reason(event: BoardEvent) -> str:
     reason = event.fields.get(EventKey.REASON, "?")
     stage = event.fields.get(EventKey.STAGE)
-    return f"{reason} ({stage})" if stage else reason
+    return f"{reason}, at the {stage}" if stage else reason
 
 
 def _stored_link(event: BoardEvent, dump: DumpRecord | None, spooled: bool) -> ChainLink:

@@ -80,7 +80,7 @@ def test_each_crash_has_its_chain_to_the_stored_dump_or_its_loss():
     assert spooled.fate == "stored-from-spool" and spooled.dump_id == "d-spooled" and spooled.upload_id == UID_1
     assert spooled.stored_t == pytest.approx(6.7) and spooled.to_stored == pytest.approx(3.7)
     assert spooled.stored_at == T0 + 6.7 + 72 * 3600 and spooled.crash_at == T0 + 3  # before the warp
-    assert "connect (intent)" in spooled.chain[1].detail and spooled.chain[2].t is None  # spooling prints no event
+    assert spooled.chain[1].detail == "connect, at the intent" and spooled.chain[2].t is None  # spooling prints no event
     assert lost.fate == "lost" and [link.what for link in lost.chain] == ["crash", "failed", "lost"]
     assert lost.dump_id == "" and lost.to_stored is None and lost.to_restart == pytest.approx(0.06)
 
