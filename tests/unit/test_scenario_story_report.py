@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
@@ -333,3 +334,30 @@ def test_the_runner_records_warps_with_the_clocks_and_each_crash_chain(tmp_path,
     assert stored.fate == "stored" and stored.dump_id == res.dumps[0].id and stored.stored_at == res.dumps[0].created
     assert offline.fate == "in-spool" and [link.what for link in offline.chain][:3] == ["crash", "failed", "spooled"]
     assert "clock warp +3 d" in render_html([res])
+
+
+# ---- a recorded run: one QEMU board, the real service (scenario in the docstring)
+
+RECORDED = Path(__file__).parent / "data" / "offline-spool-run.json"
+
+
+def test_a_recorded_run_tells_its_story():
+    """Recorded from `testbed scenario run` on a QEMU board (console, analysis and service log dropped):
+    sync; crash (stored); link down; crash (upload-fail connect, spooled); warp 3 d; link up; sync
+    (the spooled dump stored); a 400 fault; crash (lost)."""
+    (res,) = load_results(str(RECORDED))
+    recorded = res.crashes
+    res.crashes = []
+    assert crash_outcomes(res) == recorded  # the chains are a function of the events and the dumps
+    assert [c.fate for c in recorded] == ["stored", "stored-from-spool", "lost"]
+    spooled = recorded[1]
+    dump = next(d for d in res.dumps if d.id == spooled.dump_id)
+    assert dump.upload_id == spooled.upload_id and spooled.stored_at == dump.created
+    (warp,) = res.jumps
+    assert warp.seconds == 3 * 86400 and spooled.crash_at is not None
+    assert spooled.crash_at < warp.dates["remote-1"] - 3 * 86400 + 5 < spooled.stored_at  # dated before, stored after
+    svg = timeline_svg(res)
+    assert overlaps(svg) == [] and "+3 d" in svg and "stored from the spool" in svg
+    assert _stats(res)["stored"] != "-"
+    text = render_html([res])
+    assert f'href="#sc1-dump-{spooled.dump_id}"' in text and "Sat 05 Dec" in text
