@@ -262,14 +262,16 @@ def _episode_svg(ep: CrashEpisode, x: Callable[[float], float], mid: float, labe
         dash = ' stroke-dasharray="5,3"' if from_spool else ""
         parts.append(f'<line x1="{cx:.1f}" y1="{mid - 34}" x2="{x(stored.t):.1f}" y2="{mid - 34}" stroke="#2ca02c" '
                      f'stroke-width="1.5"{dash}><title>{html.escape(title)}</title></line>')  # fmt: skip
-        places = [(cx + 2, mid - 38 - 11 * i, "start") for i in range(2)]
+        places = [(cx + 2, mid - 38 - 12 * i, "start") for i in range(2)]
+        places += [(x(stored.t) - 2, mid - 38 - 12 * i, "end") for i in range(2)]  # near the right edge
         parts.append(labels.place(places, label, ' fill="#2ca02c"', title))
     if ep.restart is not None and ep.to_restart is not None:
         label = f"restart {duration(ep.to_restart)}"
         title = f"crash at {ep.crash.t:.2f} s to {label}"
         parts.append(f'<line x1="{cx:.1f}" y1="{mid + 34}" x2="{x(ep.restart.t):.1f}" y2="{mid + 34}" '
                      f'stroke="#1f77b4" stroke-width="1.5"><title>{html.escape(title)}</title></line>')  # fmt: skip
-        places = [(cx + 2, mid + 46 + 11 * i, "start") for i in range(2)]
+        places = [(cx + 2, mid + 46 + 12 * i, "start") for i in range(2)]
+        places += [(x(ep.restart.t) - 2, mid + 46 + 12 * i, "end") for i in range(2)]
         parts.append(labels.place(places, label, ' fill="#1f77b4"', title))
     return parts
 

@@ -361,3 +361,13 @@ def test_a_recorded_run_tells_its_story():
     assert _stats(res)["stored"] != "-"
     text = render_html([res])
     assert f'href="#sc1-dump-{spooled.dump_id}"' in text and "Sat 05 Dec" in text
+
+
+def test_a_latency_label_near_the_right_edge_is_drawn_to_the_left_of_its_end():
+    events = [ev("crash", 9.0, app="a", sig=SIG_A), ev("upload-fail", 9.1, reason="connect", sig=SIG_A, upload_id=UID_1),
+              ev("app-restart", 9.12, app="a", after_ms="120"),
+              ev("upload-ok", 9.5, id="d", spooled="1", sig=SIG_A, upload_id=UID_1)]  # fmt: skip
+    svg = timeline_svg(ScenarioResult("edge", "e.yaml", boards=[BoardRecord("b-1", events=events)]))
+    assert "stored from the spool 500 ms</text>" in svg and "restart 120 ms</text>" in svg
+    assert overlaps(svg) == []
+    assert all(x1 <= 960 for _, (_, _, x1, _) in text_boxes(svg))
