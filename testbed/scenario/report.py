@@ -50,11 +50,11 @@ code{font-size:.9em} .chain{margin:0;padding:0;list-style:none} .chain li{displa
 <td class="num">{{ r.expectations|selectattr('passed')|list|length }}/{{ r.expectations|length }}</td>
 <td class="num">{{ r.boards|length }}</td><td class="num">{{ st.crashes }}</td><td class="num">{{ r.dumps|length }}</td>
 <td class="num">{{ st.stored }}</td><td class="num">{{ st.restart }}</td>
-<td class="num">{{ dur(r.duration) }}</td></tr>{% endfor %}
+<td class="num">{{ dur(r.duration) }}{% if r.jumps %} <span class="muted">(clocks {{ warped(r) }})</span>{% endif %}</td></tr>{% endfor %}
 </table>
 {% for r in results %}{% set sc = loop.index %}
 <h2 id="sc-{{ sc }}">{{ r.name }} <span class="badge {{ r.verdict|lower }}">{{ r.verdict }}</span></h2>
-<p class="muted"><code>{{ r.path }}</code> &middot; {% if r.started_wall %}started {{ date(r.started_wall) }} &middot; {% endif %}took {{ dur(r.duration) }} &middot;
+<p class="muted"><code>{{ r.path }}</code> &middot; {% if r.started_wall %}started {{ date(r.started_wall) }} &middot; {% endif %}took {{ dur(r.duration) }}{% if r.jumps %} of host time, while the clocks were warped {{ warped(r) }}{% endif %} &middot;
 {% if r.host_cpu_boards %}host CPU starvation measured on {{ r.host_cpu_boards|join(', ') }}{% else %}host CPU starvation not measured (no board has the host-cpu capability){% endif %}</p>
 {% if r.description %}<p>{{ r.description }}</p>{% endif %}
 {% if r.error %}<div class="err">{{ r.error }}</div>{% endif %}
@@ -230,6 +230,7 @@ def render_html(results: list[ScenarioResult]) -> str:
         fmt_event=fmt_event,
         clean=clean_text,
         dur=duration,
+        warped=lambda r: " ".join(jump(j.seconds) for j in r.jumps),
         date=date,
         is_epoch=is_epoch,
     )

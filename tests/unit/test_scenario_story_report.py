@@ -300,7 +300,8 @@ def test_the_report_tells_the_story_in_time():
     assert str(int(T0 + 7 + 72 * 3600)) not in text and "2026-12-03 " in text
     assert "<th>stored at (service clock)</th>" in text
     assert "Clocks and faults" in text and "clock warp +3 d" in text
-    assert "<td class=\"num\">12.0 s</td>" in text  # the run's duration
+    assert "took 12.0 s of host time, while the clocks were warped +3 d" in text
+    assert "<td class=\"num\">12.0 s <span class=\"muted\">(clocks +3 d)</span></td>" in text
     assert "<td class=\"num\">2.0 s</td>" in text  # median crash to stored, the spooled one counted
 
 
