@@ -231,7 +231,11 @@ def _board_row(result: ScenarioResult, name: str, events: list[BoardEvent], top:
     for band in bands:
         colour, legend = BANDS.get(band.kind, ("#999", band.kind))
         end = band.end if band.end is not None else span
-        title = html.escape(f"{legend} {band.label} from {band.start:.2f} s to {end:.2f} s".replace("  ", " "))
+        title = f"{legend} {band.label} from {band.start:.2f} s to {end:.2f} s".replace("  ", " ")
+        when = [dates_at(result, t).get(name) for t in (band.start, end)]
+        if when[0] and when[1]:
+            title += f" (the board's clock: {short_date(when[0])} to {short_date(when[1])} UTC)"
+        title = html.escape(title)
         width = max(2.0, x(end) - x(band.start))
         out.append(f'<rect x="{x(band.start):.1f}" y="{mid - 30}" width="{width:.1f}" height="60" fill="{colour}" '
                    f'opacity="0.15"><title>{title}</title></rect>')  # fmt: skip
