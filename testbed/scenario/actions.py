@@ -231,7 +231,8 @@ class ServiceClear(Action):
 @action("warp", needs={Capability.CLOCK}, shorthand="by")
 @dataclass(kw_only=True)
 class Warp(Action):
-    """move the service's clock (retention sweeps at once) and the boards' clocks forward"""
+    """move the service's clock (retention sweeps at once) and the boards' clocks forward (the report draws the
+    jump with what each clock read after it)"""
 
     by: float = arg(Duration())
     service: bool = arg(Bool(), True)
