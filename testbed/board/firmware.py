@@ -36,9 +36,11 @@ class FirmwareDriver:
         """Set the board's wall clock (to the host's now by default)."""
         self._check(commands.set_clock(int(time.time() if epoch is None else epoch)), timeout)
 
-    def warp(self, seconds: float, timeout: float = 10) -> None:
-        """Move the board's wall clock by ``seconds``."""
-        self._check(commands.warp_clock(int(seconds)), timeout)
+    def warp(self, seconds: float, timeout: float = 10) -> int | None:
+        """Move the board's wall clock by ``seconds``; its time after (epoch seconds) when it said it."""
+        output = self._check(commands.warp_clock(int(seconds)), timeout)
+        numbers = [line.strip() for line in output.splitlines() if line.strip().isdigit()]
+        return int(numbers[-1]) if numbers else None
 
     def reseed(self, seed: str, timeout: float = 10) -> None:
         self._check(commands.reseed(seed), timeout)

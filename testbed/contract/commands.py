@@ -51,8 +51,8 @@ def set_clock(epoch: int) -> str:
 
 
 def warp_clock(seconds: int) -> str:
-    """Move the board's wall clock by ``seconds`` (negative: back)."""
-    return f"date -s @$(( $(date +%s) + {int(seconds)} )) >/dev/null"
+    """Move the board's wall clock by ``seconds`` (negative: back); prints the new time (epoch seconds)."""
+    return f"date -s @$(( $(date +%s) + {int(seconds)} )) >/dev/null && date +%s"
 
 
 def reseed(seed: str) -> str:

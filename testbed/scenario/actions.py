@@ -231,17 +231,23 @@ class ServiceClear(Action):
 @action("warp", needs={Capability.CLOCK}, shorthand="by")
 @dataclass(kw_only=True)
 class Warp(Action):
-    """move the service's clock (retention sweeps at once) and the boards' clocks forward"""
+    """move the service's clock (retention sweeps at once) and the boards' clocks forward (the report draws the
+    jump with what each clock read after it)"""
 
     by: float = arg(Duration())
     service: bool = arg(Bool(), True)
     boards: list[str] = arg(Boards(optional=True), "all")
 
     def run(self, ctx: StepContext) -> None:
+        dates: dict[str, float] = {}
         if self.service:
-            ctx.control.advance_clock(self.by)
+            answer = ctx.control.advance_clock(self.by)
+            if isinstance(answer, dict) and answer.get("serverTime") is not None:
+                dates["service"] = float(answer["serverTime"])
         if self.boards:
-            ctx.fan_out(self.boards, lambda b: ctx.firmware(b).warp(self.by))
+            after = ctx.fan_out(self.boards, lambda b: ctx.firmware(b).warp(self.by))
+            dates.update({b: float(d) for b, d in zip(self.boards, after, strict=True) if d is not None})
+        ctx.clock_jump(self.by, dates)
 
 
 @action("set_group")

@@ -25,12 +25,15 @@ class StoredDump:
     size: int
     signature: str = ""
     component_name: str = ""
-    created_at: float = 0.0
+    created_at: float = 0.0  # the service's clock (warps included), epoch seconds
+    upload_id: str = ""  # the device's X-Upload-Id ("" when it sent none)
+    crash_time: float = 0.0  # the board's clock at the crash, as it sent it (0: not sent)
 
     @classmethod
     def from_api(cls, item: dict[str, Any]) -> StoredDump:
         return cls(str(item["id"]), item["deviceId"], item["region"], int(item["size"]), item.get("signature") or "",
-                   item.get("componentName") or "", float(item.get("createdAt") or 0))  # fmt: skip
+                   item.get("componentName") or "", float(item.get("createdAt") or 0),
+                   item.get("uploadId") or "", float(item.get("crashTime") or 0))  # fmt: skip
 
 
 @dataclass

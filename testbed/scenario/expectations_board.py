@@ -28,7 +28,7 @@ from testbed.scenario.fields import (
 )
 from testbed.scenario.model import format_duration
 from testbed.scenario.registry import Check, expectation
-from testbed.scenario.timeline import crash_episodes
+from testbed.scenario.timeline import board_episodes
 
 
 @expectation("dump_skipped", shorthand="reason")
@@ -73,32 +73,29 @@ class AppRestarted(Check):
         bad: list[str] = []
         late: list[Late] = []
         worst, n = 0.0, 0
-        for b in self.boards:
-            for ep in crash_episodes(ev.events.get(b, [])):
-                if self.app and ep.app != self.app:
-                    continue
-                n += 1
-                took = ep.to_restart
-                if took is None:
-                    what = f"{b}: crash of {ep.app} at {ep.crash.t:.2f}s was never followed by app-restart"
-                    late.append(Late(b, ep.crash.t, None, what))
-                    continue
-                worst = max(worst, took)
-                end = ep.restart.t if ep.restart is not None else ep.crash.t + took
-                if took > self.within:
-                    what = f"{b}: {ep.app} restarted {took:.3f}s after its crash (limit {format_duration(self.within)})"
-                    late.append(Late(b, ep.crash.t, end, what))
-                if self.after_upload or self.upload_slack is not None:
-                    if ep.outcome is None or ep.outcome.name != EventName.UPLOAD_OK:
-                        bad.append(f"{b}: crash at {ep.crash.t:.2f}s had no completed upload ({ep.outcome_name})")
-                    elif ep.restart is not None and ep.restart.t + 1e-6 < ep.outcome.t:
-                        bad.append(f"{b}: {ep.app} restarted before its upload completed")
-                    elif ep.restart is not None and self.upload_slack is not None:
-                        gap = ep.restart.t - ep.outcome.t
-                        if gap > self.upload_slack:
-                            what = (f"{b}: {ep.app} restarted {gap * 1000:.0f} ms after its upload completed "
-                                    f"(slack {format_duration(self.upload_slack)})")  # fmt: skip
-                            late.append(Late(b, ep.crash.t, ep.restart.t, what))
+        for b, ep in board_episodes(ev.events, self.boards, self.app):
+            n += 1
+            took = ep.to_restart
+            if took is None:
+                what = f"{b}: crash of {ep.app} at {ep.crash.t:.2f}s was never followed by app-restart"
+                late.append(Late(b, ep.crash.t, None, what))
+                continue
+            worst = max(worst, took)
+            end = ep.restart.t if ep.restart is not None else ep.crash.t + took
+            if took > self.within:
+                what = f"{b}: {ep.app} restarted {took:.3f}s after its crash (limit {format_duration(self.within)})"
+                late.append(Late(b, ep.crash.t, end, what))
+            if self.after_upload or self.upload_slack is not None:
+                if ep.outcome is None or ep.outcome.name != EventName.UPLOAD_OK:
+                    bad.append(f"{b}: crash at {ep.crash.t:.2f}s had no completed upload ({ep.outcome_name})")
+                elif ep.restart is not None and ep.restart.t + 1e-6 < ep.outcome.t:
+                    bad.append(f"{b}: {ep.app} restarted before its upload completed")
+                elif ep.restart is not None and self.upload_slack is not None:
+                    gap = ep.restart.t - ep.outcome.t
+                    if gap > self.upload_slack:
+                        what = (f"{b}: {ep.app} restarted {gap * 1000:.0f} ms after its upload completed "
+                                f"(slack {format_duration(self.upload_slack)})")  # fmt: skip
+                        late.append(Late(b, ep.crash.t, ep.restart.t, what))
         if n == 0:
             return Finding(False, "no crash of the app was seen on " + ", ".join(self.boards))
         problems = [x.what for x in late] + bad
@@ -110,7 +107,8 @@ class AppRestarted(Check):
 @dataclass(kw_only=True)
 class StoredWithin(Check):
     """every crash of the app on the boards was stored at the service (upload-ok) within the time of the crash
-    (host clock: the crash line to the upload-ok line); a crash with another outcome fails"""
+    (host clock: the crash line to the upload-ok line, also one from the spool); a crash with another outcome
+    fails"""
 
     within: float = arg(Duration())
     boards: list[str] = arg(Boards(optional=True), "all")
@@ -120,21 +118,24 @@ class StoredWithin(Check):
         bad: list[str] = []
         late: list[Late] = []
         worst, n = 0.0, 0
-        for b in self.boards:
-            for ep in crash_episodes(ev.events.get(b, [])):
-                if self.app and ep.app != self.app:
-                    continue
-                n += 1
-                if ep.outcome is None:
-                    late.append(Late(b, ep.crash.t, None, f"{b}: crash of {ep.app} at {ep.crash.t:.2f}s has no outcome"))
-                elif ep.outcome.name != EventName.UPLOAD_OK:
-                    bad.append(f"{b}: crash of {ep.app} at {ep.crash.t:.2f}s was not stored ({ep.outcome_name})")
-                else:
-                    took = ep.outcome.t - ep.crash.t
-                    worst = max(worst, took)
-                    if took > self.within:
-                        what = f"{b}: {ep.app} stored {took:.3f}s after its crash (limit {format_duration(self.within)})"
-                        late.append(Late(b, ep.crash.t, ep.outcome.t, what))
+        for b, ep in board_episodes(ev.events, self.boards, self.app):
+            n += 1
+            if ep.outcome is None:
+                late.append(Late(b, ep.crash.t, None, f"{b}: crash of {ep.app} at {ep.crash.t:.2f}s has no outcome"))
+            elif ep.outcome.name != EventName.UPLOAD_OK and ep.to_stored is not None:
+                took = ep.to_stored
+                worst = max(worst, took)
+                if took > self.within:  # the first attempt failed: not a matter of the host's CPU
+                    bad.append(f"{b}: crash of {ep.app} at {ep.crash.t:.2f}s was stored from the spool {took:.3f}s "
+                               f"after the crash ({ep.outcome_name} first; limit {format_duration(self.within)})")  # fmt: skip
+            elif ep.outcome.name != EventName.UPLOAD_OK:
+                bad.append(f"{b}: crash of {ep.app} at {ep.crash.t:.2f}s was not stored ({ep.outcome_name})")
+            else:
+                took = ep.outcome.t - ep.crash.t
+                worst = max(worst, took)
+                if took > self.within:
+                    what = f"{b}: {ep.app} stored {took:.3f}s after its crash (limit {format_duration(self.within)})"
+                    late.append(Late(b, ep.crash.t, ep.outcome.t, what))
         if n == 0:
             return Finding(False, "no crash of the app was seen on " + ", ".join(self.boards))
         problems = [x.what for x in late] + bad

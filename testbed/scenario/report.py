@@ -3,160 +3,21 @@
 
 from __future__ import annotations
 
-import html
 import os
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import jinja2
+from markupsafe import Markup, escape
 
-from testbed.contract.events import EventName
 from testbed.scenario.junit import clean_text, junit_tree, write_junit
-from testbed.scenario.results import BoardEvent, Interval, ScenarioResult, Verdict
-from testbed.scenario.timeline import CrashEpisode, crash_episodes
+from testbed.scenario.outcomes import FATES, crash_outcomes
+from testbed.scenario.report_svg import BANDS, fmt_event, legend_svg, timeline_svg
+from testbed.scenario.results import CrashOutcome, ScenarioResult, Verdict
 from testbed.scenario.verdict import STARVED_SHARE
-
-# ---------------------------------------------------------------- timeline SVG
-
-_MARKS: dict[str, tuple[str, str, str]] = {
-    # event: (colour, shape, legend)
-    EventName.CRASH: ("#d62728", "circle", "crash"),
-    EventName.UPLOAD_OK: ("#2ca02c", "triangle", "dump stored"),
-    EventName.UPLOAD_FAIL: ("#ff7f0e", "cross", "upload failed"),
-    EventName.DUMP_SKIPPED: ("#7f7f7f", "square", "dump skipped"),
-    EventName.APP_RESTART: ("#1f77b4", "diamond", "app restarted"),
-    EventName.OS_RESTART: ("#17becf", "diamond", "OS component restarted"),
-    EventName.SYNC_OK: ("#9467bd", "tick", "sync"),
-    EventName.SYNC_FAIL: ("#9467bd", "cross", "sync failed"),
-    EventName.BOOT_READY: ("#bbbbbb", "tick", "boot"),
-}
-_BANDS = {
-    "link-down": ("#ff7f0e", "link down"),
-    "paused": ("#8c564b", "paused"),
-    "service-fault": ("#d62728", "service fault"),
-    "reboot": ("#bbbbbb", "reboot"),
-}
-_W, _LEFT, _RIGHT, _ROW = 960, 110, 20, 80
-
-
-def _shape(shape: str, x: float, y: float, colour: str, title: str) -> str:
-    t = f"<title>{html.escape(title)}</title>"
-    if shape == "circle":
-        return f'<circle cx="{x:.1f}" cy="{y}" r="5" fill="{colour}">{t}</circle>'
-    if shape == "triangle":
-        return f'<path d="M{x:.1f},{y - 6} l6,10 h-12 z" fill="{colour}">{t}</path>'
-    if shape == "square":
-        return f'<rect x="{x - 4:.1f}" y="{y - 4}" width="8" height="8" fill="{colour}">{t}</rect>'
-    if shape == "diamond":
-        return f'<path d="M{x:.1f},{y - 6} l6,6 l-6,6 l-6,-6 z" fill="{colour}">{t}</path>'
-    if shape == "cross":
-        return (f'<path d="M{x - 4:.1f},{y - 4} l8,8 M{x + 4:.1f},{y - 4} l-8,8" stroke="{colour}" '
-                f'stroke-width="2.5">{t}</path>')  # fmt: skip
-    return f'<line x1="{x:.1f}" y1="{y - 7}" x2="{x:.1f}" y2="{y + 7}" stroke="{colour}" stroke-width="2">{t}</line>'
-
-
-def _ticks(span: float) -> list[float]:
-    for step in (0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600):
-        if span / step <= 12:
-            break
-    out, t = [], 0.0
-    while t <= span + 1e-9:
-        out.append(t)
-        t += step
-    return out
-
-
-def _fmt_event(e: BoardEvent) -> str:
-    fields = " ".join(f"{k}={v}" for k, v in e.fields.items())
-    return f"t={e.t:.3f}s {e.name} {fields}".strip()
-
-
-def timeline_svg(result: ScenarioResult) -> str:
-    """One inline SVG: a row per board with its events, fault bands and crash latencies."""
-    last_step = max((st.end for st in result.steps), default=0.0)
-    last_event = max((e.t for b in result.boards for e in b.events), default=0.0)
-    span = max(last_step, last_event, 1.0) * 1.03
-    plot_w = _W - _LEFT - _RIGHT
-    rows = len(result.boards)
-    height = 30 + rows * _ROW + 20
-
-    def x(t: float) -> float:
-        return _LEFT + max(0.0, min(t, span)) / span * plot_w
-
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{_W}" height="{height}" '
-           f'viewBox="0 0 {_W} {height}" class="timeline" font-family="sans-serif" font-size="11">']  # fmt: skip
-    for t in _ticks(span):
-        out.append(f'<line x1="{x(t):.1f}" y1="22" x2="{x(t):.1f}" y2="{height - 18}" stroke="#eee"/>')
-        out.append(f'<text x="{x(t):.1f}" y="{height - 5}" text-anchor="middle" fill="#666">{t:g}s</text>')
-    for step in result.steps:
-        out.append(
-            f'<g><title>{html.escape(f"step {step.index + 1}: {step.text}")}</title>'
-            f'<line x1="{x(step.start):.1f}" y1="14" x2="{x(step.start):.1f}" y2="{height - 18}" '
-            f'stroke="{"#ccc" if step.ok else "#d62728"}" stroke-dasharray="2,3"/>'
-            f'<text x="{x(step.start):.1f}" y="12" text-anchor="middle" fill="#888">{step.index + 1}</text></g>'
-        )
-    for row, board in enumerate(result.boards):
-        top = 24 + row * _ROW
-        mid = top + 34
-        out.append(f'<text x="4" y="{mid + 4}" font-weight="bold">{html.escape(board.name)}</text>')
-        out.append(f'<line x1="{_LEFT}" y1="{mid}" x2="{_W - _RIGHT}" y2="{mid}" stroke="#ddd"/>')
-        bands: list[Interval] = [i for i in result.intervals if i.board in (None, board.name)]
-        for band in bands:
-            colour, legend = _BANDS.get(band.kind, ("#999", band.kind))
-            end = band.end if band.end is not None else span
-            title = html.escape(f"{legend} {band.label} {band.start:.2f}s to {end:.2f}s")
-            width = max(2.0, x(end) - x(band.start))
-            out.append(
-                f'<rect x="{x(band.start):.1f}" y="{mid - 14}" width="{width:.1f}" '
-                f'height="28" fill="{colour}" opacity="0.15"><title>{title}</title></rect>'
-            )
-        for i, ep in enumerate(crash_episodes(board.events)):
-            out.extend(_episode_svg(ep, x, mid, stagger=i % 2))
-        for event in board.events:
-            if event.name in _MARKS:
-                colour, shape, _ = _MARKS[event.name]
-                out.append(_shape(shape, x(event.t), mid, colour, _fmt_event(event)))
-    out.append("</svg>")
-    return "".join(out)
-
-
-def _episode_svg(ep: CrashEpisode, x, mid: float, stagger: int = 0) -> list[str]:
-    """Latency bars of one crash: to stored (above, green) and to restart (below, blue); labels alternate rows."""
-    parts = []
-    up, down = 11 * stagger, 11 * stagger
-    if ep.outcome is not None and ep.outcome.name == EventName.UPLOAD_OK:
-        ms = ep.outcome.fields.get("ms")
-        label = f"{ep.to_outcome * 1000:.0f} ms" if ep.to_outcome is not None else ""
-        parts.append(f'<line x1="{x(ep.crash.t):.1f}" y1="{mid - 12}" x2="{x(ep.outcome.t):.1f}" y2="{mid - 12}" '
-                     f'stroke="#2ca02c" stroke-width="1.5"><title>crash to stored {label} '
-                     f'(upload {ms} ms by the board)</title></line>')  # fmt: skip
-        parts.append(f'<text x="{x(ep.crash.t) + 2:.1f}" y="{mid - 15 - up}" fill="#2ca02c">{label}</text>')
-    if ep.restart is not None and ep.to_restart is not None:
-        label = f"restart {ep.to_restart * 1000:.0f} ms"
-        parts.append(f'<line x1="{x(ep.crash.t):.1f}" y1="{mid + 12}" x2="{x(ep.restart.t):.1f}" y2="{mid + 12}" '
-                     f'stroke="#1f77b4" stroke-width="1.5"><title>crash to {label}</title></line>')  # fmt: skip
-        parts.append(f'<text x="{x(ep.crash.t) + 2:.1f}" y="{mid + 24 + down}" fill="#1f77b4">{label}</text>')
-    return parts
-
-
-def legend_svg() -> str:
-    items = [(c, s, label) for c, s, label in _MARKS.values()]
-    w = 130
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w * 4}" height="{18 * ((len(items) + len(_BANDS) + 3) // 4)}" '
-           'font-family="sans-serif" font-size="11">']  # fmt: skip
-    for i, (colour, shape, label) in enumerate(items):
-        cx, cy = 10 + (i % 4) * w, 10 + (i // 4) * 18
-        out.append(_shape(shape, cx, cy, colour, label))
-        out.append(f'<text x="{cx + 12}" y="{cy + 4}">{html.escape(label)}</text>')
-    for j, (colour, label) in enumerate(_BANDS.values()):
-        i = len(items) + j
-        cx, cy = 10 + (i % 4) * w, 10 + (i // 4) * 18
-        out.append(f'<rect x="{cx - 6}" y="{cy - 6}" width="12" height="12" fill="{colour}" opacity="0.3"/>')
-        out.append(f'<text x="{cx + 12}" y="{cy + 4}">{html.escape(label)} (band)</text>')
-    out.append("</svg>")
-    return "".join(out)
-
+from testbed.scenario.when import clocks_text, date, dates_at, duration, is_epoch, jump
 
 # ---------------------------------------------------------------- HTML
 
@@ -174,7 +35,9 @@ th{background:#f6f6f6} td.num{text-align:right;font-variant-numeric:tabular-nums
 pre{background:#f8f8f8;border:1px solid #eee;padding:.5em;overflow:auto;max-height:30em;font-size:.8em}
 .err{background:#fdecea;border:1px solid #d62728;padding:.5em;white-space:pre-wrap}
 details{margin:.4em 0} summary{cursor:pointer} .muted{color:#777}
-code{font-size:.9em}
+code{font-size:.9em} .chain{margin:0;padding:0;list-style:none} .chain li{display:inline}
+.chain li+li:before{content:" \\2192  ";color:#999} .fate-stored,.fate-stored-from-spool{color:#2ca02c;font-weight:bold}
+.fate-lost,.fate-no-outcome{color:#d62728;font-weight:bold} .fate-in-spool,.fate-dropped{color:#ff7f0e;font-weight:bold}
 </style></head><body>
 <h1>testbed report <span class="badge {{ verdict|lower }}">{{ verdict }}</span></h1>
 <p class="muted">{{ generated }} &middot; {{ passed }} of {{ results|length }} scenarios passed &middot;
@@ -187,11 +50,11 @@ code{font-size:.9em}
 <td class="num">{{ r.expectations|selectattr('passed')|list|length }}/{{ r.expectations|length }}</td>
 <td class="num">{{ r.boards|length }}</td><td class="num">{{ st.crashes }}</td><td class="num">{{ r.dumps|length }}</td>
 <td class="num">{{ st.stored }}</td><td class="num">{{ st.restart }}</td>
-<td class="num">{{ '%.1f'|format(r.duration) }} s</td></tr>{% endfor %}
+<td class="num">{{ dur(r.duration) }}{% if r.jumps %} <span class="muted">(clocks {{ warped(r) }})</span>{% endif %}</td></tr>{% endfor %}
 </table>
 {% for r in results %}{% set sc = loop.index %}
 <h2 id="sc-{{ sc }}">{{ r.name }} <span class="badge {{ r.verdict|lower }}">{{ r.verdict }}</span></h2>
-<p class="muted"><code>{{ r.path }}</code> &middot; {{ '%.1f'|format(r.duration) }} s &middot;
+<p class="muted"><code>{{ r.path }}</code> &middot; {% if r.started_wall %}started {{ date(r.started_wall) }} &middot; {% endif %}took {{ dur(r.duration) }}{% if r.jumps %} of host time, while the clocks were warped {{ warped(r) }}{% endif %} &middot;
 {% if r.host_cpu_boards %}host CPU starvation measured on {{ r.host_cpu_boards|join(', ') }}{% else %}host CPU starvation not measured (no board has the host-cpu capability){% endif %}</p>
 {% if r.description %}<p>{{ r.description }}</p>{% endif %}
 {% if r.error %}<div class="err">{{ r.error }}</div>{% endif %}
@@ -205,21 +68,27 @@ code{font-size:.9em}
 <h3>Timeline</h3>
 {{ timelines[sc - 1]|safe }}
 {{ legend|safe }}
-<h3>Crashes</h3>
-<table><tr><th>board</th><th>t</th><th>app</th><th>signal</th><th>outcome</th><th>crash to outcome</th><th>crash to restart</th><th>waited for a host CPU</th></tr>
-{% for board, ep in episodes[sc - 1] %}<tr><td>{{ board }}</td><td class="num">{{ '%.2f'|format(ep.crash.t) }} s</td>
-<td>{{ ep.app }}</td><td>{{ ep.crash.fields.get('signal', '') }}</td><td>{{ ep.outcome_name }}</td>
-<td class="num">{{ '%.0f ms'|format(ep.to_outcome * 1000) if ep.to_outcome is not none else '-' }}</td>
-<td class="num">{{ '%.0f ms'|format(ep.to_restart * 1000) if ep.to_restart is not none else '-' }}</td>
-{% set cpu = host_cpu[sc - 1].get((board, '%.3f'|format(ep.crash.t))) %}<td class="num">{% if cpu %}{{ '%.2f s of %.2f s (%.0f%%)'|format(cpu.wait_s, cpu.wall_s, cpu.share * 100) }}{% else %}<span class="muted">not measured</span>{% endif %}</td></tr>
+{% if clocks[sc - 1] %}<h3>Clocks and faults</h3>
+<p class="muted">Host time runs on the x axis of the timeline; a warp moves the boards' and the service's clocks at once
+(a zigzag on the timeline). What each clock read at each change (UTC):</p>
+<table><tr><th>t</th><th>what</th><th>boards' clock</th><th>service's clock</th></tr>
+{% for c in clocks[sc - 1] %}<tr><td class="num">{{ '%.2f'|format(c.t) }} s</td><td>{{ c.what }}</td><td>{{ c.boards }}</td><td>{{ c.service }}</td></tr>
+{% endfor %}</table>{% endif %}
+<h3>Crashes and where their dumps went</h3>
+<table><tr><th>board</th><th>t</th><th>app</th><th>outcome</th><th>what happened</th><th>crash to stored</th><th>crash to restart</th><th>waited for a host CPU</th></tr>
+{% for c in crashes[sc - 1] %}<tr><td>{{ c.board }}</td><td class="num">{{ '%.2f'|format(c.crash) }} s</td><td>{{ c.app }}</td>
+<td class="fate-{{ c.fate }}">{{ fates.get(c.fate, c.fate) }}</td>
+<td>{{ chain_html(c, sc, dump_ids[sc - 1]) }}</td>
+<td class="num">{{ dur(c.to_stored) }}</td><td class="num">{{ dur(c.to_restart) }}</td>
+{% set cpu = host_cpu[sc - 1].get((c.board, '%.3f'|format(c.crash))) %}<td class="num">{% if cpu %}{{ '%.2f s of %.2f s (%.0f%%)'|format(cpu.wait_s, cpu.wall_s, cpu.share * 100) }}{% else %}<span class="muted">not measured</span>{% endif %}</td></tr>
 {% else %}<tr><td colspan="8" class="muted">no crash</td></tr>{% endfor %}
 </table>
 <h3>Dumps stored at the service</h3>
-<table><tr><th>id</th><th>board</th><th>region</th><th class="num">size</th><th>component</th><th>signature</th><th>faulting function</th></tr>
-{% for d in r.dumps %}<tr><td><code>{{ d.id[:12] }}</code></td><td>{{ d.board }}</td><td>{{ d.region }}</td>
+<table><tr><th>id</th><th>stored at (service clock)</th><th>board</th><th>region</th><th class="num">size</th><th>component</th><th>signature</th><th>faulting function</th></tr>
+{% for d in r.dumps %}<tr id="sc{{ sc }}-dump-{{ d.id }}"><td><code>{{ d.id[:12] }}</code></td><td>{{ date(d.created) }}</td><td>{{ d.board }}</td><td>{{ d.region }}</td>
 <td class="num">{{ '{:,}'.format(d.size) }} B</td><td>{{ d.component }}</td><td><code>{{ d.signature[:12] }}</code></td>
 <td>{% if d.analysis %}{{ d.analysis.signal_name }} in <code>{{ where(d.analysis) }}</code>{% else %}<span class="muted">{{ d.analysis_error or 'not analysed' }}</span>{% endif %}</td></tr>
-{% else %}<tr><td colspan="7" class="muted">no dump stored</td></tr>{% endfor %}
+{% else %}<tr><td colspan="8" class="muted">no dump stored</td></tr>{% endfor %}
 </table>
 {% for d in r.dumps if d.analysis %}<details><summary>Crash analysis of dump <code>{{ d.id[:12] }}</code> ({{ d.board }}, {{ d.analysis.executable }}, {{ d.analysis.signal_name }})</summary>
 <table><tr><th>signal</th><td>{{ d.analysis.signal }} ({{ d.analysis.signal_name }})</td><th>pid</th><td>{{ d.analysis.pid }}</td></tr>
@@ -234,11 +103,12 @@ code{font-size:.9em}
 </details>{% endfor %}
 {% if r.audit %}<h3>Support audit log</h3>
 <table><tr>{% for k in r.audit[0].keys() %}<th>{{ k }}</th>{% endfor %}</tr>
-{% for row in r.audit %}<tr>{% for v in row.values() %}<td>{{ v }}</td>{% endfor %}</tr>{% endfor %}</table>{% endif %}
+{% for row in r.audit %}<tr>{% for k, v in row.items() %}<td>{{ date(v) if is_epoch(k, v) else v }}</td>{% endfor %}</tr>{% endfor %}</table>
+<p class="muted">Times are the service's clock (warps included), UTC.</p>{% endif %}
 <h3>Steps</h3>
 <table><tr><th>#</th><th>start</th><th>took</th><th>step</th><th>result</th></tr>
 {% for s in r.steps %}<tr><td class="num">{{ s.index + 1 }}</td><td class="num">{{ '%.2f'|format(s.start) }} s</td>
-<td class="num">{{ '%.2f'|format(s.end - s.start) }} s</td><td><code>{{ s.text }}</code>{% if s.line %} <span class="muted">line {{ s.line }}</span>{% endif %}</td>
+<td class="num">{{ dur(s.end - s.start) }}</td><td><code>{{ s.text }}</code>{% if s.line %} <span class="muted">line {{ s.line }}</span>{% endif %}</td>
 <td>{{ 'ok' if s.ok else s.error }}</td></tr>{% endfor %}
 </table>
 <h3>Boards</h3>
@@ -264,15 +134,66 @@ def _sym(symbol: dict | None) -> str:
     return f"{symbol['name']}+{symbol['offset']:#x}" if symbol else "-"
 
 
+def outcomes_of(result: ScenarioResult) -> list[CrashOutcome]:
+    """The run's crash outcome chains: as the runner recorded them, else made from its events and dumps."""
+    return result.crashes or crash_outcomes(result)
+
+
 def _stats(result: ScenarioResult) -> dict[str, str]:
-    eps = [ep for b in result.boards for ep in crash_episodes(b.events)]
-    stored = [ep.to_outcome for ep in eps if ep.outcome is not None and ep.outcome.name == EventName.UPLOAD_OK]
-    restart = [ep.to_restart for ep in eps if ep.to_restart is not None]
+    crashes = outcomes_of(result)
+    stored = [c.to_stored for c in crashes if c.to_stored is not None]  # from the spool too
+    restart = [c.to_restart for c in crashes if c.to_restart is not None]
 
-    def ms(values: list) -> str:
-        return f"{statistics.median(values) * 1000:.0f} ms" if values else "-"
+    def median(values: list[float]) -> str:
+        return duration(statistics.median(values)) if values else "-"
 
-    return {"crashes": str(len(eps)), "stored": ms(stored), "restart": ms(restart)}
+    return {"crashes": str(len(crashes)), "stored": median(stored), "restart": median(restart)}
+
+
+def chain_html(c: CrashOutcome, sc: int, dump_ids: set[str]) -> Markup:
+    """A crash's chain: each link with its detail and time; the stored dump links to its row."""
+    items = []
+    for link in c.chain:
+        detail = escape(link.detail)
+        if link.what == "stored" and c.dump_id and c.dump_id in dump_ids:
+            anchor = Markup('<a href="#sc{}-dump-{}">dump <code>{}</code></a>').format(sc, c.dump_id, c.dump_id[:12])
+            detail = Markup(detail).replace(escape(f"dump {c.dump_id}"), anchor)
+        text = Markup("{}").format(link.what)
+        if link.detail:
+            text += Markup(' <span class="muted">({})</span>').format(detail)
+        if link.t is not None:
+            text += f" at {link.t:.2f} s"
+        if link.what == "stored" and c.stored_at:
+            text += f", in the service's store at {date(c.stored_at)}"
+        if link.what == "stored" and c.crash_at:
+            text += f" (the board dated its crash {date(c.crash_at)})"
+        items.append(Markup("<li>{}</li>").format(text))
+    return Markup('<ol class="chain">{}</ol>').format(Markup("").join(items))
+
+
+_OPEN_CLOSE = {"link-down": ("link down", "link up"), "paused": ("paused", "resumed"),
+               "service-fault": ("service fault", "service fault cleared"), "reboot": ("reboot", "rebooted")}  # fmt: skip
+
+
+def clock_rows(result: ScenarioResult) -> list[dict[str, Any]]:
+    """The start, every warp and every fault's start and end, with what the clocks read then."""
+    if not result.jumps and not result.intervals:
+        return []
+    marks: list[tuple[float, str]] = [(0.0, "start")]
+    marks += [(j.t, f"clock warp {jump(j.seconds)}") for j in result.jumps]
+    for i in result.intervals:
+        opened, closed = _OPEN_CLOSE.get(i.kind, (BANDS.get(i.kind, ("", i.kind))[1], f"{i.kind} ends"))
+        who = f" ({i.board})" if i.board else ""
+        marks.append((i.start, f"{opened} {i.label}".strip() + who))
+        if i.end is not None:
+            marks.append((i.end, closed + who))
+    names = [b.name for b in result.boards]
+    rows = []
+    for t, what in sorted(marks, key=lambda m: m[0]):
+        dates = dates_at(result, t + 1e-6)  # just after: a warp's row shows the clocks it set
+        boards, service = clocks_text(dates, names) if dates else ("-", "-")
+        rows.append({"t": t, "what": what, "boards": boards, "service": service})
+    return rows
 
 
 def render_html(results: list[ScenarioResult]) -> str:
@@ -298,12 +219,20 @@ def render_html(results: list[ScenarioResult]) -> str:
         generated=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         timelines=[timeline_svg(r) for r in results],
         stats=[_stats(r) for r in results],
-        episodes=[[(b.name, ep) for b in r.boards for ep in crash_episodes(b.events)] for r in results],
+        crashes=[outcomes_of(r) for r in results],
+        dump_ids=[{d.id for d in r.dumps} for r in results],
+        clocks=[clock_rows(r) for r in results],
+        fates=FATES,
+        chain_html=chain_html,
         legend=legend_svg(),
         where=_where,
         sym=_sym,
-        fmt_event=_fmt_event,
+        fmt_event=fmt_event,
         clean=clean_text,
+        dur=duration,
+        warped=lambda r: " ".join(jump(j.seconds) for j in r.jumps),
+        date=date,
+        is_epoch=is_epoch,
     )
 
 
@@ -314,4 +243,4 @@ def write_html(results: list[ScenarioResult], path: str | os.PathLike) -> Path:
     return path
 
 
-__all__ = ["clean_text", "junit_tree", "render_html", "timeline_svg", "write_html", "write_junit"]
+__all__ = ["clean_text", "junit_tree", "legend_svg", "render_html", "timeline_svg", "write_html", "write_junit"]

@@ -34,6 +34,17 @@ class Interval:
 
 
 @dataclass
+class ClockJump:
+    """A warp: at scenario time ``t`` the clocks moved by ``seconds``; ``dates`` is what each clock
+    read just after it (epoch seconds): ``"service"`` (the control API's answer) and each warped board
+    (its ``date +%s``)."""
+
+    t: float
+    seconds: float
+    dates: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
 class BoardRecord:
     name: str
     device_id: str = ""
@@ -97,6 +108,36 @@ class EpisodeRecord:
 
 
 @dataclass
+class ChainLink:
+    """One step of a crash's outcome chain: ``crash``, ``skipped``, ``failed``, ``spooled``,
+    ``retry-failed``, ``dropped``, ``stored``, ``lost`` or ``waiting`` (in the spool at the end)."""
+
+    what: str
+    t: float | None  # scenario time of the event (None: known from the firmware's rules, no event)
+    detail: str = ""
+
+
+@dataclass
+class CrashOutcome:
+    """One crash and where its dump went: the chain of what happened and its end (``fate``)."""
+
+    board: str
+    app: str
+    crash: float
+    fate: str  # stored, stored-from-spool, skipped, dropped, lost, in-spool, no-outcome
+    chain: list[ChainLink] = field(default_factory=list)
+    signature: str = ""
+    upload_id: str = ""
+    dump_id: str = ""  # the stored dump (as the board's upload-ok printed it)
+    stored_t: float | None = None  # scenario time of the upload-ok
+    stored_at: float | None = None  # the dump's createdAt at the service (its clock, epoch seconds)
+    crash_at: float | None = None  # the board's clock at the crash, as it sent it with the dump
+    to_stored: float | None = None  # crash line to upload-ok line (host clock)
+    restart: float | None = None
+    to_restart: float | None = None
+
+
+@dataclass
 class DumpRecord:
     id: str
     board: str
@@ -108,6 +149,8 @@ class DumpRecord:
     created: float = 0.0
     analysis: dict[str, Any] | None = None
     analysis_error: str = ""
+    upload_id: str = ""
+    crash_time: float = 0.0  # the board's clock at the crash, as the board sent it (epoch seconds; 0: none)
 
 
 @dataclass
@@ -127,6 +170,9 @@ class ScenarioResult:
     service_log: str = ""
     episodes: list[EpisodeRecord] = field(default_factory=list)
     host_cpu_boards: list[str] = field(default_factory=list)  # boards whose host CPU was measured
+    t0_wall: float = 0.0  # the host's wall clock at scenario time 0 (epoch seconds)
+    jumps: list[ClockJump] = field(default_factory=list)  # clock warps
+    crashes: list[CrashOutcome] = field(default_factory=list)  # every crash's outcome chain
 
     @property
     def passed(self) -> bool:
@@ -172,6 +218,11 @@ class ScenarioResult:
         data["intervals"] = [Interval(**i) for i in data.get("intervals", [])]
         data["dumps"] = [DumpRecord(**d) for d in data.get("dumps", [])]
         data["episodes"] = [EpisodeRecord(**e) for e in data.get("episodes", [])]
+        data["jumps"] = [ClockJump(**j) for j in data.get("jumps", [])]
+        data["crashes"] = [
+            CrashOutcome(**{**c, "chain": [ChainLink(**link) for link in c.get("chain", [])]})
+            for c in data.get("crashes", [])
+        ]
         return cls(**data)
 
 

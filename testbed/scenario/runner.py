@@ -41,10 +41,12 @@ from testbed.scenario.boards import qemu_board_factory as qemu_board_factory
 from testbed.scenario.cpu import BoardCpu
 from testbed.scenario.evidence import Evidence, Finding, StoredDump
 from testbed.scenario.model import Expectation, Scenario, ScenarioError, Step, format_duration
+from testbed.scenario.outcomes import crash_outcomes
 from testbed.scenario.progress import Progress as Progress
 from testbed.scenario.progress import QuietProgress as QuietProgress
 from testbed.scenario.results import (
     BoardEvent,
+    ClockJump,
     ExpectationResult,
     Interval,
     ScenarioResult,
@@ -167,6 +169,9 @@ class ScenarioRun:
         interval = self._open.pop(f"{kind}:{board}", None)
         if interval is not None:
             interval.end = self.now()
+
+    def clock_jump(self, seconds: float, dates: dict[str, float]) -> None:
+        self.result.jumps.append(ClockJump(round(self.now(), 3), seconds, dates))
 
     def stored_dumps(self) -> list[StoredDump]:
         return self.side.stored_dumps()
@@ -299,6 +304,7 @@ class ScenarioRun:
             try:
                 self._setup(stack)
                 self.t0 = time.monotonic()
+                res.t0_wall = time.time()
                 self._run_steps()
                 self.waits.settle(self.sc.boards, SETTLE_SECONDS)
                 self.check(self.sc.expect, None)
@@ -326,6 +332,7 @@ class ScenarioRun:
                     except Exception as exc:  # noqa: BLE001
                         res.error = res.error or f"collecting dumps failed: {exc}"
         res.service_log = self.side.log_tail
+        res.crashes = crash_outcomes(res)  # after teardown: the boards' events are in the result
         self._finish(started)
         return res
 

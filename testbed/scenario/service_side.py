@@ -141,7 +141,8 @@ class ServiceSide:
         out = []
         for dump in self.stored_dumps():
             rec = DumpRecord(dump.id, board_of.get(dump.device_id, "?"), dump.device_id, dump.region, dump.size,
-                             dump.signature, dump.component_name, dump.created_at)  # fmt: skip
+                             dump.signature, dump.component_name, dump.created_at,
+                             upload_id=dump.upload_id, crash_time=dump.crash_time)  # fmt: skip
             try:
                 rec.analysis = analyze_bytes(self.control.blob(dump.id), symbol_dirs).to_dict()
             except Exception as exc:  # noqa: BLE001 (shown in the report)

@@ -1,18 +1,30 @@
 """Crash episodes: a crash event paired with what followed it on the same board.
 
 Used by expectations (restart within T), the report (latencies on the
-timeline) and ``testbed bench crash``.
+timeline, each crash's outcome chain) and ``testbed bench crash``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 
 from testbed.contract.device_api import UPLOAD_DEADLINE_MS
-from testbed.contract.events import EventName
+from testbed.contract.events import HTTP_REASON_RE, EventKey, EventName, UploadFailReason
 from testbed.scenario.results import BoardEvent
 
 OUTCOMES = (EventName.UPLOAD_OK, EventName.UPLOAD_FAIL, EventName.DUMP_SKIPPED)
+#: ``upload-fail`` reasons after which the reporter keeps the dump in its spool (docs/firmware.md):
+#: the failure may pass. Any ``http-5xx`` too; other reasons lose the dump.
+SPOOLED_REASONS = frozenset({UploadFailReason.CONNECT, UploadFailReason.TIMEOUT, UploadFailReason.BAD_RESPONSE})
+
+
+def is_spooled_failure(event: BoardEvent) -> bool:
+    """An upload-fail after which the dump stays in the board's spool, to be sent after a sync."""
+    if event.name != EventName.UPLOAD_FAIL:
+        return False
+    reason = event.fields.get(EventKey.REASON, "")
+    return reason in SPOOLED_REASONS or (HTTP_REASON_RE.match(reason) is not None and reason.startswith("http-5"))
 
 
 @dataclass
@@ -21,6 +33,32 @@ class CrashEpisode:
     crash: BoardEvent
     outcome: BoardEvent | None = None  # upload-ok, upload-fail or dump-skipped
     restart: BoardEvent | None = None
+    #: The spool's retries of this crash's dump (events with ``spooled=1``), in time order.
+    retries: list[BoardEvent] = field(default_factory=list)
+
+    @property
+    def upload_id(self) -> str:
+        for e in (self.outcome, *self.retries):
+            if e is not None and e.fields.get(EventKey.UPLOAD_ID):
+                return e.fields[EventKey.UPLOAD_ID]
+        return ""
+
+    @property
+    def in_spool(self) -> bool:
+        """The dump waits in the board's spool: its last attempt failed in a way that may pass."""
+        last = self.retries[-1] if self.retries else self.outcome
+        return last is not None and is_spooled_failure(last)
+
+    @property
+    def stored(self) -> BoardEvent | None:
+        """The upload-ok of this crash's dump: at once, or from the spool."""
+        last = self.retries[-1] if self.retries else self.outcome
+        return last if last is not None and last.name == EventName.UPLOAD_OK else None
+
+    @property
+    def to_stored(self) -> float | None:
+        """Seconds from the crash line to its upload-ok (from the spool too; host clock)."""
+        return None if self.stored is None else self.stored.t - self.crash.t
 
     @property
     def outcome_name(self) -> str:
@@ -87,8 +125,10 @@ def crash_episodes(events: list[BoardEvent]) -> list[CrashEpisode]:
             episodes.append(episode)
             continue
         if event.name in OUTCOMES or event.name in RESTARTS:
-            if event.fields.get("spooled") == "1":
-                continue  # a retry from the spool: it belongs to no crash on the timeline
+            if event.fields.get(EventKey.SPOOLED) == "1":
+                if event.name in OUTCOMES:
+                    _give_retry(episodes, event)
+                continue  # a retry from the spool is not the crash's first outcome
             slot = "restart" if event.name in RESTARTS else "outcome"
             app = _app_of(event)
             sig = _sig_of(event)
@@ -105,3 +145,29 @@ def crash_episodes(events: list[BoardEvent]) -> list[CrashEpisode]:
                 if slot == "restart":
                     orphans.append(event)
     return episodes
+
+
+def _give_retry(episodes: list[CrashEpisode], event: BoardEvent) -> None:
+    """A retry from the spool goes to the crash whose dump it sends: the same upload id; else (a dump
+    spooled late gets a fresh id, a skip prints none) the oldest spooled dump of that signature."""
+    waiting = [ep for ep in episodes if ep.in_spool]
+    upload_id = event.fields.get(EventKey.UPLOAD_ID, "")
+    sig = _sig_of(event)
+    same_id = [ep for ep in waiting if upload_id and ep.upload_id == upload_id]
+    # two different ids are two different dumps; a missing id matches any
+    maybe = [ep for ep in waiting if not (upload_id and ep.upload_id)]
+    same_sig = [ep for ep in maybe if sig and _sig_of(ep.crash) == sig]
+    candidates = same_id or same_sig or maybe
+    if candidates:
+        candidates[0].retries.append(event)
+
+
+def board_episodes(
+    events: Mapping[str, list[BoardEvent]], boards: list[str], app: str | None = None
+) -> Iterator[tuple[str, CrashEpisode]]:
+    """(board, episode) for every crash on the boards, in board order; only the app's when given."""
+    for b in boards:
+        for ep in crash_episodes(events.get(b, [])):
+            if app and ep.app != app:
+                continue
+            yield b, ep

@@ -10,6 +10,7 @@ and prints the same @tb events with host timestamps.
 from __future__ import annotations
 
 import hashlib
+import re
 import shlex
 import threading
 import time
@@ -58,9 +59,10 @@ class FakeFirmware:
         argv = shlex.split(cmd)
         opts = {argv[i]: argv[i + 1] for i in range(1, len(argv) - 1) if argv[i].startswith("--")}
         if argv[0] == "date":
-            if "+" in cmd and "$((" in cmd:
-                self.clock_offset += int(cmd.split("+")[-1].split(")")[0])
-            return "", 0
+            warp = re.search(r"\+ (-?\d+) \)\)", cmd)
+            if warp:
+                self.clock_offset += int(warp.group(1))
+            return (f"{int(time.time() + self.clock_offset)}\n" if cmd.endswith("date +%s") else ""), 0
         if argv[0] == "command":
             return "", 0
         if argv[0] == "tb-provision":
