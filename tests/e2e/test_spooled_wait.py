@@ -32,7 +32,7 @@ def test_the_three_day_offline_story_passes_with_a_plain_wait_for_upload_ok(scen
     (dump,) = result.dumps
     assert dump.region == "EU" and dump.id == ok.fields["id"] and dump.signature == crash.fields["sig"]
     # stored three days after the crash on the service's (warped) clock
-    assert dump.created_at >= fail.wall + THREE_DAYS - 60
+    assert dump.created >= fail.wall + THREE_DAYS - 60
 
 
 def test_a_wait_for_the_spooled_upload_without_a_sync_says_to_sync_first(scenario_runner):
