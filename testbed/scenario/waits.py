@@ -131,6 +131,10 @@ class BoardWaits:
         hint = self._hint(events, event)
         if hint:
             text += f"; {hint}"
+        early = [_label(e) for e in events[:baseline] if e.name == event and e.t >= 0 and _fits(e.fields, where)]
+        if early:
+            text += (f"; before this wait's actions began came {', '.join(early[-2:])}: a wait counts only what "
+                     "comes after the actions just before it")  # fmt: skip
         return (f"{text} (events since this wait's actions began at {self.action_mark_t:.1f}s: {got})"
                 f"{self._crashed(board)}")  # fmt: skip
 

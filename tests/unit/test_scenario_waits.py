@@ -207,3 +207,14 @@ def test_still_spooled_lists_crashes_whose_dump_no_retry_took():
     events = [BoardEvent("crash", {"app": "a", "sig": "aa"}, 1.0), BoardEvent("upload-fail", {"sig": "aa"}, 1.1),
               BoardEvent("crash", {"app": "a", "sig": "bb"}, 2.0), BoardEvent("upload-ok", {"sig": "bb"}, 2.1)]  # fmt: skip
     assert [ep.crash.t for ep in still_spooled(events)] == [1.0]
+
+
+def test_a_matching_event_before_the_waits_actions_is_named_as_such():
+    log = crash_cut_off(Log().actions(0.0), 1.0)
+    retry(log.actions(5.0), 6.0)  # link_up, idle: a periodic sync sent the spool
+    log.wait("sync-ok")
+    log.actions(8.0).at(8.5, "sync-ok")  # sync: the spool is empty by now
+    msg = log.fails("upload-ok")
+    assert "0 came" in msg and "may wait in the board's spool" not in msg
+    assert ("before this wait's actions began came upload-ok(spooled) at 6.1s: a wait counts only what comes after "
+            "the actions just before it") in msg  # fmt: skip
