@@ -35,7 +35,14 @@ from testbed.scenario.model import Expectation, FleetSpec, GroupSpec, Scenario, 
 from testbed.scenario.model import format_duration as format_duration
 from testbed.scenario.model import parse_duration as parse_duration
 from testbed.scenario.registry import ACTIONS, EXPECTATIONS, Op, load_all
-from testbed.scenario.yamlloc import LocList, LocMap, YamlSyntaxError, line_of, load_located
+from testbed.scenario.yamlloc import (
+    LocList,
+    LocMap,
+    YamlSyntaxError,
+    line_of,
+    load_located,
+    locate_plain,
+)
 
 load_all()
 
@@ -247,7 +254,7 @@ def scenario_from_data(data: Any, file: str, default_name: str = "scenario") -> 
     Every mistake is reported at once: the ScenarioError raised carries them all (``errors``)."""
     loader = _Loader(file)
     if isinstance(data, dict) and not isinstance(data, LocMap):
-        data = _locate_plain(data)
+        data = locate_plain(data)
     if not isinstance(data, LocMap):
         raise loader.fail(line_of(data) or 1, "", f"a scenario is a mapping with fields {', '.join(TOP_FIELDS)}")
     steps_raw, expect_raw = data.get("steps"), data.get("expect", LocList())
@@ -293,22 +300,6 @@ def scenario_from_data(data: Any, file: str, default_name: str = "scenario") -> 
                     timeout=timeout, service=service)  # fmt: skip
 
 
-def _locate_plain(value: Any) -> Any:
-    """Wrap plain Python dicts/lists (the Python API) as LocMap/LocList with line 0."""
-    if isinstance(value, dict):
-        out = LocMap((str(k), _locate_plain(v)) for k, v in value.items())
-        out.line = 0
-        out.key_lines = {str(k): 0 for k in value}
-        out.value_lines = dict(out.key_lines)
-        return out
-    if isinstance(value, list | tuple):
-        items = LocList(_locate_plain(v) for v in value)
-        items.line = 0
-        items.item_lines = [0] * len(items)
-        return items
-    return value
-
-
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate one scenario file; raises ScenarioError naming file, line and field."""
     path = Path(path)
@@ -319,13 +310,21 @@ def load_scenario(path: str | Path) -> Scenario:
         raise ScenarioError(file, 0, "", "no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ScenarioError(file, 0, "", f"cannot read: {exc}") from None
+    duplicates: list[YamlSyntaxError] = []
     try:
-        data = load_located(text)
+        data = load_located(text, duplicates)
     except YamlSyntaxError as exc:
         raise ScenarioError(file, exc.line, "", str(exc)) from None
     if data is None:
         raise ScenarioError(file, 1, "", "the file is empty")
-    return scenario_from_data(data, file, default_name=path.stem)
+    errors = [ScenarioError(file, d.line, "", str(d)) for d in duplicates]
+    try:
+        scenario = scenario_from_data(data, file, default_name=path.stem)
+    except ScenarioError as exc:
+        errors.append(exc)
+    if errors:
+        raise ScenarioError.combine(errors)
+    return scenario
 
 
 def load_scenarios(paths: Iterable[str | Path]) -> list[Scenario]:

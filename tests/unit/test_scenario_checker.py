@@ -144,3 +144,11 @@ def test_scenario_check_prints_every_mistake(tmp_path):
                         (8, "step 3/3, field 'wiat'"), (10, "expectation 1/1")):  # fmt: skip
         assert f"{path}:{line}: " in result.output and words in result.output
     assert f"4 mistakes in {path}" in result.output
+
+
+def test_duplicate_keys_are_reported_with_the_other_mistakes(tmp_path):
+    text = FOUR_MISTAKES.replace("  - sync: all\n", "  - sync: all\n    sync: eu-1\n")
+    err = mistakes(write(tmp_path, text))
+    assert [e.line for e in err.errors] == [2, 7, 8, 9, 11]
+    assert err.errors[1].message == "duplicate key 'sync' (first at line 6)" and err.errors[1].field == ""
+    assert f"{err.file}:7: duplicate key 'sync' (first at line 6)" in str(err).splitlines()
