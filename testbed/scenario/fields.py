@@ -41,6 +41,12 @@ def suggest(word: str, choices: Iterable[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+def suggest_other(word: str, names: Iterable[str], what: str, section: str) -> str:
+    """A near miss of a name of the other section: `` (did you mean the expectation 'x'? under `expect:`)``."""
+    near = suggest(word, names)
+    return near.replace("did you mean '", f"did you mean the {what} '").replace("?)", f", under `{section}:`?)")
+
+
 def type_name(value: Any) -> str:
     if value is None:
         return "nothing"

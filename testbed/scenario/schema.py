@@ -29,6 +29,7 @@ from testbed.scenario.fields import (
     Text,
     firmware_apps,
     suggest,
+    suggest_other,
     type_name,
 )
 from testbed.scenario.model import Expectation, FleetSpec, GroupSpec, Scenario, ScenarioError, Step
@@ -137,7 +138,8 @@ class _Loader:
                 hint = (f"'{kind}' is a step (an action), not an expectation: it belongs under `steps:`; "
                         f"expectations: {', '.join(EXPECTATIONS)}")  # fmt: skip
             else:
-                hint = f"unknown expectation{suggest(kind, EXPECTATIONS)}; known: {', '.join(EXPECTATIONS)}"
+                near = suggest(kind, EXPECTATIONS) or suggest_other(kind, ACTIONS, "step", "steps")
+                hint = f"unknown expectation{near}; known: {', '.join(EXPECTATIONS)}"
             self.note(raw.key_lines[kind], where + kind, hint)
             return None
         check = self.op(EXPECTATIONS[kind], raw[kind], raw.value_lines[kind], f"{where}{kind}.")
@@ -162,7 +164,8 @@ class _Loader:
                 hint = (f"'{name}' is an expectation, not an action: it belongs under `expect:` (checked at the "
                         f"end), or in a `check:` step to check it at this point: `- check: [{{{name}: ...}}]`")  # fmt: skip
             else:
-                hint = f"unknown action{suggest(name, ACTIONS)}; actions: {', '.join(ACTIONS)}"
+                near = suggest(name, ACTIONS) or suggest_other(name, EXPECTATIONS, "expectation", "expect")
+                hint = f"unknown action{near}; actions: {', '.join(ACTIONS)}"
             self.note(raw.key_lines[name], where + name, hint)
             return None
         op = self.op(ACTIONS[name], raw[name], raw.value_lines[name], f"{where}{name}.")

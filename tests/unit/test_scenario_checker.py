@@ -152,3 +152,12 @@ def test_duplicate_keys_are_reported_with_the_other_mistakes(tmp_path):
     assert [e.line for e in err.errors] == [2, 7, 8, 9, 11]
     assert err.errors[1].message == "duplicate key 'sync' (first at line 6)" and err.errors[1].field == ""
     assert f"{err.file}:7: duplicate key 'sync' (first at line 6)" in str(err).splitlines()
+
+
+def test_a_near_miss_of_the_other_sections_name_is_suggested_there(tmp_path):
+    text = FOUR_MISTAKES.replace("  - wiat: {boards: eu-1, event: upload-ok}", "  - dump_store: eu-1")
+    text = text.replace("  - dump_stored: {boards: eu-3}", "  - link_dwn: eu-1")
+    err = mistakes(write(tmp_path, text))
+    step, exp = [e for e in err.errors if e.line in (8, 10)]
+    assert "unknown action (did you mean the expectation 'dump_stored', under `expect:`?)" in step.message
+    assert "unknown expectation (did you mean the step 'link_down', under `steps:`?)" in exp.message
