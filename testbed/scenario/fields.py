@@ -42,7 +42,7 @@ def suggest(word: str, choices: Iterable[str]) -> str:
 
 
 def suggest_other(word: str, names: Iterable[str], what: str, section: str) -> str:
-    """A near miss of a name of the other section: `` (did you mean the expectation 'x'? under `expect:`)``."""
+    """A near miss of a name of the other section: `` (did you mean the expectation 'x', under `expect:`?)``."""
     near = suggest(word, names)
     return near.replace("did you mean '", f"did you mean the {what} '").replace("?)", f", under `{section}:`?)")
 
