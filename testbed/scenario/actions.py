@@ -109,7 +109,7 @@ class Crash(Action):
 class Wait(Action):
     """wait until each board printed `count` new matching events since the run of actions before this wait
     began; outcomes (upload-ok, upload-fail, dump-skipped) and restarts count only when they belong to a crash
-    of that run"""
+    of that run, a retry's outcome from the spool (spooled=1) when its crash happened in this scenario"""
 
     boards: list[str] = arg(Boards())
     event: str = arg(Event())

@@ -134,10 +134,7 @@ class ScenarioBuilder:
         try:
             sc = scenario_from_data(self.data, file, default_name=self.data["name"])
         except ScenarioError as exc:
-            match = re.match(r"^((?:steps|expect)\[\d+\]|(?:groups|fleet)\.[^.]+)", exc.field)
-            where = self._where.get(match.group(1)) if match else None
-            src, line = where if where else (self._file, self._line)
-            raise ScenarioError(src, line, exc.field, exc.message) from None
+            raise ScenarioError.combine([self._at_call(e) for e in exc.errors]) from None
         # lines in the report and JUnit point at the builder calls
         for step in sc.steps:
             step.line = self._where.get(f"steps[{step.index}]", ("", 0))[1]
@@ -147,6 +144,13 @@ class ScenarioBuilder:
             exp.line = self._where.get(f"expect[{i}]", ("", 0))[1]
         sc.path = self._file
         return sc
+
+    def _at_call(self, exc: ScenarioError) -> ScenarioError:
+        """The mistake placed at the builder call that made it (file and line of the user's code)."""
+        match = re.match(r"^((?:steps|expect)\[\d+\]|(?:groups|fleet)\.[^.]+)", exc.field)
+        where = self._where.get(match.group(1)) if match else None
+        src, line = where if where else (self._file, self._line)
+        return ScenarioError(src, line, exc.field, exc.message, exc.totals)
 
     def to_yaml(self) -> str:
         """The same scenario as a YAML file's text."""

@@ -81,7 +81,8 @@ def check_capabilities(scenario: Scenario, caps_of: Callable[[str], frozenset[Ca
                 raise ScenarioError(scenario.path, step.line, f"steps[{step.index}].{step.action}",
                                     f"refused before any board booted: board {describe(board_name)} cannot {what} "
                                     f"(step {step.index + 1}): it lacks the {', '.join(repr(m) for m in missing)} "
-                                    f"capability (it declares: {', '.join(sorted(c.value for c in caps))})")  # fmt: skip
+                                    f"capability (it declares: {', '.join(sorted(c.value for c in caps))})",
+                                    {"steps": len(scenario.steps)})  # fmt: skip
 
 
 def event_log_of(board: Board) -> EventLog[Any]:

@@ -27,9 +27,24 @@ class FieldError(ValueError):
         self.field = field
 
 
+class FieldErrors(FieldError):
+    """Several wrong fields of one step or expectation (``errors``, each a FieldError); the first's
+    message and field are its own."""
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        super().__init__(str(errors[0]), errors[0].field)
+        self.errors = errors
+
+
 def suggest(word: str, choices: Iterable[str]) -> str:
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def suggest_other(word: str, names: Iterable[str], what: str, section: str) -> str:
+    """A near miss of a name of the other section: `` (did you mean the expectation 'x', under `expect:`?)``."""
+    near = suggest(word, names)
+    return near.replace("did you mean '", f"did you mean the {what} '").replace("?)", f", under `{section}:`?)")
 
 
 def type_name(value: Any) -> str:
@@ -184,6 +199,24 @@ class Groups(Kind):
 
     def doc(self) -> str:
         return "group, list or all"
+
+
+def firmware_apps() -> tuple[str, ...]:
+    """What the board image runs: the apps of firmware_stubs/etc/apps (under appmgr) and the OS
+    components its init script starts (``TB_COMPONENT=<name>``); crashapp and crashsvc if unreadable."""
+    from testbed.paths import REPO_ROOT
+
+    names: list[str] = []
+    try:
+        for line in (REPO_ROOT / "firmware_stubs" / "etc" / "apps").read_text().splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line:
+                names.append(line.split()[0])
+        for script in sorted((REPO_ROOT / "firmware_stubs" / "rc.d").glob("*")):
+            names += re.findall(r"TB_COMPONENT=([A-Za-z0-9_.-]+)", script.read_text())
+    except OSError:
+        pass
+    return tuple(dict.fromkeys(names)) or ("crashapp", "crashsvc")
 
 
 class App(Kind):

@@ -17,15 +17,61 @@ if TYPE_CHECKING:
 
 
 class ScenarioError(ValueError):
-    """A scenario file is wrong. ``str()`` reads ``file:line: field 'x': what is wrong``."""
+    """A scenario file is wrong. ``str()`` reads ``file:line: field 'x': what is wrong``; a field of a
+    step or an expectation is said the way progress counts them, from 1:
+    ``file:line: step 3/12, field 'crash.app': what is wrong``.
 
-    def __init__(self, file: str, line: int, fld: str, message: str) -> None:
+    ``field`` is the path in the file's data (``steps[2].crash.app``, list positions from 0, for
+    programs); ``totals`` (``{"steps": 12, "expect": 3}``) give the "of N" when known. One error
+    may carry several mistakes (:meth:`combine`): ``errors`` lists them all, itself first.
+    """
+
+    def __init__(self, file: str, line: int, fld: str, message: str, totals: dict[str, int] | None = None) -> None:
         self.file = file
         self.line = line
         self.field = fld
         self.message = message
+        self.totals = dict(totals or {})
+        self.errors: list[ScenarioError] = [self]
         where = f"{file}:{line}" if line else file
-        super().__init__(f"{where}: field '{fld}': {message}" if fld else f"{where}: {message}")
+        place, rest = describe_field(fld, self.totals)
+        if place:
+            text = f"{where}: {place}, field '{rest}': {message}" if rest else f"{where}: {place}: {message}"
+        else:
+            text = f"{where}: field '{fld}': {message}" if fld else f"{where}: {message}"
+        super().__init__(text)
+
+    @classmethod
+    def combine(cls, errors: list[ScenarioError]) -> ScenarioError:
+        """One error for every mistake of ``errors`` (in file and line order), one a line."""
+        every = sorted((e for err in errors for e in err.errors), key=lambda e: (e.file, e.line))
+        if len(every) == 1:
+            return every[0]
+        first = every[0]
+        out = cls(first.file, first.line, first.field, first.message, first.totals)
+        out.errors = every
+        files = sorted({e.file for e in every})
+        out.args = ("\n".join(str(e) for e in every) + f"\n{len(every)} mistakes in {', '.join(files)}",)
+        return out
+
+
+_FIELD_RE = re.compile(r"^(steps|expect)\[(\d+)\](?:\.check\[(\d+)\])?(?:\.(.*))?$")
+
+
+def describe_field(fld: str, totals: dict[str, int] | None = None) -> tuple[str, str]:
+    """A field path in words, counted from 1: ``steps[2].crash.app`` -> (``step 3/12``, ``crash.app``);
+    ``steps[4].check[0].dumps.count`` -> (``step 5/12, check 1``, ``dumps.count``); ``expect[0].x`` ->
+    (``expectation 1/3``, ``x``). ("", fld) for a field outside steps and expectations."""
+    m = _FIELD_RE.match(fld)
+    if m is None:
+        return "", fld
+    section, index, check, rest = m.group(1), int(m.group(2)), m.group(3), m.group(4) or ""
+    total = (totals or {}).get(section)
+    of = f"/{total}" if total else ""
+    place = f"step {index + 1}{of}" if section == "steps" else f"expectation {index + 1}{of}"
+    if check is not None:
+        place += f", check {int(check) + 1}"
+    return place, rest
 
 
 _DURATION_RE = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*)+$")

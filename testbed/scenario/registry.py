@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 from testbed.board.protocols import Capability
-from testbed.scenario.fields import ALL_BOARDS, Boards, FieldError, FieldSpec, Scope
+from testbed.scenario.fields import ALL_BOARDS, Boards, FieldError, FieldErrors, FieldSpec, Scope
 from testbed.scenario.model import format_duration
 
 if TYPE_CHECKING:
@@ -53,19 +53,34 @@ class Op:
         return out
 
     @classmethod
-    def build(cls, values: dict[str, Any], scope: Scope) -> Self:
-        """Convert raw values (by YAML key) into an instance; FieldError names the key."""
+    def convert_fields(cls, values: dict[str, Any], scope: Scope,
+                       required: bool = True) -> tuple[dict[str, Any], list[FieldError]]:  # fmt: skip
+        """Convert raw values (by YAML key): the keyword arguments, and a FieldError naming the key
+        for each wrong field (and each missing required one, unless ``required`` is False)."""
         kwargs: dict[str, Any] = {}
+        errors: list[FieldError] = []
         for key, spec in cls.specs().items():
             if key in values:
                 try:
                     kwargs[spec.attr] = spec.kind.convert(values[key], scope)
                 except FieldError as exc:
-                    raise FieldError(str(exc), key + ("." + exc.field if exc.field else "")) from None
+                    errors.append(FieldError(str(exc), key + ("." + exc.field if exc.field else "")))
             elif spec.required:
-                raise FieldError("missing (required)", key)
+                if required:
+                    errors.append(FieldError("missing (required)", key))
             elif isinstance(spec.kind, Boards) and spec.default == ALL_BOARDS:
                 kwargs[spec.attr] = scope.boards
+        return kwargs, errors
+
+    @classmethod
+    def build(cls, values: dict[str, Any], scope: Scope) -> Self:
+        """Convert raw values (by YAML key) into an instance; a FieldError names the key (a
+        :class:`FieldErrors` when several fields are wrong)."""
+        kwargs, errors = cls.convert_fields(values, scope)
+        if len(errors) == 1:
+            raise errors[0]
+        if errors:
+            raise FieldErrors(errors)
         op = cls(**kwargs)
         op.validate(scope)
         return op

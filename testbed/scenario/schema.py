@@ -21,39 +21,31 @@ from testbed.scenario.fields import (
     Bool,
     Duration,
     FieldError,
+    FieldErrors,
     Group,
     Int,
     OneOf,
     Scope,
     Text,
+    firmware_apps,
     suggest,
+    suggest_other,
     type_name,
 )
 from testbed.scenario.model import Expectation, FleetSpec, GroupSpec, Scenario, ScenarioError, Step
 from testbed.scenario.model import format_duration as format_duration
 from testbed.scenario.model import parse_duration as parse_duration
 from testbed.scenario.registry import ACTIONS, EXPECTATIONS, Op, load_all
-from testbed.scenario.yamlloc import LocList, LocMap, YamlSyntaxError, line_of, load_located
+from testbed.scenario.yamlloc import (
+    LocList,
+    LocMap,
+    YamlSyntaxError,
+    line_of,
+    load_located,
+    locate_plain,
+)
 
 load_all()
-
-
-def firmware_apps() -> tuple[str, ...]:
-    """What the board image runs: the apps of firmware_stubs/etc/apps (under appmgr) and the OS
-    components its init script starts (``TB_COMPONENT=<name>``); crashapp and crashsvc if unreadable."""
-    from testbed.paths import REPO_ROOT
-
-    names: list[str] = []
-    try:
-        for line in (REPO_ROOT / "firmware_stubs" / "etc" / "apps").read_text().splitlines():
-            line = line.split("#", 1)[0].strip()
-            if line:
-                names.append(line.split()[0])
-        for script in sorted((REPO_ROOT / "firmware_stubs" / "rc.d").glob("*")):
-            names += re.findall(r"TB_COMPONENT=([A-Za-z0-9_.-]+)", script.read_text())
-    except OSError:
-        pass
-    return tuple(dict.fromkeys(names)) or ("crashapp", "crashsvc")
 
 
 #: A scenario may only name these (docs/firmware.md): the app `crashapp`, the OS component `crashsvc`.
@@ -71,194 +63,244 @@ _DURATION, _TEXT, _BOOL = Duration(), Text(), Bool()
 
 
 class _Loader:
-    """Reads one scenario's parsed data; ``fail`` makes the ScenarioError of a place."""
+    """Reads one scenario's parsed data and notes every mistake (``errors``) instead of stopping at
+    the first: each part that is wrong is left out, and what other parts refer to (a group, a
+    fleet's boards) is still declared, so one mistake does not bring others that are not."""
 
     def __init__(self, file: str) -> None:
         self.file = file
         self.scope = Scope({}, {}, KNOWN_APPS)
+        self.errors: list[ScenarioError] = []
+        self.totals: dict[str, int] = {}  # steps and expectations in the file, for "step 3/12"
 
     def fail(self, line: int, fld: str, message: str) -> ScenarioError:
-        return ScenarioError(self.file, line, fld, message)
+        return ScenarioError(self.file, line, fld, message, self.totals)
 
-    def check_keys(self, mapping: LocMap, allowed: Iterable[str], where: str) -> None:
+    def note(self, line: int, fld: str, message: str) -> None:
+        self.errors.append(self.fail(line, fld, message))
+
+    def check_keys(self, mapping: LocMap, allowed: Iterable[str], where: str) -> bool:
+        """Note each unknown key; False when there was one."""
         allowed = list(allowed)
-        for key in mapping:
-            if key not in allowed:
-                raise self.fail(mapping.key_lines[key], f"{where}{key}",
-                                f"unknown field{suggest(key, allowed)}; allowed: {', '.join(allowed)}")  # fmt: skip
+        unknown = [key for key in mapping if key not in allowed]
+        for key in unknown:
+            self.note(mapping.key_lines[key], f"{where}{key}",
+                      f"unknown field{suggest(key, allowed)}; allowed: {', '.join(allowed)}")  # fmt: skip
+        return not unknown
 
-    def value(self, kind: Any, raw: Any, line: int, fld: str) -> Any:
+    def value(self, kind: Any, raw: Any, line: int, fld: str, default: Any = None) -> Any:
+        """``raw`` converted, or ``default`` with the mistake noted."""
         try:
             return kind.convert(raw, self.scope)
         except FieldError as exc:
-            raise self.fail(line, fld + ("." + exc.field if exc.field else ""), str(exc)) from None
+            self.note(line, fld + ("." + exc.field if exc.field else ""), str(exc))
+            return default
 
-    # ---- a step's action or an expectation: an instance of its registered class
-    def op(self, cls: type[OpT], raw: Any, line: int, where: str) -> OpT:
+    def _fields(self, errors: list[FieldError], lines: dict[str, int], line: int, where: str) -> None:
+        for exc in errors:
+            key = exc.field.split(".")[0]
+            self.note(lines.get(key, line), where + exc.field if exc.field else where.rstrip("."), str(exc))
+
+    # ---- a step's action or an expectation: an instance of its registered class (None: noted)
+    def op(self, cls: type[OpT], raw: Any, line: int, where: str) -> OpT | None:
         specs = cls.specs()
         lines: dict[str, int] = {}
+        known = True
         if isinstance(raw, LocMap):
-            self.check_keys(raw, specs, where)
-            values: dict[str, Any] = dict(raw)
+            known = self.check_keys(raw, specs, where)
+            values: dict[str, Any] = {k: v for k, v in raw.items() if k in specs}
             lines = raw.value_lines
         elif not specs or (raw is None and not any(s.required for s in specs.values())):
             values = {}
         elif cls.shorthand is None:
-            raise self.fail(line, where.rstrip("."), f"expected a mapping with fields {', '.join(specs)}, "
-                            f"got {type_name(raw)}")  # fmt: skip
+            self.note(line, where.rstrip("."), f"expected a mapping with fields {', '.join(specs)}, got {type_name(raw)}")
+            return None
         else:
             values = {cls.shorthand: raw}
+        if not known:  # the other fields are still checked; a required one may be the misspelt one
+            self._fields(cls.convert_fields(values, self.scope, required=False)[1], lines, line, where)
+            return None
         try:
             return cls.build(values, self.scope)
+        except FieldErrors as exc:
+            self._fields(exc.errors, lines, line, where)
         except FieldError as exc:
-            key = exc.field.split(".")[0]
-            raise self.fail(lines.get(key, line), where + exc.field if exc.field else where.rstrip("."),
-                            str(exc)) from None  # fmt: skip
+            self._fields([exc], lines, line, where)
+        return None
 
-    def expectation(self, raw: Any, line: int, where: str) -> Expectation:
+    def expectation(self, raw: Any, line: int, where: str) -> Expectation | None:
         if not isinstance(raw, LocMap) or len(raw) != 1:
-            raise self.fail(line, where.rstrip("."), "an expectation is a mapping with exactly one of: "
-                            + ", ".join(EXPECTATIONS))  # fmt: skip
+            self.note(line, where.rstrip("."), "an expectation is a mapping with exactly one of: " + ", ".join(EXPECTATIONS))
+            return None
         kind = next(iter(raw))
         if kind not in EXPECTATIONS:
-            raise self.fail(raw.key_lines[kind], where + kind,
-                            f"unknown expectation{suggest(kind, EXPECTATIONS)}; known: {', '.join(EXPECTATIONS)}")
+            if kind in ACTIONS:
+                hint = (f"'{kind}' is a step (an action), not an expectation: it belongs under `steps:`; "
+                        f"expectations: {', '.join(EXPECTATIONS)}")  # fmt: skip
+            else:
+                near = suggest(kind, EXPECTATIONS) or suggest_other(kind, ACTIONS, "step", "steps")
+                hint = f"unknown expectation{near}; known: {', '.join(EXPECTATIONS)}"
+            self.note(raw.key_lines[kind], where + kind, hint)
+            return None
         check = self.op(EXPECTATIONS[kind], raw[kind], raw.value_lines[kind], f"{where}{kind}.")
-        return Expectation(check, line=raw.line, text=check.text())
+        return None if check is None else Expectation(check, line=raw.line, text=check.text())
 
-    def step(self, index: int, raw: Any, line: int) -> Step:
+    def step(self, index: int, raw: Any, line: int) -> Step | None:
         where = f"steps[{index}]."
         if not isinstance(raw, LocMap):
-            raise self.fail(line, f"steps[{index}]", f"a step is a mapping with one action, got {type_name(raw)}")
+            self.note(line, f"steps[{index}]", f"a step is a mapping with one action, got {type_name(raw)}")
+            return None
         actions = [k for k in raw if k not in STEP_MODIFIERS]
         if not actions:
-            raise self.fail(raw.line, f"steps[{index}]", f"no action; one of: {', '.join(ACTIONS)}")
+            self.note(raw.line, f"steps[{index}]", f"no action; one of: {', '.join(ACTIONS)}")
+            return None
         if len(actions) > 1:
-            raise self.fail(raw.key_lines[actions[1]], f"steps[{index}].{actions[1]}",
-                            f"one action per step (this step also has '{actions[0]}')")
+            self.note(raw.key_lines[actions[1]], f"steps[{index}].{actions[1]}",
+                      f"one action per step (this step also has '{actions[0]}')")  # fmt: skip
+            return None
         name = actions[0]
         if name not in ACTIONS:
-            raise self.fail(raw.key_lines[name], where + name,
-                            f"unknown action{suggest(name, ACTIONS)}; actions: {', '.join(ACTIONS)}")
+            if name in EXPECTATIONS:
+                hint = (f"'{name}' is an expectation, not an action: it belongs under `expect:` (checked at the "
+                        f"end), or in a `check:` step to check it at this point: `- check: [{{{name}: ...}}]`")  # fmt: skip
+            else:
+                near = suggest(name, ACTIONS) or suggest_other(name, EXPECTATIONS, "expectation", "expect")
+                hint = f"unknown action{near}; actions: {', '.join(ACTIONS)}"
+            self.note(raw.key_lines[name], where + name, hint)
+            return None
         op = self.op(ACTIONS[name], raw[name], raw.value_lines[name], f"{where}{name}.")
         at = self.value(_DURATION, raw["at"], raw.value_lines["at"], where + "at") if "at" in raw else None
-        label = self.value(_TEXT, raw["name"], raw.value_lines["name"], where + "name") if "name" in raw else ""
+        label = self.value(_TEXT, raw["name"], raw.value_lines["name"], where + "name", "") if "name" in raw else ""
+        if op is None:
+            return None
         step = Step(index, op, at=at, label=label, line=raw.line)
         if name == "check":
             items = op.expect  # type: ignore[attr-defined]
-            step.checks = [self.expectation(item, line_of(items, i), f"{where}check[{i}].") for i, item in enumerate(items)]
+            checks = [self.expectation(item, line_of(items, i), f"{where}check[{i}].") for i, item in enumerate(items)]
+            step.checks = [c for c in checks if c is not None]
         return step
 
     # ---- sections
     def groups(self, raw: Any, line: int) -> None:
         if not isinstance(raw, LocMap) or not raw:
-            raise self.fail(line, "groups", "expected a mapping of 'Product/Group' to settings")
+            self.note(line, "groups", "expected a mapping of 'Product/Group' to settings")
+            return
         for key, settings in raw.items():
             kline = raw.key_lines[key]
             product, _, name = key.partition("/") if isinstance(key, str) else ("", "", "")
-            if key.count("/") != 1 or not _NAME_RE.match(product) or not public_api.is_group_name(name):
-                raise self.fail(kline, f"groups.{key}", "a group is named 'Product/Group': the product letters, digits, "
-                                f"'-', '_', '.'; the group {public_api.GROUP_NAME_RULE}")  # fmt: skip
             spec = GroupSpec(key, product, name, line=kline)
-            if settings is not None:
-                if not isinstance(settings, LocMap):
-                    raise self.fail(kline, f"groups.{key}", f"expected a mapping of settings, got {type_name(settings)}")
-                self.check_keys(settings, ("allow_crash_dumps", "boundary"), f"groups.{key}.")
-                if "allow_crash_dumps" in settings:
-                    spec.allow_crash_dumps = self.value(_BOOL, settings["allow_crash_dumps"],
-                                                        settings.value_lines["allow_crash_dumps"],
-                                                        f"groups.{key}.allow_crash_dumps")  # fmt: skip
-                if "boundary" in settings:
-                    spec.boundary = self.value(OneOf(BOUNDARIES), settings["boundary"], settings.value_lines["boundary"],
-                                               f"groups.{key}.boundary")  # fmt: skip
-            self.scope.groups[key] = spec
+            self.scope.groups[key] = spec  # declared even when wrong: steps may name it
+            if key.count("/") != 1 or not _NAME_RE.match(product) or not public_api.is_group_name(name):
+                self.note(kline, f"groups.{key}", "a group is named 'Product/Group': the product letters, digits, "
+                          f"'-', '_', '.'; the group {public_api.GROUP_NAME_RULE}")  # fmt: skip
+            if settings is None:
+                continue
+            if not isinstance(settings, LocMap):
+                self.note(kline, f"groups.{key}", f"expected a mapping of settings, got {type_name(settings)}")
+                continue
+            self.check_keys(settings, ("allow_crash_dumps", "boundary"), f"groups.{key}.")
+            if "allow_crash_dumps" in settings:
+                spec.allow_crash_dumps = self.value(_BOOL, settings["allow_crash_dumps"],
+                                                    settings.value_lines["allow_crash_dumps"],
+                                                    f"groups.{key}.allow_crash_dumps", False)  # fmt: skip
+            if "boundary" in settings:
+                spec.boundary = self.value(OneOf(BOUNDARIES), settings["boundary"], settings.value_lines["boundary"],
+                                           f"groups.{key}.boundary", "None")  # fmt: skip
 
     def fleet(self, raw: Any, line: int) -> None:
         if not isinstance(raw, LocMap) or not raw:
-            raise self.fail(line, "fleet", "expected a mapping of fleet names to {boards, group, apps}")
+            self.note(line, "fleet", "expected a mapping of fleet names to {boards, group, apps}")
+            return
         for name, spec in raw.items():
             kline = raw.key_lines[name]
             if not isinstance(name, str) or not _NAME_RE.match(name) or re.search(r"-\d+$", name) or name == "all":
-                raise self.fail(kline, f"fleet.{name}", "a fleet name is letters, digits, '_' or '-', "
-                                "not ending in -<number>, and not 'all'")  # fmt: skip
+                self.note(kline, f"fleet.{name}", "a fleet name is letters, digits, '_' or '-', "
+                          "not ending in -<number>, and not 'all'")  # fmt: skip
+                continue
+            # declared even when wrong (the most boards, every app), so steps naming its boards are still checked
+            fleet = self.scope.fleet[name] = FleetSpec(name, MAX_BOARDS_PER_FLEET, "", list(KNOWN_APPS), line=kline)
             if not isinstance(spec, LocMap):
-                raise self.fail(kline, f"fleet.{name}", f"expected a mapping, got {type_name(spec)}")
+                self.note(kline, f"fleet.{name}", f"expected a mapping, got {type_name(spec)}")
+                continue
             self.check_keys(spec, ("boards", "group", "apps"), f"fleet.{name}.")
-            if "group" not in spec:
-                raise self.fail(kline, f"fleet.{name}.group", "missing (required)")
             count_line = line_of(spec, "boards", value=True)
             count = self.value(Int(1), spec.get("boards", 1), count_line, f"fleet.{name}.boards")
-            if count > MAX_BOARDS_PER_FLEET:
-                raise self.fail(count_line, f"fleet.{name}.boards", f"at most {MAX_BOARDS_PER_FLEET} boards per fleet")
-            group = self.value(Group(), spec["group"], spec.value_lines["group"], f"fleet.{name}.group")
+            if count is not None and count > MAX_BOARDS_PER_FLEET:
+                self.note(count_line, f"fleet.{name}.boards", f"at most {MAX_BOARDS_PER_FLEET} boards per fleet")
+            elif count is not None:
+                fleet.count = count
+            if "group" not in spec:
+                self.note(kline, f"fleet.{name}.group", "missing (required)")
+            else:
+                fleet.group = self.value(Group(), spec["group"], spec.value_lines["group"], f"fleet.{name}.group", "")
             apps_raw = spec.get("apps", list(KNOWN_APPS))
             if not isinstance(apps_raw, list) or not apps_raw:
-                raise self.fail(line_of(spec, "apps", value=True), f"fleet.{name}.apps", "expected a non-empty list of apps")
+                self.note(line_of(spec, "apps", value=True), f"fleet.{name}.apps", "expected a non-empty list of apps")
+                continue
             apps = [self.value(App(), app, line_of(apps_raw, i), f"fleet.{name}.apps[{i}]") for i, app in enumerate(apps_raw)]
-            self.scope.fleet[name] = FleetSpec(name, count, group, apps, line=kline)
+            if all(a is not None for a in apps):
+                fleet.apps = apps
 
+    def service(self, data: LocMap) -> dict[str, Any]:
+        raw = data["service"]
+        if not isinstance(raw, LocMap):
+            self.note(data.value_lines["service"], "service", f"expected a mapping with {', '.join(SERVICE_FIELDS)}")
+            return {}
+        self.check_keys(raw, SERVICE_FIELDS, "service.")
+        return {key: self.value(Int(1), raw[key], raw.value_lines[key], f"service.{key}") for key in raw
+                if key in SERVICE_FIELDS}  # fmt: skip
 
 
 def scenario_from_data(data: Any, file: str, default_name: str = "scenario") -> Scenario:
-    """Validate parsed data (a LocMap from a file, or a plain dict from Python) into a Scenario."""
+    """Validate parsed data (a LocMap from a file, or a plain dict from Python) into a Scenario.
+
+    Every mistake is reported at once: the ScenarioError raised carries them all (``errors``)."""
     loader = _Loader(file)
     if isinstance(data, dict) and not isinstance(data, LocMap):
-        data = _locate_plain(data)
+        data = locate_plain(data)
     if not isinstance(data, LocMap):
         raise loader.fail(line_of(data) or 1, "", f"a scenario is a mapping with fields {', '.join(TOP_FIELDS)}")
+    steps_raw, expect_raw = data.get("steps"), data.get("expect", LocList())
+    loader.totals = {"steps": len(steps_raw) if isinstance(steps_raw, list) else 0,
+                     "expect": len(expect_raw) if isinstance(expect_raw, list) else 0}  # fmt: skip
     loader.check_keys(data, TOP_FIELDS, "")
     for req in ("groups", "fleet", "steps"):
         if req not in data:
-            raise loader.fail(data.line, req, "missing (required)")
-    loader.groups(data["groups"], data.value_lines["groups"])
-    loader.fleet(data["fleet"], data.value_lines["fleet"])
-    steps_raw = data["steps"]
-    if not isinstance(steps_raw, LocList) or not steps_raw:
-        raise loader.fail(data.value_lines["steps"], "steps", "expected a non-empty list of steps")
-    steps = [loader.step(i, item, line_of(steps_raw, i)) for i, item in enumerate(steps_raw)]
-    expect_raw = data.get("expect", LocList())
+            loader.note(data.line, req, "missing (required)")
+    if "groups" in data:
+        loader.groups(data["groups"], data.value_lines["groups"])
+    if "fleet" in data:
+        loader.fleet(data["fleet"], data.value_lines["fleet"])
+    steps: list[Step | None] = []
+    if "steps" in data and (not isinstance(steps_raw, LocList) or not steps_raw):
+        loader.note(data.value_lines["steps"], "steps", "expected a non-empty list of steps")
+    elif isinstance(steps_raw, LocList):
+        steps = [loader.step(i, item, line_of(steps_raw, i)) for i, item in enumerate(steps_raw)]
+    expect: list[Expectation | None] = []
     if not isinstance(expect_raw, LocList):
-        raise loader.fail(data.value_lines["expect"], "expect", "expected a list of expectations")
-    expect = [loader.expectation(item, line_of(expect_raw, i), f"expect[{i}].") for i, item in enumerate(expect_raw)]
-    if not expect and not any(s.checks for s in steps):
-        raise loader.fail(data.line, "expect", "a scenario needs at least one expectation")
+        loader.note(data.value_lines["expect"], "expect", "expected a list of expectations")
+    else:
+        expect = [loader.expectation(item, line_of(expect_raw, i), f"expect[{i}].") for i, item in enumerate(expect_raw)]
+        if not expect_raw and not any(s.checks for s in steps if s is not None) and "steps" in data:
+            loader.note(data.line, "expect", "a scenario needs at least one expectation")
     last_at = 0.0
     for step in steps:
-        if step.at is not None:
+        if step is not None and step.at is not None:
             if step.at < last_at:
-                raise loader.fail(step.line, f"steps[{step.index}].at", f"at {format_duration(step.at)} is before an "
-                                  f"earlier step's at {format_duration(last_at)}")  # fmt: skip
-            last_at = step.at
+                loader.note(step.line, f"steps[{step.index}].at", f"at {format_duration(step.at)} is before an "
+                            f"earlier step's at {format_duration(last_at)}")  # fmt: skip
+            last_at = max(last_at, step.at)
 
     def top(key: str, kind: Any, default: Any) -> Any:
-        return loader.value(kind, data[key], data.value_lines[key], key) if key in data else default
+        return loader.value(kind, data[key], data.value_lines[key], key, default) if key in data else default
 
-    service: dict[str, Any] = {}
-    if "service" in data:
-        raw = data["service"]
-        if not isinstance(raw, LocMap):
-            raise loader.fail(data.value_lines["service"], "service", f"expected a mapping with {', '.join(SERVICE_FIELDS)}")
-        loader.check_keys(raw, SERVICE_FIELDS, "service.")
-        service = {key: loader.value(Int(1), raw[key], raw.value_lines[key], f"service.{key}") for key in raw}
-    return Scenario(top("name", _TEXT, default_name), str(data.get("description") or "").strip(), file,
-                    loader.scope.groups, loader.scope.fleet, steps, expect, tenant=top("tenant", _TEXT, "Contoso"),
-                    timeout=top("timeout", _DURATION, 300.0), service=service)  # fmt: skip
-
-
-def _locate_plain(value: Any) -> Any:
-    """Wrap plain Python dicts/lists (the Python API) as LocMap/LocList with line 0."""
-    if isinstance(value, dict):
-        out = LocMap((str(k), _locate_plain(v)) for k, v in value.items())
-        out.line = 0
-        out.key_lines = {str(k): 0 for k in value}
-        out.value_lines = dict(out.key_lines)
-        return out
-    if isinstance(value, list | tuple):
-        items = LocList(_locate_plain(v) for v in value)
-        items.line = 0
-        items.item_lines = [0] * len(items)
-        return items
-    return value
+    service = loader.service(data) if "service" in data else {}
+    name, tenant, timeout = top("name", _TEXT, default_name), top("tenant", _TEXT, "Contoso"), top("timeout", _DURATION, 300.0)
+    if loader.errors:
+        raise ScenarioError.combine(loader.errors)
+    return Scenario(name, str(data.get("description") or "").strip(), file, loader.scope.groups, loader.scope.fleet,
+                    [s for s in steps if s is not None], [e for e in expect if e is not None], tenant=tenant,
+                    timeout=timeout, service=service)  # fmt: skip
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -271,23 +313,40 @@ def load_scenario(path: str | Path) -> Scenario:
         raise ScenarioError(file, 0, "", "no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ScenarioError(file, 0, "", f"cannot read: {exc}") from None
+    duplicates: list[YamlSyntaxError] = []
     try:
-        data = load_located(text)
+        data = load_located(text, duplicates)
     except YamlSyntaxError as exc:
         raise ScenarioError(file, exc.line, "", str(exc)) from None
     if data is None:
         raise ScenarioError(file, 1, "", "the file is empty")
-    return scenario_from_data(data, file, default_name=path.stem)
+    errors = [ScenarioError(file, d.line, "", str(d)) for d in duplicates]
+    try:
+        scenario = scenario_from_data(data, file, default_name=path.stem)
+    except ScenarioError as exc:
+        errors.append(exc)
+    if errors:
+        raise ScenarioError.combine(errors)
+    return scenario
 
 
 def load_scenarios(paths: Iterable[str | Path]) -> list[Scenario]:
-    """Load every file first, so one bad file stops the run before any board boots."""
-    scenarios = [load_scenario(p) for p in paths]
+    """Load every file first, so a bad file stops the run before any board boots; the error
+    raised names every mistake of every file."""
+    scenarios: list[Scenario] = []
+    errors: list[ScenarioError] = []
+    for p in paths:
+        try:
+            scenarios.append(load_scenario(p))
+        except ScenarioError as exc:
+            errors.append(exc)
     names: dict[str, str] = {}
     for sc in scenarios:
         if sc.name in names:
-            raise ScenarioError(sc.path, 0, "name", f"scenario name {sc.name!r} is also used by {names[sc.name]}")
+            errors.append(ScenarioError(sc.path, 0, "name", f"scenario name {sc.name!r} is also used by {names[sc.name]}"))
         names[sc.name] = sc.path
+    if errors:
+        raise ScenarioError.combine(errors)
     return scenarios
 
 

@@ -39,7 +39,9 @@ class YamlSyntaxError(ValueError):
 _constructor = SafeConstructor()
 
 
-def _convert(node: yaml.Node) -> Any:
+def _convert(node: yaml.Node, problems: list[YamlSyntaxError] | None = None) -> Any:
+    """The node's value; a duplicate key is raised, or, with ``problems``, noted there (the first
+    value is kept) so the rest of the file is still read."""
     if isinstance(node, yaml.MappingNode):
         out = LocMap()
         out.line = node.start_mark.line + 1
@@ -51,24 +53,29 @@ def _convert(node: yaml.Node) -> Any:
             key = _constructor.construct_object(key_node)
             key = str(key) if not isinstance(key, str) else key
             if key in out:
-                raise YamlSyntaxError(
-                    f"duplicate key {key!r} (first at line {out.key_lines[key]})",
-                    key_node.start_mark.line + 1,
-                )
-            out[key] = _convert(value_node)
+                dup = YamlSyntaxError(f"duplicate key {key!r} (first at line {out.key_lines[key]})",
+                                      key_node.start_mark.line + 1)  # fmt: skip
+                if problems is None:
+                    raise dup
+                problems.append(dup)
+                continue
+            out[key] = _convert(value_node, problems)
             out.key_lines[key] = key_node.start_mark.line + 1
             out.value_lines[key] = value_node.start_mark.line + 1
         return out
     if isinstance(node, yaml.SequenceNode):
-        items = LocList(_convert(item) for item in node.value)
+        items = LocList(_convert(item, problems) for item in node.value)
         items.line = node.start_mark.line + 1
         items.item_lines = [item.start_mark.line + 1 for item in node.value]
         return items
     return _constructor.construct_object(node)
 
 
-def load_located(text: str) -> Any:
-    """Parse one YAML document into LocMap / LocList / scalars. Empty text gives None."""
+def load_located(text: str, problems: list[YamlSyntaxError] | None = None) -> Any:
+    """Parse one YAML document into LocMap / LocList / scalars. Empty text gives None.
+
+    A duplicate key raises YamlSyntaxError, or, when ``problems`` is a list, is appended to it
+    (the key's first value kept) and the rest is read, so a checker can report every mistake."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
@@ -79,7 +86,7 @@ def load_located(text: str) -> Any:
         raise YamlSyntaxError(f"not valid YAML: {exc}", 0) from None
     if node is None:
         return None
-    return _convert(node)
+    return _convert(node, problems)
 
 
 def line_of(container: Any, key: Any = None, *, value: bool = False) -> int:
@@ -92,3 +99,19 @@ def line_of(container: Any, key: Any = None, *, value: bool = False) -> int:
     if isinstance(container, LocList) and isinstance(key, int) and 0 <= key < len(container.item_lines):
         return container.item_lines[key]
     return getattr(container, "line", 0)
+
+
+def locate_plain(value: Any) -> Any:
+    """Wrap plain Python dicts/lists (the Python API) as LocMap/LocList with line 0."""
+    if isinstance(value, dict):
+        out = LocMap((str(k), locate_plain(v)) for k, v in value.items())
+        out.line = 0
+        out.key_lines = {str(k): 0 for k in value}
+        out.value_lines = dict(out.key_lines)
+        return out
+    if isinstance(value, list | tuple):
+        items = LocList(locate_plain(v) for v in value)
+        items.line = 0
+        items.item_lines = [0] * len(items)
+        return items
+    return value

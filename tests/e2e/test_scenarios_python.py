@@ -60,8 +60,10 @@ def test_builder_errors_name_the_python_line():
     builder.crash("f-1", app="nosuchapp")
     with pytest.raises(ScenarioError) as info:
         builder.build()
-    assert info.value.file == __file__ and info.value.line == line
-    assert info.value.field == "steps[0].crash.app"
+    # every mistake at once: the bad app, and no expectation at all (at the builder's own line)
+    (app,) = [e for e in info.value.errors if e.field == "steps[0].crash.app"]
+    assert app.file == __file__ and app.line == line
+    assert {e.field for e in info.value.errors} == {"steps[0].crash.app", "expect"}
 
 
 def _testbed(*args: str, **kwargs) -> subprocess.CompletedProcess:

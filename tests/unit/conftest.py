@@ -50,6 +50,7 @@ class FakeFirmware:
     clock_offset: float = 0.0
     restart_s: float = 0.0  # how long (really) the app manager takes to restart the app after its crash
     commands: list[str] = field(default_factory=list)
+    spool: list[dict[str, str]] = field(default_factory=list)  # dumps kept after an upload-fail: app, sig, upload_id
 
     def client(self) -> DeviceClient:
         return DeviceClient(f"http://127.0.0.1:{self.port}", self.device_id, self.secret, timeout=10)
@@ -83,28 +84,45 @@ class FakeFirmware:
         answer = self.client().sync()
         self.opt_in = bool(answer.get("optIn"))
         self.emit(EventName.SYNC_OK, {"optin": str(int(self.opt_in))})
+        if not self.opt_in:
+            self.spool.clear()  # an opt-out empties the spool
+        for kept in list(self.spool):  # then the spool is retried, as syncd does
+            self.spool.remove(kept)
+            self.upload(kept["app"], kept["sig"], kept["upload_id"], spooled=True)
         return "", 0
+
+    def upload(self, app: str, sig: str, upload_id: str, spooled: bool = False) -> None:
+        """Intent and upload of the recorded core, the outcome printed; a retryable failure is spooled."""
+        body = CORE.read_bytes()
+        extra = {"spooled": "1"} if spooled else {}
+        if not self.link_up:
+            self.emit(EventName.UPLOAD_FAIL, {"app": app, "sig": sig, "reason": "connect", **extra,
+                                              "upload_id": upload_id})  # fmt: skip
+            self.spool.append({"app": app, "sig": sig, "upload_id": upload_id})
+            return
+        try:
+            intent = self.client().intent(sig, len(body), "App", app)
+            if intent.get("action") == "skip":
+                self.emit(EventName.DUMP_SKIPPED, {"app": app, "sig": sig, "reason": intent.get("reason", ""), **extra})
+            else:
+                stored = self.client().upload(body, sig, component=app, upload_id=upload_id)
+                self.emit(EventName.UPLOAD_OK, {"app": app, "sig": sig, "id": str(stored.get("id")),
+                                                "region": str(stored.get("region")), **extra,
+                                                "upload_id": upload_id})  # fmt: skip
+        except ServiceError as exc:
+            self.emit(EventName.UPLOAD_FAIL, {"app": app, "sig": sig, "reason": f"http-{exc.status}", **extra,
+                                              "upload_id": upload_id})  # fmt: skip
+            if exc.status >= 500:
+                self.spool.append({"app": app, "sig": sig, "upload_id": upload_id})
 
     def crash(self, app: str, crash_id: str) -> tuple[str, int]:
         t0 = time.monotonic()
         sig = hashlib.md5(f"{app}/{crash_id}".encode()).hexdigest()
         self.emit(EventName.CRASH, {"app": app, "sig": sig, "signal": "11"})
-        body = CORE.read_bytes()
         if not self.opt_in:
             self.emit(EventName.DUMP_SKIPPED, {"app": app, "sig": sig, "reason": "optout"})
-        elif not self.link_up:
-            self.emit(EventName.UPLOAD_FAIL, {"app": app, "sig": sig, "reason": "connect"})
         else:
-            try:
-                intent = self.client().intent(sig, len(body), "App", app)
-                if intent.get("action") == "skip":
-                    self.emit(EventName.DUMP_SKIPPED, {"app": app, "sig": sig, "reason": intent.get("reason", "")})
-                else:
-                    stored = self.client().upload(body, sig, component=app)
-                    self.emit(EventName.UPLOAD_OK, {"app": app, "sig": sig, "id": str(stored.get("id")),
-                                                    "region": str(stored.get("region"))})  # fmt: skip
-            except ServiceError as exc:
-                self.emit(EventName.UPLOAD_FAIL, {"app": app, "sig": sig, "reason": f"http-{exc.status}"})
+            self.upload(app, sig, hashlib.md5(f"{sig}/{t0}".encode()).hexdigest())
         time.sleep(self.restart_s)
         took = time.monotonic() - t0
         self.emit(EventName.APP_RESTART, {"app": app, "after_ms": str(int(took * 1000))})

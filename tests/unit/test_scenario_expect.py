@@ -169,7 +169,9 @@ def test_cli_rejects_a_typo_before_anything_starts(tmp_path, monkeypatch):
     missing_app = tmp_path / "app.yaml"
     missing_app.write_text("groups: {P/G: {}}\nfleet: {x: {group: P/G}}\nsteps:\n  - crash: {boards: x-1, app: crashap}\n")
     result = CliRunner().invoke(cli.scenario, ["run", str(missing_app)])
-    assert result.exit_code == 1 and f"{missing_app}:4: field 'steps[0].crash.app': unknown app 'crashap'" in result.output
+    assert result.exit_code == 1 and f"{missing_app}:4: step 1/1, field 'crash.app': unknown app 'crashap'" in result.output
+    # every mistake at once: the file has no expectation either
+    assert f"{missing_app}:1: field 'expect': a scenario needs at least one expectation" in result.output
     result = CliRunner().invoke(cli.scenario, ["check", str(good)])
     assert result.exit_code == 0 and "ok" in result.output
 

@@ -79,7 +79,7 @@ def test_reasons_are_the_contracts():
     ok = scenario_from_data(_data({"wait": {"boards": "x-1", "event": "upload-fail", "where": {"reason": "http-503"}}},
                                   {"upload": {"result": "fail", "reason": "timeout"}}), "<t>")  # fmt: skip
     assert ok.steps[0].args["where"] == {"reason": "http-503"}
-    with pytest.raises(ScenarioError, match=r"steps\[0\].wait.where.reason.*did you mean 'throttled'"):
+    with pytest.raises(ScenarioError, match=r"step 1/1, field 'wait.where.reason'.*did you mean 'throttled'"):
         scenario_from_data(_data({"wait": {"boards": "x-1", "event": "dump-skipped", "where": {"reason": "throttle"}}}), "<t>")
-    with pytest.raises(ScenarioError, match=r"expect\[0\].upload.reason.*upload-fail has no reason 'timed-out'"):
+    with pytest.raises(ScenarioError, match=r"expectation 1/1, field 'upload.reason'.*upload-fail has no reason 'timed-out'"):
         scenario_from_data(_data(expect={"upload": {"result": "fail", "reason": "timed-out"}}), "<t>")

@@ -94,7 +94,7 @@ def test_a_step_a_board_cannot_do_is_refused_before_any_board_is_made(tmp_path, 
     factory = fake_factory({"off-1": no_link})
     runner = run(STORY, factory, tmp_path)
     assert factory.made == {} and runner.side.service is None
-    assert runner.result.error.startswith("<test>: field 'steps[4].link_down': refused before any board booted: "
+    assert runner.result.error.startswith("<test>: step 5/10, field 'link_down': refused before any board booted: "
                                           "board off-1 cannot link down (step 5): it lacks the 'link' capability")  # fmt: skip
     assert "lacks the 'link' capability" in runner.result.error
 
@@ -110,7 +110,7 @@ def test_capability_check_names_file_line_step_and_capability(tmp_path):
     check_capabilities(sc, lambda b: caps["x-1"])  # every board can do everything
     with pytest.raises(ScenarioError) as info:
         check_capabilities(sc, caps.get)
-    assert str(info.value).startswith(f"{path}:5: field 'steps[1].pause': refused before any board booted: "
+    assert str(info.value).startswith(f"{path}:5: step 2/3, field 'pause': refused before any board booted: "
                                       "board x-2 cannot pause (step 2): it lacks the 'pause' capability")  # fmt: skip
     # warp on no board needs no clock; a board whose capabilities are unknown is not checked
     check_capabilities(sc, lambda b: None)

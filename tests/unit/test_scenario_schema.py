@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
@@ -103,7 +104,14 @@ def test_mistakes_name_file_line_and_field(tmp_path, old, new, line, field, word
     err = info.value
     assert (err.file, err.line, err.field) == (str(path), line, field), str(err)
     assert words in str(err)
-    assert str(err).startswith(f"{path}:{line}: field '{field}': ")
+    # a step or an expectation is counted from 1, as the progress lines count them ("step 3/9")
+    place = re.match(r"(steps|expect)\[(\d+)\]\.?(.*)", field)
+    if place:
+        what = {"steps": "step", "expect": "expectation"}[place.group(1)]
+        total = 9 if what == "step" else 3  # GOOD's steps and expectations
+        assert str(err).startswith(f"{path}:{line}: {what} {int(place.group(2)) + 1}/{total}, field '{place.group(3)}': ")
+    else:
+        assert str(err).startswith(f"{path}:{line}: field '{field}': ")
 
 
 def test_yaml_syntax_error_names_the_line(tmp_path):
@@ -165,7 +173,7 @@ def test_python_dicts_validate_the_same_way():
     sc = scenario_from_data(data, "<python>")
     assert sc.expect[0].args["boards"] == ["f-1"]
     data["steps"][1]["crash"]["app"] = "nope"
-    with pytest.raises(ScenarioError, match="<python>: field 'steps\\[1\\].crash.app'"):
+    with pytest.raises(ScenarioError, match="<python>: step 2/2, field 'crash.app'"):
         scenario_from_data(data, "<python>")
 
 
