@@ -28,6 +28,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from testbed.scenario.progress import expectation_title
 from testbed.scenario.registry import ACTIONS, EXPECTATIONS
 from testbed.scenario.results import ScenarioResult
 from testbed.scenario.schema import Scenario, ScenarioError, scenario_from_data
@@ -207,10 +208,8 @@ def describe_failures(result: ScenarioResult) -> str:
     lines = [f"scenario {result.name} ({result.path}) {'is inconclusive' if result.inconclusive else 'failed'}:"]
     if result.error:
         lines.append(f"  error: {result.error}")
-    for e in result.failures:
-        lines.append(f"  {e.text} (line {e.line}): {e.detail}")
-    for e in result.inconclusives:
-        lines.append(f"  {e.text} (line {e.line}): {e.detail}")
+    for e in [*result.failures, *result.inconclusives, *result.not_evaluated]:
+        lines.append(f"  {expectation_title(e)} (line {e.line}): {e.detail}")
     if not result.expectations and not result.error:
         lines.append("  no expectation was evaluated")
     return "\n".join(lines)

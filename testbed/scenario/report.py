@@ -198,7 +198,7 @@ code{font-size:.9em}
 <h3>Expectations</h3>
 <table><tr><th>verdict</th><th>expectation</th><th>when</th><th>detail</th></tr>
 {% for e in r.expectations %}<tr><td><span class="badge {{ e.verdict|lower }}">{{ {'PASS': 'held', 'FAIL': 'FAILED'}.get(e.verdict, e.verdict) }}</span></td>
-<td><code>{{ e.text }}</code>{% if e.line %} <span class="muted">line {{ e.line }}</span>{% endif %}</td>
+<td>{% if e.name and e.name != e.text %}<b>{{ e.name }}</b> {% endif %}<code>{{ e.text }}</code>{% if e.line %} <span class="muted">line {{ e.line }}</span>{% endif %}</td>
 <td>{{ 'after step %d'|format(e.step + 1) if e.step is not none else 'at the end' }}</td><td>{{ e.detail }}</td></tr>
 {% else %}<tr><td colspan="4" class="muted">not evaluated</td></tr>{% endfor %}
 </table>
