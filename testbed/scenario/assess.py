@@ -55,7 +55,7 @@ def stop_text(scenario: Scenario, stop: Stop) -> str:
     step = scenario.steps[stop.index]
     if stop.ran:
         return f"the step {stop.index + 1}/{n} `{step.action}` failed"
-    return f"the scenario's timeout passed before step {stop.index + 1}/{n} `{step.action}`"
+    return f"the scenario's timeout stopped the run at step {stop.index + 1}/{n} `{step.action}`"
 
 
 def not_evaluated_reason(scenario: Scenario, stop: Stop, step: Step | None, exp: Expectation) -> str | None:
