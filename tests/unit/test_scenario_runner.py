@@ -77,7 +77,7 @@ def test_a_wait_that_never_comes_fails_the_step_and_says_what_came(tmp_path, fak
     assert "on-1: 1 new upload-fail did not come within 300ms" in res.error and "upload-ok" in res.error
     assert res.steps[-1].ok is False
     # the failed wait was the last step: every expectation's evidence exists, so each was evaluated
-    assert len(res.expectations) == 7 and not res.not_evaluated and res.verdict == "FAIL"
+    assert len(res.expectations) == 6 and not res.not_evaluated and res.verdict == "FAIL"
 
 
 def test_a_restart_of_an_earlier_crash_is_not_taken_for_the_new_ones(tmp_path, fake_factory):
