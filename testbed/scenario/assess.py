@@ -78,8 +78,10 @@ class Assessor:
         self.sc, self.result, self.progress, self.host_cpu, self.now = scenario, result, progress, host_cpu, now
         self.judged: set[int] = set()  # the expectations recorded, by id
 
-    def record(self, exp: Expectation, step: Step | None, ev: Evidence | None, why_not: str = "") -> ExpectationResult:
-        """Evaluate one expectation on ``ev``; without evidence, record it NOT EVALUATED ``why_not``."""
+    def record(self, exp: Expectation, step: Step | None, ev: Evidence | None, why_not: str = "",
+               note: str = "") -> ExpectationResult:  # fmt: skip
+        """Evaluate one expectation on ``ev``; without evidence, record it NOT EVALUATED ``why_not``.
+        ``note`` follows the detail (what the evidence was, after a stop)."""
         if ev is None:
             judged = Judgement(Verdict.NOT_EVALUATED, why_not)
         else:
@@ -88,6 +90,7 @@ class Assessor:
             except Exception as exc:  # noqa: BLE001 (a broken check is a failed expectation)
                 finding = Finding(False, f"could not be checked: {exc}")
             judged = judge(exp.check, finding, self.host_cpu, ev.now)
+            judged.detail += note
         res = ExpectationResult(exp.text, exp.kind, judged.verdict == Verdict.PASS, judged.detail, exp.line,
                                 step.index if step else None, self.now(), verdict=judged.verdict,
                                 timing=exp.check.timing, host_cpu=[f.to_dict() for f in judged.figures],
@@ -120,5 +123,6 @@ class Assessor:
                 ev = evidence()
             except Exception as exc:  # noqa: BLE001 (the service may be what broke)
                 unread = f"not evaluated: its evidence could not be read after the failure: {str(exc)[:500]}"
+        note = f" (evaluated on the evidence up to the stop: {stop_text(self.sc, stop)})"
         for (s, e), reason in zip(pending, reasons, strict=True):
-            self.record(e, s, ev if reason is None else None, reason or unread)
+            self.record(e, s, ev if reason is None else None, reason or unread, note)

@@ -76,6 +76,8 @@ def test_after_a_failed_wait_the_expectations_with_evidence_are_evaluated_the_re
     assert reason == ("not evaluated: the step 3/7 `wait` failed before its evidence existed "
                       "(step 4/7 `crash boards=off-1 app=crashapp mode=segv id=b2` never ran)")  # fmt: skip
     assert "on-1 has 1 dump(s)" in got["dump_stored: boards=on-1 count=2"][2]
+    # what was evaluated says on which evidence
+    assert got["one upload from on-1"][2].endswith("(evaluated on the evidence up to the stop: the step 3/7 `wait` failed)")
     # progress: each by its name (a given name with what it checks), the not evaluated counted apart
     assert "PASS one upload from on-1 [requests: path=upload boards=on-1 count=1]: 1 upload request(s)" in progress
     assert "NOT EVALUATED blobs: region=EU count=1: not evaluated: the step 3/7 `wait` failed" in progress
