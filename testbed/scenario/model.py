@@ -141,6 +141,9 @@ class Scenario:
     timeout: float = 300.0
     service: dict[str, Any] = field(default_factory=dict)  # ServiceProcess options (throttle_limit)
 
+    def __post_init__(self) -> None:
+        name_expectations(self.path, self.steps, self.expect)
+
     @property
     def boards(self) -> list[str]:
         return [name for spec in self.fleet.values() for name in spec.board_names()]

@@ -124,7 +124,7 @@ class Action(Op):
     def reach(self) -> set[str] | None:
         """The boards whose evidence (events, dumps, requests) the step makes or changes; None: the
         service's as well, so every expectation's. After a failed step, an expectation that a step
-        which never ran would reach is not evaluated (:mod:`testbed.scenario.partial`)."""
+        which never ran would reach is not evaluated (:mod:`testbed.scenario.assess`)."""
         targets = self.targets()
         return set(targets) if targets else None
 

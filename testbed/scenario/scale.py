@@ -21,7 +21,6 @@ from testbed.scenario.model import (
     Scenario,
     ScenarioError,
     Step,
-    name_expectations,
 )
 from testbed.scenario.registry import Op
 from testbed.scenario.schema import KNOWN_APPS
@@ -83,7 +82,6 @@ def scale_fleet(scenario: Scenario, boards: int, warn: Callable[[str], None] | N
                                     for i, c in enumerate(s.checks)])
              for s in scenario.steps]  # fmt: skip
     expect = [expectation(e, f"expect[{i}].", f"expectation {i + 1}") for i, e in enumerate(scenario.expect)]
-    name_expectations(scenario.path, steps, expect)
     if warn is not None:
         for name, places in narrowed.items():
             named = scenario.fleet[name].board_names()

@@ -29,15 +29,7 @@ from testbed.scenario.fields import (
     suggest,
     type_name,
 )
-from testbed.scenario.model import (
-    Expectation,
-    FleetSpec,
-    GroupSpec,
-    Scenario,
-    ScenarioError,
-    Step,
-    name_expectations,
-)
+from testbed.scenario.model import Expectation, FleetSpec, GroupSpec, Scenario, ScenarioError, Step
 from testbed.scenario.model import format_duration as format_duration
 from testbed.scenario.model import parse_duration as parse_duration
 from testbed.scenario.registry import ACTIONS, EXPECTATIONS, Op, load_all
@@ -237,7 +229,6 @@ def scenario_from_data(data: Any, file: str, default_name: str = "scenario") -> 
     expect = [loader.expectation(item, line_of(expect_raw, i), f"expect[{i}].") for i, item in enumerate(expect_raw)]
     if not expect and not any(s.checks for s in steps):
         raise loader.fail(data.line, "expect", "a scenario needs at least one expectation")
-    name_expectations(file, steps, expect)
     last_at = 0.0
     for step in steps:
         if step.at is not None:
