@@ -106,6 +106,12 @@ def test_junit_summary_and_json_carry_every_expectation_and_the_failed_step(tmp_
     assert ("     not evaluated: no_request: boards=off-1 (line 0): the step 3/7 `wait` failed before its evidence "
             "existed (step 4/7 `crash boards=off-1 app=crashapp mode=segv id=b2` never ran)") in out
     assert "     failed: dump_stored: boards=on-1 count=2 (line 0): " in out
+    # the report: each by its name, the not evaluated in a badge of their own
+    from testbed.scenario.report import render_html
+
+    html = render_html([res])
+    assert "<b>one upload from on-1</b> <code>requests: path=upload boards=on-1 count=1</code>" in html
+    assert html.count('<span class="badge not-evaluated">NOT EVALUATED</span>') == 3
     # the results JSON keeps names and the fourth state
     save_results([res], str(tmp_path / "r.json"))
     (back,) = load_results(str(tmp_path / "r.json"))
