@@ -85,7 +85,8 @@ def scale_fleet(scenario: Scenario, boards: int, warn: Callable[[str], None] | N
     if warn is not None:
         for name, places in narrowed.items():
             named = scenario.fleet[name].board_names()
-            listed = ", ".join(places[:-1]) + " and " + places[-1] if len(places) > 1 else places[0]
+            shown = places if len(places) <= 3 else [*places[:3], f"{len(places) - 3} more"]
+            listed = ", ".join(shown[:-1]) + " and " + shown[-1] if len(shown) > 1 else shown[0]
             warn(f"{scenario.path}: with --boards {boards}, fleet {name} grows to {', '.join(fleet[name].board_names())}, "
                  f"but {listed} name{'' if len(places) > 1 else 's'} its board{'s' if len(named) > 1 else ''} "
                  f"{', '.join(named)} and stay{'' if len(places) > 1 else 's'} on {'them' if len(named) > 1 else 'it'}; "

@@ -83,3 +83,11 @@ def test_check_with_boards_shows_the_resized_scenario_and_the_warning(tmp_path):
                                  "step 2 (crash, line 5) and expectation 1 (dump_stored, line 7) name its board field-1")
     out = CliRunner().invoke(scenario_cli, ["check", str(path)])
     assert out.exit_code == 0 and "1 board(s)" in out.stdout and not out.stderr
+
+
+def test_a_long_list_of_places_is_cut_short():
+    data = {**ONE_BOARD, "steps": [*ONE_BOARD["steps"], {"sync": "field-1"}, {"crash": "field-1"}]}
+    warnings: list[str] = []
+    scale_fleet(scenario_from_data(data, "<one>"), 2, warn=warnings.append)
+    (warning,) = warnings
+    assert "but step 2 (crash), step 4 check 1 (dump_stored), step 5 (sync) and 2 more name its board field-1" in warning
