@@ -1,14 +1,15 @@
 """Evaluating a run's expectations, also after a run that stopped early (a failed step, the timeout).
 
 :class:`Assessor` evaluates each expectation on an evidence snapshot, judges its verdict
-(:mod:`testbed.scenario.verdict`) and records it. After a stop, the steps after it never run. An expectation is still evaluated, on the evidence up to
-the stop (the boards' events, what the service holds, what reached it), when no step that
-did not run before its place in the timeline would have made or changed its evidence: no
-step acting on one of its boards, no step acting on the service (a fault, a warp of the
-service's clock, a group change, a support read, an idle). ``Action.reach`` says what a step
-touches; a wait or a check only watches, so a failed wait leaves the evidence whole. The
-others are NOT EVALUATED, with the reason: which step stopped the run, and which step that
-never ran would have made their evidence. The run's verdict stays FAIL.
+(:mod:`testbed.scenario.verdict`) and records it. After a stop, the steps after it never
+run. An expectation is still evaluated, on the evidence up to the stop (the boards' events,
+what the service holds, what reached it), when no step that did not run before its place in
+the timeline would have made or changed its evidence: no step acting on one of its boards,
+no step acting on the service (a fault, a warp of the service's clock, a group change, a
+support read, an idle). ``Action.reach`` says what a step touches; a wait or a check only
+watches, so a failed wait leaves the evidence whole. The others are NOT EVALUATED, with the
+reason: which step stopped the run, and which step that never ran would have made their
+evidence. The run's verdict stays FAIL.
 """
 
 from __future__ import annotations
