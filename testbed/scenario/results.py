@@ -150,8 +150,9 @@ class ScenarioResult:
 
     @property
     def verdict(self) -> str:
-        """PASS; FAIL when the run broke or any expectation failed; else INCONCLUSIVE when any is."""
-        if self.error or not self.expectations or self.failures:
+        """PASS; FAIL when the run broke (so some expectation may be NOT EVALUATED) or any expectation
+        failed; else INCONCLUSIVE when any is."""
+        if self.error or not self.expectations or self.failures or self.not_evaluated:
             return FAIL
         return INCONCLUSIVE if self.inconclusives else PASS
 
