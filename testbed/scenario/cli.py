@@ -107,10 +107,18 @@ def _summary(results, report_path: Path, junit: str | None) -> int:
                    f"{r.duration:.1f} s")  # fmt: skip
         if r.error:
             click.echo(f"     error: {r.error.splitlines()[0]}")
-        for what, es in (("failed", r.failures), ("inconclusive", r.inconclusives), ("not evaluated", r.not_evaluated)):
+        for what, es in (("failed", r.failures), ("inconclusive", r.inconclusives)):
             for e in es:
-                detail = e.detail.removeprefix("not evaluated: ")
-                click.echo(f"     {what}: {expectation_title(e)} (line {e.line}): {detail}")
+                click.echo(f"     {what}: {expectation_title(e)} (line {e.line}): {e.detail}")
+        by_reason: dict[str, list] = {}
+        for e in r.not_evaluated:
+            by_reason.setdefault(e.detail.removeprefix("not evaluated: "), []).append(e)
+        for reason, es in by_reason.items():
+            if len(es) == 1:
+                click.echo(f"     not evaluated: {expectation_title(es[0])} (line {es[0].line}): {reason}")
+            else:
+                names = ", ".join(e.name for e in es[:3]) + (f" and {len(es) - 3} more" if len(es) > 3 else "")
+                click.echo(f"     not evaluated ({len(es)}: {names}): {reason}")
     tail = f", {inconclusive} inconclusive (the host starved boards: not a verdict on the device)" if inconclusive else ""
     click.echo(f"\n{passed}/{len(results)} scenarios passed{tail}")
     if junit:

@@ -103,8 +103,10 @@ def test_junit_summary_and_json_carry_every_expectation_and_the_failed_step(tmp_
     out = capsys.readouterr().out
     assert "FAIL stopped: 3/7 expectations held, 1 failed, 3 not evaluated, 1 dump(s)" in out
     assert "     error: step 3 (line 0: wait" in out
-    assert ("     not evaluated: no_request: boards=off-1 (line 0): the step 3/7 `wait` failed before its evidence "
-            "existed (step 4/7 `crash boards=off-1 app=crashapp mode=segv id=b2` never ran)") in out
+    # the not evaluated ones, grouped by their reason
+    assert ("     not evaluated (3: no_request: boards=off-1, dump_skipped: reason=optout boards=off-1 count=1, "
+            "blobs: region=EU count=1): the step 3/7 `wait` failed before its evidence existed (step 4/7 "
+            "`crash boards=off-1 app=crashapp mode=segv id=b2` never ran)") in out
     assert "     failed: dump_stored: boards=on-1 count=2 (line 0): " in out
     # the report: each by its name, the not evaluated in a badge of their own
     from testbed.scenario.report import render_html
@@ -142,7 +144,7 @@ def test_the_timeout_stops_the_run_and_says_where(tmp_path, fake_factory):
                                           "before its evidence existed")  # fmt: skip
 
 
-def test_a_run_that_broke_in_setup_marks_everything_not_evaluated(tmp_path, fake_factory):
+def test_a_run_that_broke_in_setup_marks_everything_not_evaluated(tmp_path, capsys):
     class Broken:
         def __call__(self, name, device_id, secret, port):
             raise RuntimeError("no board today")
@@ -152,3 +154,8 @@ def test_a_run_that_broke_in_setup_marks_everything_not_evaluated(tmp_path, fake
     assert len(res.not_evaluated) == len(res.expectations) == 7
     assert res.expectations[0].detail.startswith("not evaluated: the run broke before its evidence existed "
                                                  "(board setup failed: ")  # fmt: skip
+    assert _summary([res], tmp_path / "r.html", None) == EXIT_FAIL
+    out = capsys.readouterr().out
+    assert "FAIL stopped: 0/7 expectations held, 7 not evaluated, 0 dump(s)" in out
+    assert ("     not evaluated (7: on-1 stored before the check, no_request: boards=off-1, one upload from on-1 and "
+            "4 more): the run broke before its evidence existed (board setup failed: ") in out
