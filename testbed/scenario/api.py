@@ -9,7 +9,7 @@
         .sync("all")
         .crash("eu-1", app="crashapp", mode="segv")
         .wait("eu-1", "upload-ok", timeout="10s")
-        .expect("dump_stored", boards="eu-1", region="EU", count=1)
+        .expect("dump_stored", boards="eu-1", region="EU", count=1, name="the EU crash is stored")
         .build()
     )
     result = run_scenario(sc)
@@ -17,7 +17,8 @@
 
 Every step action of docs/scenarios.md is a method of the builder (``.link_down("eu-1")``,
 ``.service_fault(mode="hang")``, ``.warp(by="49h")``, ...); ``.step(action, ...)`` and
-``.expect(kind, ...)`` take any of them by name. ``build()`` validates with the same
+``.expect(kind, ...)`` take any of them by name; ``name=`` names an expectation (as
+``name:`` does in a file). ``build()`` validates with the same
 rules as a file; an error names the Python file and line of the offending call.
 """
 
