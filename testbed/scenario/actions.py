@@ -124,6 +124,9 @@ class Wait(Action):
             except FieldError as exc:
                 raise FieldError(str(exc), "where.reason") from None
 
+    def reach(self) -> set[str] | None:
+        return set()  # it watches; the evidence is what the boards printed anyway
+
     def run(self, ctx: StepContext) -> None:
         ctx.fan_out(self.boards, lambda b: ctx.wait_events(b, self.event, self.where, self.count, self.timeout))
 
@@ -238,6 +241,9 @@ class Warp(Action):
     service: bool = arg(Bool(), True)
     boards: list[str] = arg(Boards(optional=True), "all")
 
+    def reach(self) -> set[str] | None:
+        return None if self.service else set(self.boards)
+
     def run(self, ctx: StepContext) -> None:
         dates: dict[str, float] = {}
         if self.service:
@@ -351,6 +357,9 @@ class CheckNow(Action):
 
     def as_dict(self) -> dict[str, Any]:
         return {}
+
+    def reach(self) -> set[str] | None:
+        return set()
 
     def run(self, ctx: StepContext) -> None:
         raise AssertionError("the runner evaluates a check step's expectations itself")

@@ -9,7 +9,7 @@
         .sync("all")
         .crash("eu-1", app="crashapp", mode="segv")
         .wait("eu-1", "upload-ok", timeout="10s")
-        .expect("dump_stored", boards="eu-1", region="EU", count=1)
+        .expect("dump_stored", boards="eu-1", region="EU", count=1, name="the EU crash is stored")
         .build()
     )
     result = run_scenario(sc)
@@ -17,7 +17,8 @@
 
 Every step action of docs/scenarios.md is a method of the builder (``.link_down("eu-1")``,
 ``.service_fault(mode="hang")``, ``.warp(by="49h")``, ...); ``.step(action, ...)`` and
-``.expect(kind, ...)`` take any of them by name. ``build()`` validates with the same
+``.expect(kind, ...)`` take any of them by name; ``name=`` names an expectation (as
+``name:`` does in a file). ``build()`` validates with the same
 rules as a file; an error names the Python file and line of the offending call.
 """
 
@@ -28,6 +29,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from testbed.scenario.progress import expectation_title
 from testbed.scenario.registry import ACTIONS, EXPECTATIONS
 from testbed.scenario.results import ScenarioResult
 from testbed.scenario.schema import Scenario, ScenarioError, scenario_from_data
@@ -211,10 +213,8 @@ def describe_failures(result: ScenarioResult) -> str:
     lines = [f"scenario {result.name} ({result.path}) {'is inconclusive' if result.inconclusive else 'failed'}:"]
     if result.error:
         lines.append(f"  error: {result.error}")
-    for e in result.failures:
-        lines.append(f"  {e.text} (line {e.line}): {e.detail}")
-    for e in result.inconclusives:
-        lines.append(f"  {e.text} (line {e.line}): {e.detail}")
+    for e in [*result.failures, *result.inconclusives, *result.not_evaluated]:
+        lines.append(f"  {expectation_title(e)} (line {e.line}): {e.detail}")
     if not result.expectations and not result.error:
         lines.append("  no expectation was evaluated")
     return "\n".join(lines)

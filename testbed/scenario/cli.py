@@ -11,8 +11,10 @@ from pathlib import Path
 import click
 
 from testbed import settings
+from testbed.scenario.progress import expectation_title
 from testbed.scenario.results import Verdict
-from testbed.scenario.schema import ScenarioError, load_scenarios, scale_fleet
+from testbed.scenario.scale import scale_fleet
+from testbed.scenario.schema import ScenarioError, load_scenarios
 
 
 def _default_report_dir() -> Path:
@@ -25,7 +27,8 @@ def _load(files: tuple[str, ...], boards: int | None):
     try:
         scenarios = load_scenarios(files)
         if boards is not None:
-            scenarios = [scale_fleet(sc, boards) for sc in scenarios]
+            scenarios = [scale_fleet(sc, boards, warn=lambda m: click.echo(f"warning: {m}", err=True))
+                         for sc in scenarios]  # fmt: skip
     except ScenarioError as exc:
         raise click.ClickException(str(exc)) from None
     return scenarios
@@ -98,14 +101,24 @@ def _summary(results, report_path: Path, junit: str | None) -> int:
     for r in results:
         mark = click.style(r.verdict, fg=_STYLE[r.verdict], bold=True)
         held = sum(1 for e in r.expectations if e.passed)
-        line = f"{mark} {r.name}: {held}/{len(r.expectations)} expectations held, {len(r.dumps)} dump(s), {r.duration:.1f} s"
-        click.echo(line)
+        counts = "".join(f", {len(es)} {what}" for es, what in ((r.failures, "failed"), (r.inconclusives, "inconclusive"),
+                                                                (r.not_evaluated, "not evaluated")) if es)  # fmt: skip
+        click.echo(f"{mark} {r.name}: {held}/{len(r.expectations)} expectations held{counts}, {len(r.dumps)} dump(s), "
+                   f"{r.duration:.1f} s")  # fmt: skip
         if r.error:
             click.echo(f"     error: {r.error.splitlines()[0]}")
-        for e in r.failures:
-            click.echo(f"     failed: {e.text} (line {e.line}): {e.detail}")
-        for e in r.inconclusives:
-            click.echo(f"     inconclusive: {e.text} (line {e.line}): {e.detail}")
+        for what, es in (("failed", r.failures), ("inconclusive", r.inconclusives)):
+            for e in es:
+                click.echo(f"     {what}: {expectation_title(e)} (line {e.line}): {e.detail}")
+        by_reason: dict[str, list] = {}
+        for e in r.not_evaluated:
+            by_reason.setdefault(e.detail.removeprefix("not evaluated: "), []).append(e)
+        for reason, es in by_reason.items():
+            if len(es) == 1:
+                click.echo(f"     not evaluated: {expectation_title(es[0])} (line {es[0].line}): {reason}")
+            else:
+                names = ", ".join(e.name for e in es[:3]) + (f" and {len(es) - 3} more" if len(es) > 3 else "")
+                click.echo(f"     not evaluated ({len(es)}: {names}): {reason}")
     tail = f", {inconclusive} inconclusive (the host starved boards: not a verdict on the device)" if inconclusive else ""
     click.echo(f"\n{passed}/{len(results)} scenarios passed{tail}")
     if junit:
@@ -122,7 +135,8 @@ def scenario() -> None:
 @scenario.command("run")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--boards", type=click.IntRange(1, 32), default=None,
-              help="Resize each scenario's fleet to N boards in total (fleet selectors grow with it).")
+              help="Resize each scenario's fleets to N boards in total: `all` and fleet names grow, a board's "
+                   "name stays that one board.")
 @click.option("--parallel", type=click.IntRange(1, 64), default=max(1, os.cpu_count() or 1), show_default=True,
               help="Boards restored at the same time.")
 @click.option("--junit", type=click.Path(dir_okay=False), default=None, help="Write JUnit XML here.")
@@ -176,9 +190,11 @@ def _inventory_factory(boards_file: str):
 
 @scenario.command("check")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-def check_cmd(files) -> None:
+@click.option("--boards", type=click.IntRange(1, 32), default=None,
+              help="Check them resized to N boards in total, as `run --boards N` would run them.")
+def check_cmd(files, boards) -> None:
     """Validate scenario FILES without running them."""
-    scenarios = _load(files, None)
+    scenarios = _load(files, boards)
     for sc in scenarios:
         n_exp = len(sc.all_expectations())
         click.echo(f"ok  {sc.path}: {sc.name}, {len(sc.boards)} board(s), {len(sc.steps)} steps, {n_exp} expectations")

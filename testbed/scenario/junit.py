@@ -1,8 +1,9 @@
-"""JUnit XML of a run: one testsuite per scenario, one testcase per expectation.
+"""JUnit XML of a run: one testsuite per scenario, one testcase per expectation, named by its name.
 
-A FAIL is a ``failure``; an INCONCLUSIVE verdict (the host starved a board) is ``skipped``
-with its reason, so CI tools show it as neither passed nor failed; a run that broke is an
-``error``.
+A FAIL is a ``failure``; an INCONCLUSIVE verdict (the host starved a board) and a NOT EVALUATED
+expectation (a failed step stopped the run before its evidence existed) are ``skipped`` with
+their reason, so CI tools show them as neither passed nor failed; a failed step is a testcase
+of its own with an ``error``, and so is any other run that broke (``run``).
 """
 
 from __future__ import annotations
@@ -24,42 +25,43 @@ def clean_text(text: str) -> str:
 
 
 def junit_tree(results: list[ScenarioResult]) -> ET.ElementTree:
-    """One testsuite per scenario, one testcase per expectation (plus one for a run error)."""
+    """One testsuite per scenario, one testcase per expectation (plus one for a failed step or run error)."""
     root = ET.Element("testsuites", name="testbed scenarios")
-    total = failures = errors = skipped = 0
+    totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     for r in results:
         suite = ET.SubElement(root, "testsuite", name=r.name, file=r.path, time=f"{r.duration:.3f}")
-        n_fail = n_err = n_skip = 0
+        counts = dict.fromkeys(totals, 0)
         if r.error:
-            case = ET.SubElement(suite, "testcase", classname=r.name, name="run", time=f"{r.duration:.3f}")
+            failed = next((s for s in r.steps if not s.ok), None)
+            if failed is not None:
+                case = ET.SubElement(suite, "testcase", classname=r.name, name=f"step {failed.index + 1}: {failed.text}",
+                                     file=r.path, line=str(failed.line), time=f"{failed.end - failed.start:.3f}")  # fmt: skip
+            else:
+                case = ET.SubElement(suite, "testcase", classname=r.name, name="run", time=f"{r.duration:.3f}")
             ET.SubElement(case, "error", message=clean_text(r.error.splitlines()[0])).text = clean_text(r.error)
-            n_err += 1
-        for i, e in enumerate(r.expectations):
-            name = f"{i + 1:02d} {e.text}"
-            case = ET.SubElement(suite, "testcase", classname=r.name, name=name, file=r.path,
+            counts["tests"] += 1
+            counts["errors"] += 1
+        for e in r.expectations:
+            case = ET.SubElement(suite, "testcase", classname=r.name, name=clean_text(e.name or e.text), file=r.path,
                                  line=str(e.line))  # fmt: skip
+            counts["tests"] += 1
+            detail = clean_text(e.detail)
+            if e.name and e.name != e.text:
+                ET.SubElement(case, "properties").append(ET.Element("property", name="checks", value=clean_text(e.text)))
             if e.verdict == Verdict.FAIL:
-                ET.SubElement(case, "failure", message=clean_text(e.detail) or "expectation did not hold").text = clean_text(e.detail)
-                n_fail += 1
-            elif e.verdict == Verdict.INCONCLUSIVE:
-                ET.SubElement(case, "skipped", message=clean_text(e.detail)).text = clean_text(e.detail)
-                n_skip += 1
+                ET.SubElement(case, "failure", message=detail or "expectation did not hold").text = detail
+                counts["failures"] += 1
+            elif e.verdict in (Verdict.INCONCLUSIVE, Verdict.NOT_EVALUATED):
+                ET.SubElement(case, "skipped", message=detail).text = detail
+                counts["skipped"] += 1
         consoles = "\n".join(f"===== {b.name} =====\n{clean_text(b.console)}" for b in r.boards)
         if consoles:
             ET.SubElement(suite, "system-out").text = consoles
-        n_cases = len(r.expectations) + (1 if r.error else 0)
-        suite.set("tests", str(n_cases))
-        suite.set("failures", str(n_fail))
-        suite.set("errors", str(n_err))
-        suite.set("skipped", str(n_skip))
-        total += n_cases
-        failures += n_fail
-        errors += n_err
-        skipped += n_skip
-    root.set("tests", str(total))
-    root.set("failures", str(failures))
-    root.set("errors", str(errors))
-    root.set("skipped", str(skipped))
+        for key, n in counts.items():
+            suite.set(key, str(n))
+            totals[key] += n
+    for key, n in totals.items():
+        root.set(key, str(n))
     return ET.ElementTree(root)
 
 

@@ -130,11 +130,13 @@ class FleetSpec:
 
 @dataclass
 class Expectation:
-    """One expectation: its typed check; ``text`` is how the report names it."""
+    """One expectation: its typed check; ``text`` says what it checks (kind and arguments, the boards
+    as resolved), ``name`` is what progress, results, report and JUnit call it (unique in a scenario)."""
 
     check: Check
     line: int = 0
     text: str = ""
+    name: str = ""
 
     @property
     def kind(self) -> str:
@@ -185,6 +187,9 @@ class Scenario:
     timeout: float = 300.0
     service: dict[str, Any] = field(default_factory=dict)  # ServiceProcess options (throttle_limit)
 
+    def __post_init__(self) -> None:
+        name_expectations(self.path, self.steps, self.expect)
+
     @property
     def boards(self) -> list[str]:
         return [name for spec in self.fleet.values() for name in spec.board_names()]
@@ -202,3 +207,32 @@ class Scenario:
             out.extend((step, c) for c in step.checks)
         out.extend((None, e) for e in self.expect)
         return out
+
+
+def name_expectations(file: str, steps: list[Step], expect: list[Expectation]) -> None:
+    """Give every expectation its name: its ``name:`` as written, else its text (the kind and its
+    arguments), with `` #2``, `` #3`` on a text that repeats. Two written names alike are an error."""
+    places = [(f"steps[{s.index}].check[{i}]", e) for s in steps for i, e in enumerate(s.checks)]
+    places += [(f"expect[{i}]", e) for i, e in enumerate(expect)]
+    taken: dict[str, str] = {}
+    for where, e in places:
+        e.text = e.check.text()
+        label = e.check.label
+        if label is None:
+            continue
+        if not label.strip():
+            raise ScenarioError(file, e.line, f"{where}.name", "an expectation's name cannot be empty")
+        if label in taken:
+            raise ScenarioError(file, e.line, f"{where}.name", f"the name {label!r} is also that of {taken[label]}; "
+                                "names are unique in a scenario")  # fmt: skip
+        taken[label] = f"{where} (line {e.line})" if e.line else where
+    for where, e in places:
+        if e.check.label is not None:
+            e.name = e.check.label
+            continue
+        name, n = e.text, 1
+        while name in taken:
+            n += 1
+            name = f"{e.text} #{n}"
+        taken[name] = where
+        e.name = name

@@ -9,7 +9,7 @@ from typing import TextIO
 from testbed.scenario.model import Scenario, Step
 from testbed.scenario.results import ExpectationResult, ScenarioResult, StepRecord, Verdict
 
-COLOURS: dict[str, str] = {Verdict.PASS: "32", Verdict.FAIL: "31", Verdict.INCONCLUSIVE: "33"}
+COLOURS: dict[str, str] = {Verdict.PASS: "32", Verdict.FAIL: "31", Verdict.INCONCLUSIVE: "33", Verdict.NOT_EVALUATED: "90"}
 
 
 class Progress:
@@ -19,6 +19,7 @@ class Progress:
         self.passed = 0
         self.failed = 0
         self.inconclusive = 0
+        self.not_evaluated = 0
         self._lock = threading.Lock()
 
     def _c(self, text: str, code: str) -> str:
@@ -47,13 +48,17 @@ class Progress:
             self.passed += 1
         elif res.verdict == Verdict.INCONCLUSIVE:
             self.inconclusive += 1
+        elif res.verdict == Verdict.NOT_EVALUATED:
+            self.not_evaluated += 1
         else:
             self.failed += 1
         mark = self._c(res.verdict, COLOURS[res.verdict])
         tally = f"so far {self.passed} passed, {self.failed} failed"
         if self.inconclusive:
             tally += f", {self.inconclusive} inconclusive"
-        self.say(f"   [{sc.name}] {mark} {res.text}: {res.detail}   ({tally})")
+        if self.not_evaluated:
+            tally += f", {self.not_evaluated} not evaluated"
+        self.say(f"   [{sc.name}] {mark} {expectation_title(res)}: {res.detail}   ({tally})")
 
     def scenario_end(self, res: ScenarioResult) -> None:
         verdict = self._c(res.verdict, COLOURS[res.verdict] + ";1")
@@ -63,3 +68,10 @@ class Progress:
 class QuietProgress(Progress):
     def say(self, text: str) -> None:
         pass
+
+
+def expectation_title(res: ExpectationResult) -> str:
+    """An expectation's name, with what it checks when it was given a name of its own."""
+    name = res.name or res.text
+    own = res.text and name != res.text and not name.startswith(res.text + " #")
+    return f"{name} [{res.text}]" if own else name

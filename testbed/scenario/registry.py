@@ -21,7 +21,16 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 from testbed.board.protocols import Capability
-from testbed.scenario.fields import ALL_BOARDS, Boards, FieldError, FieldErrors, FieldSpec, Scope
+from testbed.scenario.fields import (
+    ALL_BOARDS,
+    Boards,
+    FieldError,
+    FieldErrors,
+    FieldSpec,
+    Scope,
+    Text,
+    arg,
+)
 from testbed.scenario.model import format_duration
 
 if TYPE_CHECKING:
@@ -36,13 +45,17 @@ class Op:
     help: ClassVar[str] = ""
     #: The field a scalar or list value fills (``sync: all``), or None.
     shorthand: ClassVar[str | None] = None
+    #: The values as written (by YAML key, before selectors were resolved): what ``--boards N``
+    #: builds the op again from, so `all` and fleet names grow and a board name stays one board.
+    written: dict[str, Any]
 
     @classmethod
     def specs(cls) -> dict[str, FieldSpec]:
         out: dict[str, FieldSpec] = {}
         own = set(vars(cls).get("__annotations__", {}))
         # the class's own fields first, then the inherited ones (counts: count, min, max)
-        fields = sorted(dataclasses.fields(cls), key=lambda f: f.name not in own)  # type: ignore[arg-type]
+        # (an expectation's own `name` last of all)
+        fields = sorted(dataclasses.fields(cls), key=lambda f: (f.name not in own, f.name == "label"))  # type: ignore[arg-type]
         for f in fields:
             if "kind" not in f.metadata:
                 continue
@@ -83,7 +96,18 @@ class Op:
             raise FieldErrors(errors)
         op = cls(**kwargs)
         op.validate(scope)
+        op.written = dict(values)
         return op
+
+    def rebuild(self, scope: Scope) -> Self:
+        """The op built again from its written values in another scope (a resized fleet)."""
+        return self.build(self.written_values(), scope)
+
+    def written_values(self) -> dict[str, Any]:
+        """The values as written; for an op made without :meth:`build`, its current ones."""
+        if hasattr(self, "written"):
+            return dict(self.written)
+        return {k: v for k, v in self.as_dict().items() if v is not None and v != []}
 
     def validate(self, scope: Scope) -> None:
         """Checks across fields (raise FieldError naming the field)."""
@@ -93,7 +117,9 @@ class Op:
 
     def replace(self, **by_key: Any) -> Op:
         specs = self.specs()
-        return dataclasses.replace(self, **{specs[k].attr: v for k, v in by_key.items()})  # type: ignore[type-var]
+        op = dataclasses.replace(self, **{specs[k].attr: v for k, v in by_key.items()})  # type: ignore[type-var]
+        op.written = {**self.written_values(), **by_key}
+        return op
 
     def text_parts(self, skip: tuple[str, ...] = ()) -> list[str]:
         parts = []
@@ -119,6 +145,13 @@ class Action(Op):
         """The boards the action acts on (whose capabilities it needs)."""
         return list(getattr(self, "boards", None) or [])
 
+    def reach(self) -> set[str] | None:
+        """The boards whose evidence (events, dumps, requests) the step makes or changes; None: the
+        service's as well, so every expectation's. After a failed step, an expectation that a step
+        which never ran would reach is not evaluated (:mod:`testbed.scenario.assess`)."""
+        targets = self.targets()
+        return set(targets) if targets else None
+
     def describe(self) -> str:
         parts = self.text_parts(skip=("timeout",))
         return f"{self.name} " + " ".join(parts) if parts else self.name
@@ -127,15 +160,23 @@ class Action(Op):
         raise NotImplementedError
 
 
+@dataclasses.dataclass(kw_only=True)
 class Check(Op):
     """An expectation. ``timing``: it is about how long something took (restart within, upload
     within), so a host that starved the board can make its failure inconclusive; otherwise it is
-    functional (what was stored, where, how many, which events) and its verdict is never softened."""
+    functional (what was stored, where, how many, which events) and its verdict is never softened.
+
+    Every expectation may be named (``name:``, the attribute ``label``); unnamed, it is called by
+    its :meth:`text` (see :func:`testbed.scenario.model.name_expectations`)."""
 
     timing: ClassVar[bool] = False
 
+    label: str | None = arg(Text(), None, key="name",
+                            doc="the expectation's name in progress, report, results and JUnit")  # fmt: skip
+
     def text(self) -> str:
-        parts = [p for p in self.text_parts() if p != "region=any"]
+        """What it checks: the kind and its arguments (the boards as resolved)."""
+        parts = [p for p in self.text_parts(skip=("name",)) if p != "region=any"]
         return f"{self.name}: " + " ".join(parts) if parts else self.name
 
     def evaluate(self, ev: Evidence) -> Finding:

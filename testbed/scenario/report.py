@@ -28,6 +28,7 @@ _TEMPLATE = """<!doctype html>
 body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1000px;color:#222}
 h1{margin-bottom:.2em} h2{border-bottom:2px solid #eee;padding-bottom:.2em;margin-top:2em}
 .pass{color:#fff;background:#2ca02c}.fail{color:#fff;background:#d62728}.inconclusive{color:#222;background:#f0c419}
+.not-evaluated{color:#fff;background:#888}
 .badge{padding:.1em .5em;border-radius:3px;font-weight:bold;font-size:.9em}
 table{border-collapse:collapse;width:100%;margin:.5em 0;font-size:.9em}
 th,td{border:1px solid #ddd;padding:.25em .5em;text-align:left;vertical-align:top}
@@ -60,8 +61,8 @@ code{font-size:.9em} .chain{margin:0;padding:0;list-style:none} .chain li{displa
 {% if r.error %}<div class="err">{{ r.error }}</div>{% endif %}
 <h3>Expectations</h3>
 <table><tr><th>verdict</th><th>expectation</th><th>when</th><th>detail</th></tr>
-{% for e in r.expectations %}<tr><td><span class="badge {{ e.verdict|lower }}">{{ {'PASS': 'held', 'FAIL': 'FAILED'}.get(e.verdict, e.verdict) }}</span></td>
-<td><code>{{ e.text }}</code>{% if e.line %} <span class="muted">line {{ e.line }}</span>{% endif %}</td>
+{% for e in r.expectations %}<tr><td><span class="badge {{ e.verdict|lower|replace(' ', '-') }}">{{ {'PASS': 'held', 'FAIL': 'FAILED'}.get(e.verdict, e.verdict) }}</span></td>
+<td>{% if e.name and e.name != e.text %}<b>{{ e.name }}</b> {% endif %}<code>{{ e.text }}</code>{% if e.line %} <span class="muted">line {{ e.line }}</span>{% endif %}</td>
 <td>{{ 'after step %d'|format(e.step + 1) if e.step is not none else 'at the end' }}</td><td>{{ e.detail }}</td></tr>
 {% else %}<tr><td colspan="4" class="muted">not evaluated</td></tr>{% endfor %}
 </table>

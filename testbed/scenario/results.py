@@ -67,14 +67,16 @@ class StepRecord:
 
 
 class Verdict(StrEnum):
-    """An expectation's verdict (testbed.scenario.verdict decides INCONCLUSIVE)."""
+    """An expectation's verdict (testbed.scenario.verdict decides INCONCLUSIVE). NOT EVALUATED: a run
+    that stopped early (a failed step) never made its evidence; it is no verdict on the device."""
 
     PASS = "PASS"
     FAIL = "FAIL"
     INCONCLUSIVE = "INCONCLUSIVE"
+    NOT_EVALUATED = "NOT EVALUATED"
 
 
-PASS, FAIL, INCONCLUSIVE = Verdict.PASS, Verdict.FAIL, Verdict.INCONCLUSIVE
+PASS, FAIL, INCONCLUSIVE, NOT_EVALUATED = Verdict.PASS, Verdict.FAIL, Verdict.INCONCLUSIVE, Verdict.NOT_EVALUATED
 
 
 @dataclass
@@ -86,12 +88,14 @@ class ExpectationResult:
     line: int = 0
     step: int | None = None  # index of the check step, None for the final expectations
     t: float = 0.0
-    verdict: str = ""  # PASS, FAIL or INCONCLUSIVE (default: from passed)
+    verdict: str = ""  # PASS, FAIL, INCONCLUSIVE or NOT EVALUATED (default: from passed)
     timing: bool = False  # an expectation about how long something took
     host_cpu: list[dict[str, Any]] = field(default_factory=list)  # the late episodes' CpuFigures
+    name: str = ""  # its name in the scenario (unique there); ``text`` says what it checks
 
     def __post_init__(self) -> None:
         self.verdict = Verdict(self.verdict) if self.verdict else PASS if self.passed else FAIL
+        self.name = self.name or self.text
 
 
 @dataclass
@@ -187,9 +191,14 @@ class ScenarioResult:
         return [e for e in self.expectations if e.verdict == INCONCLUSIVE]
 
     @property
+    def not_evaluated(self) -> list[ExpectationResult]:
+        return [e for e in self.expectations if e.verdict == NOT_EVALUATED]
+
+    @property
     def verdict(self) -> str:
-        """PASS; FAIL when the run broke or any expectation failed; else INCONCLUSIVE when any is."""
-        if self.error or not self.expectations or self.failures:
+        """PASS; FAIL when the run broke (so some expectation may be NOT EVALUATED) or any expectation
+        failed; else INCONCLUSIVE when any is."""
+        if self.error or not self.expectations or self.failures or self.not_evaluated:
             return FAIL
         return INCONCLUSIVE if self.inconclusives else PASS
 

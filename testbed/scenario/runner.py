@@ -27,6 +27,7 @@ from testbed.board.firmware import FirmwareDriver
 from testbed.board.protocols import Board, BoardFactory
 from testbed.crash.symbol_dirs import default_symbol_dirs
 from testbed.deadline import Deadline
+from testbed.scenario.assess import Assessor, Stop
 from testbed.scenario.boards import (
     capabilities_of,
     check_capabilities,
@@ -39,7 +40,7 @@ from testbed.scenario.boards import (
 )
 from testbed.scenario.boards import qemu_board_factory as qemu_board_factory
 from testbed.scenario.cpu import BoardCpu
-from testbed.scenario.evidence import Evidence, Finding, StoredDump
+from testbed.scenario.evidence import Evidence, StoredDump
 from testbed.scenario.model import Expectation, Scenario, ScenarioError, Step, format_duration
 from testbed.scenario.outcomes import crash_outcomes
 from testbed.scenario.progress import Progress as Progress
@@ -47,14 +48,12 @@ from testbed.scenario.progress import QuietProgress as QuietProgress
 from testbed.scenario.results import (
     BoardEvent,
     ClockJump,
-    ExpectationResult,
     Interval,
     ScenarioResult,
     StepRecord,
 )
 from testbed.scenario.service_side import ServiceSide
 from testbed.scenario.steps import StepFailed as StepFailed
-from testbed.scenario.verdict import judge
 from testbed.scenario.waits import BoardWaits
 
 #: The 5 s deadline plus margin: how long the final check waits for crashed apps to be restarted.
@@ -96,6 +95,8 @@ class ScenarioRun:
         self.waits = BoardWaits(lambda: self.t0)
         self.cpu = BoardCpu(lambda: self.t0)
         self._open: dict[str, Interval] = {}
+        self.assess = Assessor(scenario, self.result, self.progress, self.cpu.figures, self.now)
+        self._stop: Stop | None = None  # where the timeline stopped early
 
     # ---- what actions use (StepContext)
     @property
@@ -253,16 +254,11 @@ class ScenarioRun:
     def check(self, expectations: Iterable[Expectation], step: Step | None = None) -> None:
         ev = self.evidence()
         for exp in expectations:
-            try:
-                finding = exp.check.evaluate(ev)
-            except Exception as exc:  # noqa: BLE001 (a broken check is a failed expectation)
-                finding = Finding(False, f"could not be checked: {exc}")
-            judged = judge(exp.check, finding, self.cpu.figures, ev.now)
-            res = ExpectationResult(exp.text, exp.kind, finding.passed, judged.detail, exp.line,
-                                    step.index if step else None, self.now(), verdict=judged.verdict,
-                                    timing=exp.check.timing, host_cpu=[f.to_dict() for f in judged.figures])  # fmt: skip
-            self.result.expectations.append(res)
-            self.progress.expectation(self.sc, res)
+            self.assess.record(exp, step, ev)
+
+    def _evidence_after_stop(self) -> Evidence:
+        self.waits.settle([b for b in self.sc.boards if b in self.boards], SETTLE_SECONDS)
+        return self.evidence()
 
     # ---- the run
     def _run_steps(self) -> None:
@@ -279,6 +275,7 @@ class ScenarioRun:
             if step.at is not None and step.at > self.now():
                 time.sleep(step.at - self.now())
             if deadline.expired:
+                self._stop = Stop(step.index, ran=False)
                 raise StepFailed(f"the scenario timeout of {format_duration(sc.timeout)} passed")
             self.progress.step_start(sc, step)
             record = StepRecord(step.index, step.describe(), self.now(), self.now(), line=step.line)
@@ -290,6 +287,7 @@ class ScenarioRun:
                     step.op.run(self)
             except Exception as exc:
                 record.ok, record.error = False, _short(exc)
+                self._stop = Stop(step.index)
                 raise StepFailed(f"step {step.index + 1} (line {step.line}: {step.describe()}) failed: "
                                  f"{_short(exc)}") from exc  # fmt: skip
             finally:
@@ -310,6 +308,7 @@ class ScenarioRun:
                 self.check(self.sc.expect, None)
             except KeyboardInterrupt:
                 res.error = "interrupted (Ctrl-C): boards and service were torn down"
+                self.assess.rest(self._stop, self.evidence, interrupted=True)
                 self._finish(started)
                 raise
             except Exception as exc:  # noqa: BLE001 (the run's error is the scenario's verdict)
@@ -317,6 +316,7 @@ class ScenarioRun:
                     res.error = _short(exc)
                 else:
                     res.error = f"{type(exc).__name__}: {exc}\n" + "".join(traceback.format_exc(limit=-4))
+                self.assess.rest(self._stop, self._evidence_after_stop)
             finally:
                 for interval in list(self._open.values()):
                     interval.end = self.now()

@@ -129,10 +129,12 @@ class _Loader:
         return None
 
     def expectation(self, raw: Any, line: int, where: str) -> Expectation | None:
-        if not isinstance(raw, LocMap) or len(raw) != 1:
-            self.note(line, where.rstrip("."), "an expectation is a mapping with exactly one of: " + ", ".join(EXPECTATIONS))
+        kinds = [k for k in raw if k != "name"] if isinstance(raw, LocMap) else []
+        if not isinstance(raw, LocMap) or len(kinds) != 1:
+            self.note(line, where.rstrip("."), "an expectation is a mapping with exactly one of: "
+                      + ", ".join(EXPECTATIONS) + " (and optionally its name)")  # fmt: skip
             return None
-        kind = next(iter(raw))
+        kind = kinds[0]
         if kind not in EXPECTATIONS:
             if kind in ACTIONS:
                 hint = (f"'{kind}' is a step (an action), not an expectation: it belongs under `steps:`; "
@@ -143,7 +145,18 @@ class _Loader:
             self.note(raw.key_lines[kind], where + kind, hint)
             return None
         check = self.op(EXPECTATIONS[kind], raw[kind], raw.value_lines[kind], f"{where}{kind}.")
-        return None if check is None else Expectation(check, line=raw.line, text=check.text())
+        if check is None:
+            return None
+        if "name" in raw:  # `- {name: ..., <kind>: ...}`, the way a step is named
+            if check.label is not None:
+                self.note(raw.key_lines["name"], where + "name", f"the expectation is named twice (also in "
+                          f"{kind}.name); give its name once")  # fmt: skip
+                return None
+            name = self.value(_TEXT, raw["name"], raw.value_lines["name"], where + "name")
+            if name is None:
+                return None
+            check = check.replace(name=name)  # type: ignore[assignment]
+        return Expectation(check, line=raw.line, text=check.text())
 
     def step(self, index: int, raw: Any, line: int) -> Step | None:
         where = f"steps[{index}]."
@@ -350,51 +363,7 @@ def load_scenarios(paths: Iterable[str | Path]) -> list[Scenario]:
     return scenarios
 
 
-def scale_fleet(scenario: Scenario, boards: int) -> Scenario:
-    """Resize the fleets so the scenario runs on ``boards`` boards in total (at least one per fleet).
-
-    Steps and expectations naming a single board that no longer exists make this fail.
-    """
-    fleets = list(scenario.fleet.values())
-    if boards < len(fleets):
-        raise ScenarioError(scenario.path, 0, "fleet", f"--boards {boards} is fewer than the {len(fleets)} fleets")
-    total = sum(f.count for f in fleets)
-    counts = [max(1, round(f.count * boards / total)) for f in fleets]
-    while sum(counts) > boards:
-        counts[counts.index(max(counts))] -= 1
-    while sum(counts) < boards:
-        counts[counts.index(min(counts))] += 1
-    fleet = {f.name: FleetSpec(f.name, c, f.group, list(f.apps), f.line) for f, c in zip(fleets, counts, strict=True)}
-    valid = {b for f in fleet.values() for b in f.board_names()}
-    old = {f.name: set(f.board_names()) for f in fleets}
-
-    def remap(names: list[str], line: int, fld: str) -> list[str]:
-        out: list[str] = []
-        for fleet_name, members in old.items():
-            if members and members <= set(names):
-                out.extend(fleet[fleet_name].board_names())
-                names = [n for n in names if n not in members]
-        for n in names:
-            if n not in valid:
-                raise ScenarioError(scenario.path, line, fld, f"board {n} does not exist with --boards {boards}")
-            out.append(n)
-        return list(dict.fromkeys(out))
-
-    def fix(op: Any, line: int, where: str) -> Any:
-        boards_now = op.as_dict().get("boards")
-        return op if boards_now is None else op.replace(boards=remap(boards_now, line, where + "boards"))
-
-    def fix_exp(e: Expectation, where: str) -> Expectation:
-        return Expectation(fix(e.check, e.line, where), e.line, e.text)
-
-    steps = [Step(s.index, fix(s.op, s.line, f"steps[{s.index}]."), s.at, s.label, s.line,
-                  [fix_exp(c, f"steps[{s.index}].check.") for c in s.checks]) for s in scenario.steps]  # fmt: skip
-    expect = [fix_exp(e, "expect.") for e in scenario.expect]
-    return Scenario(scenario.name, scenario.description, scenario.path, scenario.groups, fleet, steps, expect,
-                    scenario.tenant, scenario.timeout, dict(scenario.service))  # fmt: skip
-
-
 __all__ = [
     "KNOWN_APPS", "KNOWN_EVENTS", "Expectation", "FleetSpec", "GroupSpec", "Scenario", "ScenarioError", "Step",
-    "format_duration", "load_scenario", "load_scenarios", "parse_duration", "scale_fleet", "scenario_from_data",
+    "format_duration", "load_scenario", "load_scenarios", "parse_duration", "scenario_from_data",
 ]  # fmt: skip

@@ -7,7 +7,8 @@ that episode, waited for a host CPU more than :data:`STARVED_SHARE` of the time,
 the host's, not the device's: INCONCLUSIVE, with the figures. A board whose starvation is not
 measured (it lacks the host-cpu capability) keeps PASS/FAIL, and the detail says it was not
 measured. Functional expectations (what was stored, where, how many, which events) are never
-softened. docs/scenarios.md ("Verdicts") documents the threshold.
+softened. docs/scenarios.md ("Verdicts") documents the threshold. An expectation a stopped run
+never made the evidence of is NOT EVALUATED (:mod:`testbed.scenario.assess`), no verdict at all.
 """
 
 from __future__ import annotations

@@ -13,7 +13,6 @@ from testbed.scenario.schema import (
     load_scenario,
     load_scenarios,
     parse_duration,
-    scale_fleet,
     scenario_from_data,
 )
 
@@ -175,16 +174,6 @@ def test_python_dicts_validate_the_same_way():
     data["steps"][1]["crash"]["app"] = "nope"
     with pytest.raises(ScenarioError, match="<python>: step 2/2, field 'crash.app'"):
         scenario_from_data(data, "<python>")
-
-
-def test_scale_fleet_keeps_fleet_selectors_and_rejects_lost_boards(tmp_path):
-    sc = load_scenario(write(tmp_path, GOOD))
-    big = scale_fleet(sc, 4)
-    assert big.boards == ["eu-1", "eu-2", "eu-3", "eu-4"]
-    assert big.steps[0].args["boards"] == big.boards  # "all" grows with the fleet
-    assert big.steps[1].args["boards"] == ["eu-1"]  # a named board stays itself
-    with pytest.raises(ScenarioError, match="eu-2 does not exist with --boards 1"):
-        scale_fleet(sc, 1)
 
 
 @pytest.mark.parametrize(
