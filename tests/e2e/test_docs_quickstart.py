@@ -1,6 +1,6 @@
-"""docs/quickstart.md's example test, run as a new user runs it: copied out of the page into a
-folder outside the repository and run by pytest there, with the installed plugin only (no
-conftest, no pyproject of the repository). So the page cannot go stale."""
+"""docs/quickstart.md's example test and docs/howto.md's recipes, run as a new user runs them:
+copied out of the pages into a folder outside the repository and run by pytest there, with the
+installed plugin only (no conftest, no pyproject of the repository). So the pages cannot go stale."""
 
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 QUICKSTART = REPO / "docs" / "quickstart.md"
+HOWTO = REPO / "docs" / "howto.md"
 MARKER = "<!-- quickstart-example: test_my_device.py"
+HOWTO_MARKER = "<!-- howto-example -->"
 
 
 def quickstart_example() -> str:
@@ -31,15 +33,30 @@ def quickstart_example() -> str:
     return match.group(1)
 
 
+def howto_recipes() -> list[str]:
+    """Every Python block right after a recipe marker of docs/howto.md."""
+    parts = HOWTO.read_text().split(HOWTO_MARKER)[1:]
+    blocks = []
+    for part in parts:
+        match = re.match(r"\s*```python\n(.*?)```", part, re.S)
+        assert match is not None, "a recipe marker of docs/howto.md is not followed by a python block"
+        blocks.append(match.group(1))
+    return blocks
+
+
+def run_pytest_in(folder: Path, board_image, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "TESTBED_REPORT_DIR"))}
+    env["TESTBED_BOARD_IMAGE"] = str(board_image.path)  # the image this run already built
+    return subprocess.run([sys.executable, "-m", "pytest", *args],
+                          cwd=folder, env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+
+
 def test_the_quickstart_example_passes_outside_the_repo(tmp_path_factory, board_image, board_snapshot):
     folder = tmp_path_factory.mktemp("my-device-tests")
     assert REPO not in folder.parents
     (folder / "test_my_device.py").write_text(quickstart_example())
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "TESTBED_REPORT_DIR"))}
-    env["TESTBED_BOARD_IMAGE"] = str(board_image.path)  # the image this run already built
     # the command of the page ("pytest --testbed-out out"), with this interpreter's pytest
-    proc = subprocess.run([sys.executable, "-m", "pytest", "--testbed-out", "out"],
-                          cwd=folder, env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    proc = run_pytest_in(folder, board_image, "--testbed-out", "out")
     text = proc.stdout + proc.stderr
     assert proc.returncode == 0, text
     assert re.search(r"\b2 passed\b", text), text
@@ -55,3 +72,16 @@ def test_the_quickstart_example_passes_outside_the_repo(tmp_path_factory, board_
         assert "event=crash " in console and "event=app-restart " in console, console[-2000:]
         # the end-of-run summary names the folder, as the page shows
         assert f"test_my_device.py::{name}: {out} (board {name} console log)" in text, text
+
+
+def test_the_howto_recipes_pass_outside_the_repo(tmp_path_factory, board_image, board_snapshot):
+    recipes = howto_recipes()
+    assert len(recipes) >= 5
+    folder = tmp_path_factory.mktemp("howto")
+    for i, code in enumerate(recipes, 1):
+        (folder / f"test_recipe_{i}.py").write_text(code)
+    expected = sum(len(re.findall(r"^def test_", code, re.M)) for code in recipes)
+    proc = run_pytest_in(folder, board_image, "--strict-markers", "-p", "no:cacheprovider")
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 0, text
+    assert re.search(rf"\b{expected} passed\b", text), text
