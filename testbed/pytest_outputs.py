@@ -13,6 +13,7 @@ properties (``testbed_output``), and one line per test at the end of the run.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Generator
 from pathlib import Path
@@ -28,7 +29,7 @@ OUTPUTS_KEY = pytest.StashKey[list[tuple[str, Path]]]()
 _SUMMARY_KEY = pytest.StashKey[dict[str, tuple[Path, list[tuple[str, Path]]]]]()
 _DIR_KEY = pytest.StashKey[Path]()
 
-#: At most this many tests are listed one by one at the end of the run.
+#: Up to this many tests are listed one by one at the end of the run; more, their common folder.
 SUMMARY_LINES = 30
 
 
@@ -113,12 +114,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     if not summary:
         return
     terminalreporter.write_sep("=", "testbed outputs (board console logs, scenario reports)")
-    root = config.getoption("--testbed-out", None)
-    if len(summary) > SUMMARY_LINES and root:
-        terminalreporter.write_line(f"{len(summary)} tests, one folder each under {Path(root).resolve()}")
+    if len(summary) > SUMMARY_LINES:  # one line for the lot: where they all are
+        root = os.path.commonpath([str(folder) for folder, _ in summary.values()])
+        terminalreporter.write_line(f"{len(summary)} tests, one folder each under {root} "
+                                    "(each test's report section lists its files)")  # fmt: skip
         return
-    for nodeid, (folder, outputs) in list(summary.items())[:SUMMARY_LINES]:
+    for nodeid, (folder, outputs) in summary.items():
         kinds = ", ".join(what for what, _ in outputs)
         terminalreporter.write_line(f"{nodeid}: {folder} ({kinds})")
-    if len(summary) > SUMMARY_LINES:
-        terminalreporter.write_line(f"... and {len(summary) - SUMMARY_LINES} more (their report sections list them)")

@@ -90,3 +90,22 @@ def test_folder_names_are_one_path_component() -> None:
     assert folder_name("tests/test_a.py::test_b[x-1]") == "tests_test_a.py__test_b_x-1"
     assert "/" not in folder_name("a/b/../c.py::d")
     assert folder_name("::") == "test"
+
+
+def test_many_tests_are_summed_up_as_their_common_folder(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "test_many.py").write_text(textwrap.dedent(
+        '''
+        import pytest
+        from testbed.pytest_outputs import record_output
+
+        @pytest.mark.parametrize("i", range(40))
+        def test_one(i, request, testbed_out):
+            record_output(request, "a file", testbed_out / "f")
+        '''
+    ))  # fmt: skip
+    proc = run_pytest(project, "--testbed-out", str(tmp_path / "out"))
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 0, text
+    assert f"40 tests, one folder each under {tmp_path / 'out'} " in text, text
