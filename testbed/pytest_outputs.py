@@ -56,8 +56,9 @@ def output_dir(request: pytest.FixtureRequest) -> Path:
     if _DIR_KEY in node.stash:
         return node.stash[_DIR_KEY]
     root = request.config.getoption("--testbed-out", None)
-    if root:
-        out = Path(root).expanduser().resolve() / folder_name(node.nodeid)
+    if root:  # relative to where pytest was started, whatever a test's cwd is now
+        base = Path(request.config.invocation_params.dir) / Path(root).expanduser()
+        out = base.resolve() / folder_name(node.nodeid)
         out.mkdir(parents=True, exist_ok=True)
     else:
         out = Path(request.getfixturevalue("tmp_path"))
