@@ -44,19 +44,21 @@ def howto_recipes() -> list[str]:
     return blocks
 
 
-def run_pytest_in(folder: Path, board_image, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "TESTBED_REPORT_DIR"))}
-    env["TESTBED_BOARD_IMAGE"] = str(board_image.path)  # the image this run already built
+def run_pytest_in(folder: Path, config: pytest.Config, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PYTEST_", "TESTBED_REPORT_DIR", "TESTBED_BOARD_IMAGE"))}  # fmt: skip
+    if config.getoption("--board-image"):  # this run was given an image: the same one, else as a user would
+        env["TESTBED_BOARD_IMAGE"] = str(config.getoption("--board-image"))
     return subprocess.run([sys.executable, "-m", "pytest", *args],
                           cwd=folder, env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
 
 
-def test_the_quickstart_example_passes_outside_the_repo(tmp_path_factory, board_image, board_snapshot):
+def test_the_quickstart_example_passes_outside_the_repo(tmp_path_factory, pytestconfig, board_snapshot):
     folder = tmp_path_factory.mktemp("my-device-tests")
     assert REPO not in folder.parents
     (folder / "test_my_device.py").write_text(quickstart_example())
     # the command of the page ("pytest --testbed-out out"), with this interpreter's pytest
-    proc = run_pytest_in(folder, board_image, "--testbed-out", "out")
+    proc = run_pytest_in(folder, pytestconfig, "--testbed-out", "out")
     text = proc.stdout + proc.stderr
     assert proc.returncode == 0, text
     assert re.search(r"\b2 passed\b", text), text
@@ -74,14 +76,14 @@ def test_the_quickstart_example_passes_outside_the_repo(tmp_path_factory, board_
         assert f"test_my_device.py::{name}: {out} (board {name} console log)" in text, text
 
 
-def test_the_howto_recipes_pass_outside_the_repo(tmp_path_factory, board_image, board_snapshot):
+def test_the_howto_recipes_pass_outside_the_repo(tmp_path_factory, pytestconfig, board_snapshot):
     recipes = howto_recipes()
     assert len(recipes) >= 5
     folder = tmp_path_factory.mktemp("howto")
     for i, code in enumerate(recipes, 1):
         (folder / f"test_recipe_{i}.py").write_text(code)
     expected = sum(len(re.findall(r"^def test_", code, re.M)) for code in recipes)
-    proc = run_pytest_in(folder, board_image, "--strict-markers", "-p", "no:cacheprovider")
+    proc = run_pytest_in(folder, pytestconfig, "--strict-markers", "-p", "no:cacheprovider")
     text = proc.stdout + proc.stderr
     assert proc.returncode == 0, text
     assert re.search(rf"\b{expected} passed\b", text), text
