@@ -39,7 +39,7 @@ SETTINGS: dict[str, Setting] = {
         Setting(BOARD_IMAGE, "a built image directory for the pytest `board` fixtures (default: build or reuse the current one)"),
         Setting(BOARD_BOOT_TIMEOUT, "seconds a cold boot may take before the board counts as not booting", "90"),
         Setting(BOARDS_FILE, "an inventory file of real boards for the pytest plugin and `scenario run`"),
-        Setting(REPORT_DIR, "where scenario reports made by pytest fixtures go (default: the test's own directory)"),
+        Setting(REPORT_DIR, "the pytest plugin's `--testbed-out`: each test's board console logs and scenario reports go to a folder of their own under it (default: the test's tmp_path)"),
         Setting(SYMBOLS, "extra directories of unstripped programs for crash analysis, separated by ':'"),
         Setting(SERVICE_URL, "the service root URL for the admin CLIs, e.g. http://127.0.0.1:8443"),
         Setting(SERVICE_DATA, "the data directory of `testbed service run`"),

@@ -1,12 +1,13 @@
-"""pytest fixtures for boards (registered through testbed.pytest_plugin).
+"""pytest fixtures for boards (registered through testbed.pytest_plugin; docs/pytest.md).
 
 - ``board_image`` (session): the built image (``--board-image DIR`` to use a given one).
 - ``board_snapshot`` (session): the cached snapshot of a booted, unprovisioned board.
 - ``board``: a fresh board per test, restored from the snapshot (~0.5 s).
 - ``board_pool``: a factory, ``board_pool(n)`` -> n fresh boards, restored in parallel.
 
-When a test that used a board fails, the board's console log (tail, and the
-path of the whole file) is attached to the failure report.
+Each board's console log is written to the test's output folder (``testbed_out``) and
+its path printed with the test's report; when a test that used a board fails, the
+board's console tail is attached to the failure report too.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from testbed.board.protocols import Board
 from testbed.board.qemu import QemuBoard
 from testbed.board.snapshot import Snapshot, ensure_snapshot
 from testbed.image.build import Image, ensure_image
+from testbed.pytest_outputs import output_dir, record_output
 
 _BOARDS_KEY = pytest.StashKey[list]()
 
@@ -49,9 +51,10 @@ def add_board_options(parser: pytest.Parser) -> None:
     )
 
 
-def _track(request: pytest.FixtureRequest, board: Board | QemuBoard) -> None:
+def _track(request: pytest.FixtureRequest, board: QemuBoard) -> None:
     boards = request.node.stash.setdefault(_BOARDS_KEY, [])
     boards.append(board)
+    record_output(request, f"board {board.name} console log", board.log_path)
 
 
 def _started(board: QemuBoard) -> Board:
@@ -67,6 +70,9 @@ def _board_name(request: pytest.FixtureRequest, index: int | None = None) -> str
 
 @pytest.fixture(scope="session")
 def board_image(pytestconfig: pytest.Config) -> Image:
+    """The board image (kernel, initramfs, firmware; ``.symbols_dir`` holds the unstripped
+    programs): ``--board-image DIR`` (env ``TESTBED_BOARD_IMAGE``), else the current sources'
+    image, built on first use (about a minute) and cached in ``~/.cache/testbed``."""
     path = pytestconfig.getoption("--board-image")
     if path:
         return Image.from_dir(Path(path))
@@ -75,19 +81,29 @@ def board_image(pytestconfig: pytest.Config) -> Image:
 
 @pytest.fixture(scope="session")
 def board_boot_timeout(pytestconfig: pytest.Config) -> float:
+    """Seconds a board may take to boot: ``--board-boot-timeout`` (default 90)."""
     return float(pytestconfig.getoption("--board-boot-timeout"))
 
 
 @pytest.fixture(scope="session")
 def board_snapshot(board_image: Image, board_boot_timeout: float) -> Snapshot:
+    """A snapshot of a booted, unprovisioned board of ``board_image`` (made by one cold boot the
+    first time, then cached): what ``board`` and ``board_pool`` restore from."""
     return ensure_snapshot(board_image, boot_timeout=board_boot_timeout)
 
 
 @pytest.fixture
 def board(request: pytest.FixtureRequest, board_image: Image, board_snapshot: Snapshot,
           board_boot_timeout: float) -> Iterator[Board]:
-    """A fresh board restored from the snapshot, closed after the test."""
-    b = QemuBoard(board_image, name=_board_name(request), boot_timeout=board_boot_timeout)
+    """A fresh emulated board (``QemuBoard``: MT3620-like, the firmware installed, not yet
+    provisioned), restored from the snapshot in about 0.5 s and closed after the test.
+    Give it a device with ``board.provision(device.identity())`` (see ``claimed_device``);
+    then ``board.firmware.crash("crashapp", "segv")``, ``board.wait_for_event(name, since=,
+    timeout=)`` (``since``: a ``time.monotonic()`` taken before the action; event fields are
+    strings), ``board.console.run(cmd) -> (output, exit code)``, ``board.link_down()`` /
+    ``link_up()``. Its console log is written to the test's output folder (``testbed_out``)."""
+    b = QemuBoard(board_image, name=_board_name(request), boot_timeout=board_boot_timeout,
+                  log_dir=output_dir(request))
     _track(request, b)
     try:
         b.restore(board_snapshot)
@@ -99,14 +115,16 @@ def board(request: pytest.FixtureRequest, board_image: Image, board_snapshot: Sn
 @pytest.fixture
 def board_pool(request: pytest.FixtureRequest, board_image: Image, board_snapshot: Snapshot,
                board_boot_timeout: float) -> Iterator[Callable[[int], list[Board]]]:
-    """``board_pool(n)``: n fresh boards restored from the snapshot in parallel; all closed after the test."""
+    """Factory: ``board_pool(n)`` -> n fresh boards (as ``board``) restored from the snapshot in
+    parallel; all closed after the test, their console logs in the test's output folder."""
     made: list[QemuBoard] = []
 
     def make(n: int) -> list[Board]:
         if n < 1:
             raise ValueError("board_pool(n) needs n >= 1")
         boards: list[QemuBoard] = [
-            QemuBoard(board_image, name=_board_name(request, len(made) + i), boot_timeout=board_boot_timeout)
+            QemuBoard(board_image, name=_board_name(request, len(made) + i), boot_timeout=board_boot_timeout,
+                      log_dir=output_dir(request))
             for i in range(n)
         ]
         made.extend(boards)

@@ -326,6 +326,10 @@ class QemuBoard:
 
     def wait_for_event(self, name: str, timeout: float = 30, since: float | None = None,
                        where: EventWhere = None) -> Event:  # fmt: skip
+        """The first ``@tb`` event called ``name`` that arrived at or after ``since`` (a host
+        ``time.monotonic()``, taken before the action; None: any since the board started) and
+        matches ``where`` (a dict of field values, all strings, or a predicate); waits up to
+        ``timeout`` seconds (ConsoleTimeout), BoardCrashed at once if the kernel dies."""
         assert self.console is not None
         return self.console.wait_for_event(name, timeout=timeout, since=since, where=where)
 

@@ -26,6 +26,10 @@ def add_inventory_option(parser: pytest.Parser) -> None:
 
 @pytest.fixture(scope="session")
 def inventory_boards(pytestconfig: pytest.Config) -> InventoryBoards:
+    """The real boards of the inventory given with ``--boards-file FILE`` (env
+    ``TESTBED_BOARDS_FILE``; docs/board.md) as a board factory, for
+    ``scenario_runner(path, board_factory=inventory_boards)``; a test that asks for it is
+    skipped when no inventory is given."""
     path = pytestconfig.getoption("--boards-file")
     if not path:
         pytest.skip(f"no inventory of real boards (--boards-file FILE or {settings.BOARDS_FILE})")

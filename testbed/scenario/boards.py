@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from testbed.board.firmware import FirmwareDriver
@@ -114,8 +115,9 @@ def event_log_of(board: Board) -> EventLog[Any]:
     return log
 
 
-def qemu_board_factory() -> BoardFactory:
-    """Boards restored from the cached snapshot of the current image (made once if missing)."""
+def qemu_board_factory(log_dir: Path | None = None) -> BoardFactory:
+    """Boards restored from the cached snapshot of the current image (made once if missing);
+    their console logs go to ``log_dir`` (default the cache's logs folder)."""
     from testbed.board.identity import Identity
     from testbed.board.profile import CAPABILITIES
     from testbed.board.qemu import QemuBoard
@@ -126,7 +128,7 @@ def qemu_board_factory() -> BoardFactory:
     snapshot = ensure_snapshot(image)
 
     def make(name: str, device_id: str, secret: str, port: int) -> Board:
-        board = QemuBoard(image, name=name, ssh=False)
+        board = QemuBoard(image, name=name, ssh=False, log_dir=log_dir)
         try:
             board.restore(snapshot)
             firmware_of(board).provision(Identity.for_port(device_id, secret, port))  # type: ignore[arg-type]

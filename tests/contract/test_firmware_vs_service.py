@@ -43,7 +43,7 @@ def _vocabulary(tmp_path: Path) -> Iterator[None]:
 
 
 def test_sync_opt_in_and_boundary(device, device_group):
-    d = device(device_group(enabled=True, boundary="EU"))
+    d = device(device_group(allow_crash_dumps=True, boundary="EU"))
     proc = d.provision()
     assert proc.returncode == 0, proc.stderr
     ev = d.fw.wait_event(EventName.SYNC_OK)
@@ -55,7 +55,7 @@ def test_sync_opt_in_and_boundary(device, device_group):
 
 
 def test_sync_opt_out(device, device_group):
-    d = device(device_group(enabled=False))
+    d = device(device_group(allow_crash_dumps=False))
     assert d.provision().returncode == 0
     ev = d.fw.wait_event(EventName.SYNC_OK)
     assert ev["optin"] == "0" and ev["boundary"] == "None"
@@ -79,7 +79,7 @@ def test_upload_is_stored(device, support_client, core):
 
 
 def test_opted_out_device_sends_nothing(device, device_group, support_client, core):
-    d = device(device_group(enabled=False))
+    d = device(device_group(allow_crash_dumps=False))
     assert d.provision().returncode == 0
     d.crash(core)
     assert d.outcome()["reason"] == DumpSkipReason.OPTOUT
@@ -88,7 +88,7 @@ def test_opted_out_device_sends_nothing(device, device_group, support_client, co
 
 def test_opt_out_after_sync_is_refused_by_the_service(device, device_group, tenant_admin, support_client, core):
     """The device still holds a valid opt-in; the service says skip (optout) at the intent."""
-    group = device_group(enabled=True)
+    group = device_group(allow_crash_dumps=True)
     d = device(group)
     assert d.provision().returncode == 0
     tenant_admin.update_device_group(tenant_admin.tenant_id, group["Id"], AllowCrashDumpsCollection=False)

@@ -56,7 +56,7 @@ def spool_count(board) -> int:
 
 
 def test_opted_out_crash_sends_nothing(board, tap, claimed_device, device_group, support_client):
-    device = claimed_device(device_group(enabled=False))
+    device = claimed_device(device_group(allow_crash_dumps=False))
     provision(board, tap, device)
     sync = board.wait_for_event("sync-ok", timeout=10)
     assert sync["optin"] == "0"
@@ -76,7 +76,7 @@ def test_opted_out_crash_sends_nothing(board, tap, claimed_device, device_group,
 def test_opted_in_crash_is_stored_in_its_region_and_the_app_restarts(
     board, board_image, tap, claimed_device, device_group, support_client, boundary, regions
 ):
-    device = claimed_device(device_group(enabled=True, boundary=boundary))
+    device = claimed_device(device_group(allow_crash_dumps=True, boundary=boundary))
     provision(board, tap, device)
     t0 = crash(board, "--mode segv --heap-kib 200")
     crash_ev = board.wait_for_event("crash", since=t0, timeout=10)
@@ -103,7 +103,7 @@ def test_opted_in_crash_is_stored_in_its_region_and_the_app_restarts(
 
 
 def test_link_down_restarts_promptly_and_spools(board, tap, claimed_device, device_group):
-    device = claimed_device(device_group(enabled=True, boundary="EU"))
+    device = claimed_device(device_group(allow_crash_dumps=True, boundary="EU"))
     provision(board, tap, device)
     board.link_down()
     t0 = crash(board, "--mode abort --heap-kib 64")
@@ -126,7 +126,7 @@ def test_link_down_restarts_promptly_and_spools(board, tap, claimed_device, devi
 
 
 def test_hung_service_restart_at_the_deadline(board, tap, claimed_device, device_group, control):
-    device = claimed_device(device_group(enabled=True, boundary="EU"))
+    device = claimed_device(device_group(allow_crash_dumps=True, boundary="EU"))
     provision(board, tap, device)
     control.set_fault("hang")
     try:
@@ -170,7 +170,7 @@ OUTCOMES = ("upload-ok", "upload-fail", "dump-skipped")
 
 
 def test_throttled_signature_is_skipped_before_the_body(board, tap, claimed_device, device_group):
-    device = claimed_device(device_group(enabled=True, boundary="EU"))
+    device = claimed_device(device_group(allow_crash_dumps=True, boundary="EU"))
     provision(board, tap, device)
     uploaded = 0
     for _ in range(12):  # the service stores its throttle limit (5 by default) per signature
@@ -198,7 +198,7 @@ def test_throttled_signature_is_skipped_before_the_body(board, tap, claimed_devi
 
 
 def test_os_component_is_reported_as_os_and_restarted(board, tap, claimed_device, device_group, support_client):
-    device = claimed_device(device_group(enabled=True, boundary="EU"))
+    device = claimed_device(device_group(allow_crash_dumps=True, boundary="EU"))
     provision(board, tap, device)
     t0 = crash(board, "--mode abort", name="crashsvc")
     crash_ev = board.wait_for_event("crash", since=t0, timeout=10)
@@ -214,7 +214,7 @@ def test_os_component_is_reported_as_os_and_restarted(board, tap, claimed_device
 
 
 def test_stale_sync_on_the_board_clock(board, tap, claimed_device, device_group):
-    device = claimed_device(device_group(enabled=True, boundary="EU"))
+    device = claimed_device(device_group(allow_crash_dumps=True, boundary="EU"))
     provision(board, tap, device)
     board.set_clock(time.time() + 49 * 3600)  # 48 h validity passed on the board's clock
     t0 = crash(board, "--mode segv")
@@ -228,7 +228,7 @@ def test_stale_sync_on_the_board_clock(board, tap, claimed_device, device_group)
 
 
 def test_disabling_empties_the_spool_and_sends_nothing(board, tap, claimed_device, device_group, tenant_admin):
-    group = device_group(enabled=True, boundary="EU")
+    group = device_group(allow_crash_dumps=True, boundary="EU")
     device = claimed_device(group)
     provision(board, tap, device)
     board.link_down()
@@ -259,7 +259,7 @@ def test_cold_boot_provisioned_from_the_kernel_command_line(board_image, service
                                                            device_group, tenant_admin):
     """tb.device_id/secret/service on the command line: synced before boot-ready, then every
     tb.sync_interval seconds; disabling the group reaches the board by the periodic sync alone."""
-    group = device_group(enabled=True, boundary="EU")
+    group = device_group(allow_crash_dumps=True, boundary="EU")
     device = claimed_device(group)
     identity = Identity.for_port(device.device_id, device.secret, tap.port)
     b = QemuBoard(board_image, name="fw-cmdline", identity=identity, extra_append="tb.sync_interval=2")
@@ -288,7 +288,7 @@ def test_no_dump_before_the_first_sync(board, tap, claimed_device, device_group)
     t0 = crash(board, "--mode segv")
     assert board.wait_for_event("dump-skipped", since=t0, timeout=10)["reason"] == "optout"
     board.wait_for_event("app-restart", since=t0, timeout=10)
-    device = claimed_device(device_group(enabled=True, boundary="EU"))
+    device = claimed_device(device_group(allow_crash_dumps=True, boundary="EU"))
     board.set_clock()
     ident = Identity.for_port(device.device_id, device.secret, tap.port)
     board.console.run_check(ident.provision_command() + " --no-sync", timeout=20)

@@ -39,7 +39,7 @@ def stored_dumps(control: ControlClient, device_id: str) -> list[dict[str, Any]]
 
 
 def test_lost_answer_is_retried_with_the_same_id_and_stored_once(board, tap, claimed_device, device_group, control):
-    device = claimed_device(device_group(enabled=True, boundary="EU"))
+    device = claimed_device(device_group(allow_crash_dumps=True, boundary="EU"))
     board.provision(Identity.for_port(device.device_id, device.secret, tap.port))
     board.wait_for_event(EventName.SYNC_OK, timeout=10)
     check(control.http.post(FAULTS_PATH, json={"mode": "drop", "count": 1}))

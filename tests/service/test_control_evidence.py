@@ -18,7 +18,7 @@ EVIDENCE_FIELDS = {
 
 
 def test_dumps_blob_and_storage(service, control: ControlClient, support_client: Client, claimed_device, device_group, core_gz: bytes) -> None:
-    eu = claimed_device(device_group(enabled=True, boundary="EU"))
+    eu = claimed_device(device_group(allow_crash_dumps=True, boundary="EU"))
     sig = new_signature()
     with eu.client() as c:
         first = c.upload(core_gz, sig, crash_time=1_700_000_000)
@@ -44,7 +44,7 @@ def test_dumps_blob_and_storage(service, control: ControlClient, support_client:
 
 
 def test_storage_counts_files_not_rows(service, control: ControlClient, claimed_device, device_group, core_gz: bytes) -> None:
-    dev = claimed_device(device_group(enabled=True, boundary="EU"))
+    dev = claimed_device(device_group(allow_crash_dumps=True, boundary="EU"))
     before = control.storage()["EU"]
     with dev.client() as c:
         c.upload(core_gz, new_signature())

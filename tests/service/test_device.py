@@ -14,7 +14,7 @@ from testbed.service.client import Client, DeviceClient, ServiceError
 
 
 def test_sync_shape(claimed_device, device_group) -> None:
-    group = device_group(enabled=True, boundary="EU")
+    group = device_group(allow_crash_dumps=True, boundary="EU")
     dev = claimed_device(group)
     with dev.client() as c:
         s = c.sync(firmwareVersion="0.1.0", deviceTime=1, spooled=0, unknownKey=[1])
@@ -52,7 +52,7 @@ def test_fresh_group_is_opted_out_everywhere(service, claimed_device, device_gro
 
 
 def test_consent_is_enforced_server_side_after_disable(service, tenant_admin: Client, claimed_device, device_group, core_gz) -> None:
-    group = device_group(enabled=True)
+    group = device_group(allow_crash_dumps=True)
     dev = claimed_device(group)
     with dev.client() as c:
         assert c.sync()["optIn"] is True  # the device believes it is opted in
@@ -66,7 +66,7 @@ def test_consent_is_enforced_server_side_after_disable(service, tenant_admin: Cl
 
 
 def test_eu_group_stores_in_eu_only_also_across_boundary_changes(service, tenant_admin: Client, claimed_device, device_group, core_gz) -> None:
-    group = device_group(enabled=True, boundary="EU")
+    group = device_group(allow_crash_dumps=True, boundary="EU")
     devs = [claimed_device(group) for _ in range(4)]
     eu_ids = []
     for dev in devs:
@@ -91,7 +91,7 @@ def test_eu_group_stores_in_eu_only_also_across_boundary_changes(service, tenant
 
 
 def test_none_boundary_placement_is_deterministic_per_device(claimed_device, device_group, core_gz) -> None:
-    group = device_group(enabled=True)
+    group = device_group(allow_crash_dumps=True)
     regions = set()
     for _ in range(8):
         dev = claimed_device(group)
@@ -104,7 +104,7 @@ def test_none_boundary_placement_is_deterministic_per_device(claimed_device, dev
 
 
 def test_throttling_stores_exactly_n_under_concurrency(service, claimed_device, device_group, core_gz) -> None:
-    group = device_group(enabled=True)
+    group = device_group(allow_crash_dumps=True)
     devs = [claimed_device(group) for _ in range(6)]
     sig = new_signature()
 
@@ -128,7 +128,7 @@ def test_throttling_stores_exactly_n_under_concurrency(service, claimed_device, 
 
 def test_throttling_is_per_tenant(service, control, claimed_device, device_group, core_gz) -> None:
     sig = new_signature()
-    dev = claimed_device(device_group(enabled=True))
+    dev = claimed_device(device_group(allow_crash_dumps=True))
     with dev.client() as c:
         for _ in range(5):
             assert "id" in c.upload(core_gz, sig)

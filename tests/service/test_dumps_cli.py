@@ -15,7 +15,7 @@ from testbed.service.client import Client
 
 def test_list_get_analyze_leave_audit_rows(service, support_client: Client, claimed_device, device_group,
                                            core_gz: bytes, tmp_path: Path) -> None:  # fmt: skip
-    dev = claimed_device(device_group(enabled=True, boundary="EU"))
+    dev = claimed_device(device_group(allow_crash_dumps=True, boundary="EU"))
     with dev.client() as c:
         stored = c.upload(core_gz, new_signature())
     env = {"TESTBED_SERVICE_URL": service.url, "TESTBED_TOKEN": support_client.token}

@@ -45,7 +45,7 @@ def test_concurrent_repeats_are_stored_once(control, claimed_device, core_gz: by
 
 
 def test_the_same_upload_id_of_two_devices_is_two_dumps(control, claimed_device, device_group, core_gz: bytes) -> None:
-    group = device_group(enabled=True)
+    group = device_group(allow_crash_dumps=True)
     a, b = claimed_device(group), claimed_device(group)
     upload_id = new_upload_id()
     ids = []
@@ -65,7 +65,7 @@ def test_uploads_without_an_id_are_stored_as_before(control, claimed_device, cor
 
 
 def test_throttling_stays_exact_and_a_repeat_of_the_nth_is_not_throttled(service, control, claimed_device, device_group, core_gz: bytes) -> None:
-    group = device_group(enabled=True)
+    group = device_group(allow_crash_dumps=True)
     devs = [claimed_device(group) for _ in range(4)]
     sig = new_signature()
     upload_ids = [new_upload_id() for _ in range(30)]
