@@ -68,7 +68,9 @@ def test_the_quickstart_example_passes_outside_the_repo(tmp_path_factory, pytest
     assert len(tests) == 2
     for name in tests:
         out = folder / "out" / folder_name(f"test_my_device.py::{name}")
-        logs = list(out.glob(f"{name}-*.log"))
+        # the readable log and, beside it, the raw transcript (<name>.raw.log)
+        logs = [p for p in out.glob(f"{name}-*.log") if not p.name.endswith(".raw.log")]
+        assert len(list(out.glob(f"{name}-*.raw.log"))) == 1
         assert len(logs) == 1, f"{out}: {sorted(p.name for p in out.iterdir()) if out.exists() else 'missing'}"
         console = logs[0].read_text(errors="replace")
         assert "event=crash " in console and "event=app-restart " in console, console[-2000:]

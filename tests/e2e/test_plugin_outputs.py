@@ -23,7 +23,8 @@ def test_a_scenarios_report_junit_and_board_logs_are_in_the_tests_folder(scenari
     result_ok(scenario_runner(sc))
     assert (testbed_out / "py-outputs.html").stat().st_size > 0
     assert "<testsuite" in (testbed_out / "py-outputs.junit.xml").read_text()
-    (log,) = (testbed_out / "py-outputs" / "boards").glob("b-1-*.log")
+    logs = (testbed_out / "py-outputs" / "boards").glob("b-1-*.log")
+    (log,) = [p for p in logs if not p.name.endswith(".raw.log")]
     assert "event=upload-ok " in log.read_text(errors="replace")
     recorded = dict(request.node.stash[OUTPUTS_KEY])
     assert recorded["scenario py-outputs report"] == testbed_out / "py-outputs.html"
