@@ -12,7 +12,11 @@ import click
 from testbed import settings
 from testbed.load.params import ParamError, parse_cli
 from testbed.load.scenarios import SCENARIOS, RunOptions, ScenarioError, plan_run, run_scenario
-from testbed.load.table import stats_table
+from testbed.load.table import figures, stats_table
+
+#: the files of a run's output directory a user looks at, in that order
+RESULT_FILES = ("summary.html", "summary.json", "locust.html", "locust_stats.csv", "locust_stats_history.csv",
+                "locust.log", "service.log")
 
 
 @click.group()
@@ -40,7 +44,7 @@ def list_scenarios() -> None:
               help="Locust worker processes on this machine (master/worker mode); 0 runs one process.")
 @click.option("--devices", type=click.IntRange(1, 100_000), help="Devices to claim before the run (default per scenario).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Output directory (default ./load-results/<scenario>-<time>).")
+              help=f"Output directory (default ./{settings.REPORTS_DIR}/load-<scenario>-<time>).")
 @click.option("--service-url", help="Use a running service (http://127.0.0.x:PORT) instead of starting one.")
 @click.option("--control-token", envvar=settings.CONTROL_TOKEN, help="Its control API token (with --service-url).")
 @click.option("--service-pid", type=int, help="Its process id (with --service-url; the deadline scenario measures its memory).")
@@ -66,8 +70,10 @@ def run(scenario, users, duration, workers, devices, out_dir, service_url, contr
 
     Starts its own service on 127.0.0.1 (unless --service-url), claims the
     devices, runs Locust, then checks the scenario's invariants against the
-    service. Writes Locust's CSV and HTML report and our summary.json into
-    the output directory and prints where. Exits 1 if a check failed.
+    service. Prints progress while it runs and a table of the figures at the
+    end; writes Locust's CSV and HTML report, our summary.json and
+    summary.html into the output directory and prints where. Exits 1 if a
+    check failed, naming it and its figures.
     """
     if master and worker:
         raise click.UsageError("--master and --worker exclude each other")
@@ -78,7 +84,7 @@ def run(scenario, users, duration, workers, devices, out_dir, service_url, contr
         raise click.UsageError("--master needs --expect-workers N")
     if master and workers:
         raise click.UsageError("--master runs with workers on other machines; --workers starts local ones")
-    out = out_dir or Path("load-results") / f"{scenario}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = out_dir or settings.REPORTS_DIR / f"load-{scenario}-{time.strftime('%Y%m%d-%H%M%S')}"
     opts = RunOptions(
         scenario=scenario, out_dir=out, users=users, duration=duration, workers=workers, devices=devices,
         service_url=service_url, control_token=control_token, service_pid=service_pid,
@@ -96,10 +102,17 @@ def run(scenario, users, duration, workers, devices, out_dir, service_url, contr
         click.echo(json.dumps(summary, indent=2))
     else:
         click.echo(stats_table(summary))
-    failed = [name for name, c in summary["checks"].items() if not c.get("ok")]
-    out_abs = summary["output_dir"]
-    click.echo(f"{scenario}: {'all checks passed' if not failed else 'FAILED: ' + ', '.join(failed)}", err=True)
-    click.echo(f"results in {out_abs}: summary.json, locust.html, locust_stats*.csv, locust.log", err=True)
+    failed = {name: c for name, c in summary["checks"].items() if not c.get("ok")}
+    out_abs = Path(summary["output_dir"])
+    if failed:
+        click.echo(f"{scenario}: FAILED {len(failed)} of {len(summary['checks'])} checks:", err=True)
+        for name, check in failed.items():
+            click.echo(f"  {name}: {figures(check)}", err=True)
+    else:
+        click.echo(f"{scenario}: all {len(summary['checks'])} checks passed", err=True)
+    written = [name for name in RESULT_FILES if (out_abs / name).exists()]
+    click.echo(f"results in {out_abs}: {', '.join(written)}", err=True)
+    click.echo(f"report: {out_abs / 'summary.html'}", err=True)
     if failed:
         sys.exit(1)
 
@@ -115,7 +128,7 @@ def _run_remote_worker(scenario: str, master_host: str | None, master_port: int,
         path = locustfile_of(SCENARIOS[scenario], RunOptions(scenario, Path("."), locustfile=locustfile))
     except ScenarioError as exc:
         raise click.UsageError(str(exc)) from exc
-    out = out_dir or Path("load-results") / f"{scenario}-worker-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = out_dir or settings.REPORTS_DIR / f"load-{scenario}-worker-{time.strftime('%Y%m%d-%H%M%S')}"
     log = out / "locust-worker.log"
     click.echo(f"worker for {scenario}: joining {master_host}:{master_port}; log in {log}", err=True)
     code = run_external(worker_args(path, master_host, master_port), log, 3600 + 300)

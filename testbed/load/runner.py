@@ -157,7 +157,11 @@ def _stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
 
 
 def _progress_line(plan: LocustPlan, elapsed: float) -> str | None:
-    """``t=30 s: 40 users, 1234 requests (41.0/s), 0 failures`` from Locust's live CSV, if written yet."""
+    """``elapsed 30 s: 40 users, 1,234 requests (41.0/s now), 0 failures, p99 12 ms`` from Locust's live CSV.
+
+    The rate and the p99 are Locust's current ones (its last seconds); counts are since the start.
+    None before Locust has written a row.
+    """
     path = plan.out_dir / f"{CSV_PREFIX}_stats_history.csv"
     try:
         with open(path, newline="") as fh:
@@ -167,8 +171,22 @@ def _progress_line(plan: LocustPlan, elapsed: float) -> str | None:
     if not rows:
         return None
     last = rows[-1]
-    return (f"t={elapsed:.0f} s: {last['User Count']} users, {last['Total Request Count']} requests "
-            f"({float(last['Requests/s']):.1f}/s), {last['Total Failure Count']} failures")
+
+    def num(key: str) -> float:
+        try:
+            return float(last.get(key) or 0)
+        except ValueError:  # Locust writes N/A before the first answer
+            return 0.0
+
+    # Locust's window p99 is N/A or 0 until answers come in its window
+    p99_text = f"p99 {num('99%'):,.0f} ms" if num("99%") > 0 else "p99 -"
+    return (f"elapsed {elapsed:.0f} s: {num('User Count'):,.0f} users, {num('Total Request Count'):,.0f} requests "
+            f"({num('Requests/s'):,.1f}/s now), {num('Total Failure Count'):,.0f} failures, {p99_text}")
+
+
+def progress_interval(duration: float) -> float:
+    """Seconds between progress lines: about five lines in a short run, one every 10 s in a long one."""
+    return min(10.0, max(2.0, duration / 5))
 
 
 def _wait(head: subprocess.Popen, plan: LocustPlan, started: float, log) -> int:

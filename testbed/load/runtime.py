@@ -29,12 +29,17 @@ from pathlib import Path
 from typing import Any
 
 import gevent
+import locust.stats
 from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
 from testbed.load import counters as C
 
 log = logging.getLogger("testbed.load")
+
+# The progress lines of `testbed load run` read the stats history CSV while Locust runs: write it
+# out every second (Locust's default is every 5 s, which leaves a short run's progress empty).
+locust.stats.CSV_STATS_FLUSH_INTERVAL_SEC = 1
 
 #: keep at most this many raw samples per key per process (memory bound on long runs)
 MAX_SAMPLES = 200_000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from testbed.load import counters as C
@@ -39,5 +40,12 @@ def stats_table(summary: dict[str, Any]) -> str:
     if checks:
         lines.append("")
         for name, check in checks.items():
-            lines.append(f"{'ok  ' if check.get('ok') else 'FAIL'} {name}")
+            lines.append(f"{'ok  ' if check.get('ok') else 'FAIL'} {name}"
+                         + ("" if check.get("ok") else f": {figures(check)}"))
     return "\n".join(lines)
+
+
+def figures(check: dict[str, Any], limit: int = 300) -> str:
+    """A check's figures on one line (``limit 5, signatures 6, wrong [...]``), cut at ``limit`` characters."""
+    text = ", ".join(f"{k} {json.dumps(v)}" for k, v in check.items() if k != "ok") or "no figures"
+    return text if len(text) <= limit else text[: limit - 3] + "..."

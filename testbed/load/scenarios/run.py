@@ -13,9 +13,9 @@ from typing import Any
 
 from testbed.contract.device_api import THROTTLE_LIMIT
 from testbed.load import counters as C
-from testbed.load import report
+from testbed.load import page, report
 from testbed.load.provision import check_service_url, provision
-from testbed.load.runner import SCENARIO_DIR, LocustPlan, write_private_json
+from testbed.load.runner import SCENARIO_DIR, LocustPlan, progress_interval, write_private_json
 from testbed.load.scenarios.base import (
     Figures,
     LoadScenario,
@@ -114,6 +114,7 @@ def run_scenario(opts: RunOptions) -> dict[str, Any]:
             master_bind_host=opts.master_bind_host,
             master_port=opts.master_port,
             progress=lambda line: run.say(f"{scenario.name}: {line}"),
+            progress_every=progress_interval(duration),
         )
         scenario.prepare(run)
         run.say(f"{scenario.name}: {users} users for {duration:.0f} s"
@@ -167,16 +168,18 @@ def write_summary_html(out: Path, summary: dict[str, Any]) -> None:
     # many names (the deadline scenario's phases) make an unreadable chart: keep the busiest six
     busiest = sorted(named, key=lambda k: -(named[k][-1]["count"] if named[k] else 0))[:6]
     charts = [
-        report.svg_chart("Users", "users", {"users": [(r["t"], r["users"]) for r in history.get("Aggregated", [])]}),
-        report.svg_chart("Requests per second", "req/s", {k: report.interval_rates(named[k]) for k in busiest}),
-        report.svg_chart("p99 latency (Locust's 10 s window)", "ms",
-                         {k: [(r["t"], r["p99"]) for r in named[k]] for k in busiest}),
+        page.svg_chart("Simulated devices running", "users",
+                       {"users": [(r["t"], r["users"]) for r in history.get("Aggregated", [])]}),
+        page.svg_chart("Throughput per request kind", "requests per second",
+                       {k: report.interval_rates(named[k]) for k in busiest}),
+        page.svg_chart("Latency per request kind: p99 over Locust's last 10 s", "p99 response time (ms)",
+                       {k: [(r["t"], r["p99"]) for r in named[k]] for k in busiest}),
     ]
     checks = summary.get("checks", {})
     title = f"testbed load run {summary['scenario']}: " + (
         "all checks passed" if summary.get("ok")
         else "FAILED " + ", ".join(k for k, c in checks.items() if not c.get("ok")))
-    report.write_html(out / "summary.html", title, summary, charts, {"Locust report": "locust.html"})
+    page.write_html(out / "summary.html", title, summary, charts, {"Locust report": "locust.html"})
 
 
 def _open_service(scenario: LoadScenario, opts: RunOptions, out: Path) -> ServiceHandle:
