@@ -31,10 +31,16 @@ def exact_percentile(samples: list[float], q: float) -> float | None:
     return ordered[rank - 1]
 
 
-def entry_summary(entry: dict[str, Any]) -> dict[str, Any]:
-    """One request name of Locust's JSON stats, as our summary fields."""
+def entry_summary(entry: dict[str, Any], span: float | None = None) -> dict[str, Any]:
+    """One request name of Locust's JSON stats, as our summary fields.
+
+    ``per_second`` is over ``span`` seconds when given (the whole run), else over the name's own
+    first to last request.
+    """
     n = int(entry["num_requests"])
-    span = max(float(entry["last_request_timestamp"] or 0) - float(entry["start_time"] or 0), 1e-9)
+    if span is None:
+        span = float(entry["last_request_timestamp"] or 0) - float(entry["start_time"] or 0)
+    span = max(span, 1e-9)
     hist = entry.get("response_times", {})
     return {
         "requests": n,
@@ -50,7 +56,12 @@ def entry_summary(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def summarize_stats(stats: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {f"{e['method']} {e['name']}" if e.get("method") not in (None, "POST") else e["name"]: entry_summary(e)
+    """Every request name's figures; the rates over the whole run (requests made only at the start,
+    such as one sync per device, would otherwise show thousands a second over their own few ms)."""
+    starts = [float(e["start_time"]) for e in stats if e.get("start_time")]
+    ends = [float(e["last_request_timestamp"]) for e in stats if e.get("last_request_timestamp")]
+    span = max(ends) - min(starts) if starts and ends else None
+    return {f"{e['method']} {e['name']}" if e.get("method") not in (None, "POST") else e["name"]: entry_summary(e, span)
             for e in stats}
 
 

@@ -347,3 +347,16 @@ def test_load_run_exits_1_naming_each_failed_check_with_its_figures(tmp_path, mo
     summary["checks"]["no_failed_uploads"] = {"ok": True, "failed": {}}
     result = CliRunner().invoke(cli.load, ["run", "sizes", "--out", str(tmp_path)])
     assert result.exit_code == 0 and "all 2 checks passed" in result.output
+
+
+def test_request_rates_are_over_the_whole_run_not_a_names_own_few_milliseconds():
+    def entry(name, n, start, last):
+        return {"name": name, "method": "POST", "num_requests": n, "num_failures": 0, "start_time": start,
+                "last_request_timestamp": last, "max_response_time": 5, "total_response_time": 5 * n,
+                "response_times": {"5": n}}
+
+    # one sync per device, all at the start (3 within a millisecond), and uploads over 10 s
+    stats = [entry("sync", 3, 100.0, 100.001), entry("upload le8k", 50, 100.0, 110.0)]
+    requests = report.summarize_stats(stats)
+    assert requests["sync"]["per_second"] == 0.3 and requests["upload le8k"]["per_second"] == 5.0
+    assert report.entry_summary(stats[1])["per_second"] == 5.0  # alone: its own span

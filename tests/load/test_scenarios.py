@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -109,28 +110,21 @@ def test_bench_ingest_reports_both_targets_and_ratio(tmp_path):
     assert isinstance(s["targets"]["cpu_cost_met"], bool)
 
 
-OWN_LOCUSTFILE = """
-import random
-import secrets
+def docs_locustfile() -> str:
+    """The how-to's locustfile in docs/load.md ("Your own locustfile"), as a user copies it."""
+    from testbed.paths import REPO_ROOT
 
-from testbed.load.cores import load_cores
-from testbed.load.runtime import CONTEXT
-from testbed.load.users import DeviceUser
-
-
-class SmallestBodies(DeviceUser):
-    \"\"\"Each crash a new bug, with one of the `bodies` smallest fixtures (a parameter of this file).\"\"\"
-
-    def next_crash(self):
-        return random.choice(load_cores()[: CONTEXT.params["bodies"]]), secrets.token_hex(16)
-"""
+    text = (REPO_ROOT / "docs" / "load.md").read_text()
+    found = re.search(r"```python\n# mine\.py\n(.*?)```", text, re.S)
+    assert found, "docs/load.md has no ```python block starting with '# mine.py'"
+    return found.group(1)
 
 
 def test_own_locustfile_runs_on_the_testbeds_fleet_and_device_users(tmp_path):
     from testbed.load.cores import load_cores
 
-    locustfile = tmp_path / "mine.py"
-    locustfile.write_text(OWN_LOCUSTFILE)
+    locustfile = tmp_path / "mine.py"  # outside the repository, as a user's
+    locustfile.write_text(docs_locustfile())
     s = _run(tmp_path, "custom", users=4, duration=4, locustfile=locustfile,
              params={"bodies": "1", "crash_interval": "0.1"})
     assert not _failed(s), _failed(s)
@@ -139,3 +133,39 @@ def test_own_locustfile_runs_on_the_testbeds_fleet_and_device_users(tmp_path):
     uploads = {name for name in s["requests"] if name.startswith("upload ")}
     assert uploads == {f"upload {smallest}"}
     assert s["counters"]["stored"] > 0 and s["requests"]["sync"]["requests"] >= 4
+
+
+FAILING_LOCUSTFILE = '''
+from locust import task
+
+from testbed.load.users import MixDevice
+
+
+class CuriousDevice(MixDevice):
+    """A device of the mix that also asks for a path the service does not have (a 404: a failed request)."""
+
+    @task
+    def wrong_path(self):
+        self.client.get("/v2/no-such-thing", name="wrong path")
+'''
+
+
+def test_load_run_exits_1_and_names_the_failed_check_when_requests_fail(tmp_path):
+    """`testbed load run` as a user runs it, with a locustfile whose users make requests that fail."""
+    from click.testing import CliRunner
+
+    from testbed.cli import main
+
+    locustfile = tmp_path / "curious.py"
+    locustfile.write_text(FAILING_LOCUSTFILE)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["load", "run", "custom", "--locustfile", str(locustfile), "--users", "2",
+                                       "--duration", "3", "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    assert "custom: FAILED 1 of 2 checks:" in result.output
+    assert re.search(r'no_failed_requests: failed \{"wrong path": [1-9]', result.output), result.output
+    assert re.search(r"^FAIL no_failed_requests: failed", result.output, re.M)  # the table's line too
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["ok"] is False and summary["requests"]["GET wrong path"]["failures"] > 0
+    assert summary["checks"]["locust_ran"]["ok"]  # the run itself went fine: the check failed, not the harness
+    assert result.output.strip().splitlines()[-1] == f"report: {out.resolve() / 'summary.html'}"
