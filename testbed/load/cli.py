@@ -34,6 +34,9 @@ def list_scenarios() -> None:
         for p in spec.params:
             default = "(computed)" if p.default is None else json.dumps(p.default)
             click.echo(f"{'':<11}   --param {p.name}={default}  {p.expected()}: {p.help}")
+        if spec.accepts_other_params:
+            click.echo(f"{'':<11}   --param KEY=VALUE  any other: a JSON value or text, in CONTEXT.params for "
+                       "your locustfile")
 
 
 @load.command("run")

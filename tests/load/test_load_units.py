@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import re
 import socket
 import struct
@@ -360,3 +361,18 @@ def test_request_rates_are_over_the_whole_run_not_a_names_own_few_milliseconds()
     requests = report.summarize_stats(stats)
     assert requests["sync"]["per_second"] == 0.3 and requests["upload le8k"]["per_second"] == 5.0
     assert report.entry_summary(stats[1])["per_second"] == 5.0  # alone: its own span
+
+
+def test_load_list_shows_every_scenarios_parameters_with_type_and_default():
+    from testbed.load.cli import load
+    from testbed.load.scenarios import SCENARIOS
+
+    result = CliRunner().invoke(load, ["list"])
+    assert result.exit_code == 0, result.output
+    for spec in SCENARIOS.values():
+        assert any(line.startswith(f"{spec.name} ") for line in result.output.splitlines()), spec.name
+        for p in spec.params:
+            default = "(computed)" if p.default is None else json.dumps(p.default)
+            assert f"--param {p.name}={default}  {p.expected()}: {p.help}" in result.output
+    assert "--param sync_period=60.0  a number" in result.output  # e.g. the fleet's
+    assert "--param KEY=VALUE  any other" in result.output  # custom passes the rest to the locustfile

@@ -115,6 +115,8 @@ class LoadScenario:
     needs_pid: ClassVar[bool] = False
     #: the locustfile's load shape ends the run (no --run-time)
     uses_shape: ClassVar[bool] = False
+    #: any other ``--param KEY=VALUE`` is passed on to the locustfile (``CONTEXT.params``)
+    accepts_other_params: ClassVar[bool] = False
 
     def devices(self, users: int) -> int:
         """Devices to claim for ``users`` users."""
