@@ -11,6 +11,7 @@ import click
 
 from testbed import settings
 from testbed.load.params import ParamError, parse_cli
+from testbed.load.runner import ctrl_c_stops_locust
 from testbed.load.scenarios import SCENARIOS, RunOptions, ScenarioError, plan_run, run_scenario
 from testbed.load.table import figures, stats_table
 
@@ -98,16 +99,24 @@ def run(scenario, users, duration, workers, devices, out_dir, service_url, contr
     )
     try:
         plan_run(opts)  # every option and parameter checked before anything starts
-        summary = run_scenario(opts)
+        with ctrl_c_stops_locust(lambda m: click.echo(f"{scenario}: {m}", err=True)):
+            summary = run_scenario(opts)
     except (ScenarioError, ValueError, FileNotFoundError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from exc
+    except KeyboardInterrupt:
+        click.echo(f"{scenario}: aborted (Ctrl-C); Locust and the service it started are stopped; "
+                   f"what was written is in {out.resolve()}", err=True)
+        sys.exit(130)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:
         click.echo(stats_table(summary))
-    failed = {name: c for name, c in summary["checks"].items() if not c.get("ok")}
+    failed = {name: c for name, c in summary["checks"].items() if not c.get("ok") and "not_run" not in c}
     out_abs = Path(summary["output_dir"])
-    if failed:
+    if summary.get("interrupted"):
+        click.echo(f"{scenario}: interrupted (Ctrl-C) after {summary['wall_s']:.0f} s: the figures cover the time "
+                   "it ran; the scenario's checks were not run", err=True)
+    elif failed:
         click.echo(f"{scenario}: FAILED {len(failed)} of {len(summary['checks'])} checks:", err=True)
         for name, check in failed.items():
             click.echo(f"  {name}: {figures(check)}", err=True)
@@ -116,6 +125,8 @@ def run(scenario, users, duration, workers, devices, out_dir, service_url, contr
     written = [name for name in RESULT_FILES if (out_abs / name).exists()]
     click.echo(f"results in {out_abs}: {', '.join(written)}", err=True)
     click.echo(f"report: {out_abs / 'summary.html'}", err=True)
+    if summary.get("interrupted"):
+        sys.exit(130)
     if failed:
         sys.exit(1)
 

@@ -219,7 +219,8 @@ def _checks_table(checks: Mapping[str, Any]) -> list[str]:
     for name, check in checks.items():
         figures = "; ".join(f"{label(k)}: {human(k, v) if not isinstance(v, dict) else _inline(v)}"
                             for k, v in check.items() if k != "ok")
-        verdict = "<b style='color:#2ca02c'>ok</b>" if check.get("ok") else "<b style='color:#d62728'>FAIL</b>"
+        verdict = ("<b style='color:#2ca02c'>ok</b>" if check.get("ok") else "not run" if "not_run" in check
+                   else "<b style='color:#d62728'>FAIL</b>")
         rows.append(f"<tr><td>{verdict}</td><td>{html.escape(label(name))}</td><td>{html.escape(figures)}</td></tr>")
     return ["<h2>Checks</h2><table><tr><th></th><th>check</th><th>figures</th></tr>", *rows, "</table>"]
 

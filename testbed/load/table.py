@@ -40,6 +40,9 @@ def stats_table(summary: dict[str, Any]) -> str:
     if checks:
         lines.append("")
         for name, check in checks.items():
+            if "not_run" in check:
+                lines.append(f"--   {name}: not run ({check['not_run']})")
+                continue
             lines.append(f"{'ok  ' if check.get('ok') else 'FAIL'} {name}"
                          + ("" if check.get("ok") else f": {figures(check)}"))
     return "\n".join(lines)

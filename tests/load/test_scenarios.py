@@ -169,3 +169,56 @@ def test_load_run_exits_1_and_names_the_failed_check_when_requests_fail(tmp_path
     assert summary["ok"] is False and summary["requests"]["GET wrong path"]["failures"] > 0
     assert summary["checks"]["locust_ran"]["ok"]  # the run itself went fine: the check failed, not the harness
     assert result.output.strip().splitlines()[-1] == f"report: {out.resolve() / 'summary.html'}"
+
+
+def test_ctrl_c_stops_locust_keeps_its_figures_and_exits_130(tmp_path):
+    """Ctrl-C in the terminal of `testbed load run` (SIGINT to its process group), as with Locust itself:
+    the users stop, the figures so far are summarised and printed, nothing is left running."""
+    import os
+    import queue
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    from testbed.deadline import Deadline
+
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "testbed.cli", "load", "run", "throttling", "--users", "4",
+                             "--duration", "60", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    lines: queue.Queue[str] = queue.Queue()
+    err: list[str] = []
+
+    def read_stderr() -> None:
+        for line in proc.stderr:
+            err.append(line)
+            lines.put(line)
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
+    try:
+        deadline = Deadline(60)
+        while True:  # Locust is running once a progress line with requests shows
+            line = lines.get(timeout=deadline.remaining_or(60))
+            if "elapsed" in line and " 0 requests" not in line:
+                break
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout = proc.stdout.read()
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    reader.join(timeout=10)
+    text = "".join(err)
+    assert proc.returncode == 130, text + stdout
+    assert "Ctrl-C: stopping Locust" in text and "interrupted (Ctrl-C) after" in text, text
+    assert "Traceback" not in text and "Aborted!" not in text, text
+    assert "request" in stdout and "not run (stopped by Ctrl-C" in stdout, stdout  # the table, with its figures
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] and summary["wall_s"] < 50
+    assert sum(r["requests"] for r in summary["requests"].values()) > 0
+    assert summary["checks"]["scenario_checks"]["not_run"].startswith("stopped by Ctrl-C")
+    left = subprocess.run(["pgrep", "-f", str(out)], capture_output=True, text=True).stdout.split()
+    assert left == [], f"processes of the run still running: {left}"

@@ -155,7 +155,11 @@ def _summarize(scenario: LoadScenario, run: ScenarioRun, figures: Figures) -> di
         "locust_ran": {"ok": result.exit_code == 0 and sum(e["num_requests"] for e in stats) > 0,
                        "exit_code": result.exit_code},
     }
-    checks.update(scenario.check(run, figures, summary))
+    if result.interrupted:  # a partial run proves nothing either way: its figures, no verdict
+        summary["interrupted"] = True
+        checks["scenario_checks"] = {"ok": False, "not_run": f"stopped by Ctrl-C after {result.wall_seconds:.0f} s"}
+    else:
+        checks.update(scenario.check(run, figures, summary))
     summary["checks"] = checks
     summary["ok"] = all(c.get("ok") for c in checks.values())
     return summary
@@ -177,7 +181,8 @@ def write_summary_html(out: Path, summary: dict[str, Any]) -> None:
     ]
     checks = summary.get("checks", {})
     title = f"testbed load run {summary['scenario']}: " + (
-        "all checks passed" if summary.get("ok")
+        "interrupted (Ctrl-C): figures until then, checks not run" if summary.get("interrupted")
+        else "all checks passed" if summary.get("ok")
         else "FAILED " + ", ".join(k for k, c in checks.items() if not c.get("ok")))
     page.write_html(out / "summary.html", title, summary, charts, {"Locust report": "locust.html"})
 
