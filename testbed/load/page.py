@@ -155,9 +155,10 @@ def human(key: str, value: Any) -> str:
 
 
 def _cell(key: str, value: Any) -> str:
-    if isinstance(value, dict) and value and all(not isinstance(v, dict | list) for v in value.values()):
+    """A value in a table cell; a dict becomes a small table inside the cell (at any depth)."""
+    if isinstance(value, dict) and value:
         return "<table class='in'>" + "".join(f"<tr><td>{html.escape(label(str(k)))}</td><td class='n'>"
-                                               f"{html.escape(human(str(k), v))}</td></tr>"
+                                               f"{_cell(str(k), v)}</td></tr>"
                                                for k, v in value.items()) + "</table>"
     return html.escape(human(key, value))
 

@@ -292,7 +292,7 @@ def test_summary_page_shows_every_section_as_tables_a_person_reads(tmp_path):
         "requests": {},
         "deadline": {"max_crash_handling_s": 5.049, "rss_ratio": 1.036, "service_rss_after": 41_312_256,
                      "share_skipped": 0.25,
-                     "time_to_give_up_s": {"p50": 5.001, "p99": 5.033},
+                     "time_to_give_up_s": {"p50": 5.001, "p99": 5.033, "histogram_0_1s": {"5.0-5.1": 40}},
                      "phases": {"hang": {"crashes": 60, "gave_up": 60, "p99_s": 5.03},
                                 "recovery": {"crashes": 588, "gave_up": 0, "p99_s": 0.3}}},
         "kills": [{"at_s": 5.0, "restart_s": 3.0}, {"at_s": 10.0, "restart_s": 1.1}],
@@ -308,7 +308,7 @@ def test_summary_page_shows_every_section_as_tables_a_person_reads(tmp_path):
     # a table of rows: one row per phase, a column per figure
     assert "|p99 (s)|" in plain and "|hang||60||60||5.03|" in plain
     assert "Service kills" in plain and "|restart (s)|" in plain
-    assert "|p50||5.001|" in plain  # a small dict inside a cell
+    assert "|p50||5.001|" in plain and "|5.0-5.1||40|" in plain  # dicts inside a cell, at any depth
 
 
 def test_progress_line_reads_locusts_live_history(tmp_path):
