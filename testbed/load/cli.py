@@ -77,7 +77,14 @@ def run(scenario, users, duration, workers, devices, out_dir, service_url, contr
     service. Prints progress while it runs and a table of the figures at the
     end; writes Locust's CSV and HTML report, our summary.json and
     summary.html into the output directory and prints where. Exits 1 if a
-    check failed, naming it and its figures.
+    check failed, naming it and its figures. Ctrl-C stops Locust and keeps
+    its figures (the checks are not run; exit 130); a second Ctrl-C aborts.
+
+    \b
+    Examples:
+      testbed load list
+      testbed load run throttling --users 50 --duration 20
+      testbed load run custom --locustfile mine.py --users 20 --param bodies=2
     """
     if master and worker:
         raise click.UsageError("--master and --worker exclude each other")
