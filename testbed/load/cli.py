@@ -44,6 +44,8 @@ def list_scenarios() -> None:
 @click.argument("scenario", type=click.Choice(sorted(SCENARIOS)))
 @click.option("--users", type=click.IntRange(1, 20_000), help="Simulated devices (Locust users); the scenario's default if unset.")
 @click.option("--duration", type=click.FloatRange(1, 3600), help="Seconds of load; the scenario's default if unset.")
+@click.option("--spawn-rate", type=click.FloatRange(0, 10_000), default=0, show_default=True,
+              help="Users started per second, as Locust's; 0 starts them all at once (not for sizes: its shape ramps).")
 @click.option("--workers", type=click.IntRange(0, 64), default=0, show_default=True,
               help="Locust worker processes on this machine (master/worker mode); 0 runs one process.")
 @click.option("--devices", type=click.IntRange(1, 100_000), help="Devices to claim before the run (default per scenario).")
@@ -67,7 +69,7 @@ def list_scenarios() -> None:
 @click.option("--locustfile", type=click.Path(dir_okay=False, path_type=Path),
               help="Your own locustfile (its users subclass testbed.load.users.DeviceUser...); needed by 'custom'.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary JSON on stdout.")
-def run(scenario, users, duration, workers, devices, out_dir, service_url, control_token, service_pid,
+def run(scenario, users, duration, spawn_rate, workers, devices, out_dir, service_url, control_token, service_pid,
         throttle_limit, params, master, expect_workers, master_bind_host, master_port, worker, master_host,
         allow_private_service, locustfile, as_json) -> None:
     """Run SCENARIO headless, bounded in time and count, and check its invariants.
@@ -100,7 +102,7 @@ def run(scenario, users, duration, workers, devices, out_dir, service_url, contr
         scenario=scenario, out_dir=out, users=users, duration=duration, workers=workers, devices=devices,
         service_url=service_url, control_token=control_token, service_pid=service_pid,
         throttle_limit=throttle_limit, params=_parse_params(params),
-        allow_remote_service=allow_private_service, locustfile=locustfile,
+        allow_remote_service=allow_private_service, locustfile=locustfile, spawn_rate=spawn_rate,
         remote_workers=expect_workers if master else 0, master_bind_host=master_bind_host,
         master_port=master_port,
     )

@@ -376,3 +376,19 @@ def test_load_list_shows_every_scenarios_parameters_with_type_and_default():
             assert f"--param {p.name}={default}  {p.expected()}: {p.help}" in result.output
     assert "--param sync_period=60.0  a number" in result.output  # e.g. the fleet's
     assert "--param KEY=VALUE  any other" in result.output  # custom passes the rest to the locustfile
+
+
+def test_spawn_rate_is_passed_to_locust_and_refused_where_a_shape_ramps(tmp_path):
+    from testbed.load.cli import load
+    from testbed.load.runner import LocustPlan, _head_args
+
+    plan = LocustPlan(locustfile=tmp_path / "f.py", host="http://127.0.0.1:1", out_dir=tmp_path,
+                      config_path=tmp_path / "c.json", users=8, spawn_rate=2.0, run_time=10)
+    args = _head_args(plan)
+    assert args[args.index("--users") + 1] == "8" and args[args.index("--spawn-rate") + 1] == "2.0"
+    plan.spawn_rate = 0
+    args = _head_args(plan)
+    assert args[args.index("--spawn-rate") + 1] == "8"  # 0: all at once
+    out = tmp_path / "o"
+    result = CliRunner().invoke(load, ["run", "sizes", "--spawn-rate", "2", "--out", str(out)])
+    assert result.exit_code == 1 and "drop --spawn-rate" in result.output and not out.exists()

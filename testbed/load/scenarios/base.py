@@ -46,6 +46,8 @@ class RunOptions:
     allow_remote_service: bool = False
     #: run this locustfile instead of the scenario's (the ``custom`` scenario needs one)
     locustfile: Path | None = None
+    #: users started per second (Locust's --spawn-rate); 0: all at once
+    spawn_rate: float = 0.0
 
 
 def say(opts: RunOptions, msg: str) -> None:

@@ -61,6 +61,10 @@ def plan_run(opts: RunOptions) -> tuple[LoadScenario, dict[str, Any], int, int]:
             raise ScenarioError("--service-url needs --control-token (the service's control API token)")
         if scenario.needs_pid and not opts.service_pid:
             raise ScenarioError(f"{scenario.name} measures the service's memory and sockets: give --service-pid")
+    if opts.spawn_rate < 0:
+        raise ScenarioError(f"--spawn-rate must be >= 0, got {opts.spawn_rate}")
+    if opts.spawn_rate and scenario.uses_shape:
+        raise ScenarioError(f"{scenario.name} ramps its users with its own load shape: drop --spawn-rate")
     locustfile_of(scenario, opts)
     processes = opts.workers or opts.remote_workers or 1
     users = scenario.users_for(users, processes)
@@ -107,6 +111,7 @@ def run_scenario(opts: RunOptions) -> dict[str, Any]:
             out_dir=out,
             config_path=config_path,
             users=users,
+            spawn_rate=opts.spawn_rate,
             run_time=None if scenario.uses_shape else duration,
             workers=opts.workers,
             hard_limit=duration + 120 + (600 if opts.remote_workers else 0),
