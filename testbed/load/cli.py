@@ -68,10 +68,14 @@ def list_scenarios() -> None:
                    "network of your own, e.g. network namespaces on this machine.")
 @click.option("--locustfile", type=click.Path(dir_okay=False, path_type=Path),
               help="Your own locustfile (its users subclass testbed.load.users.DeviceUser...); needed by 'custom'.")
+@click.option("--check-p99-ms", "max_p99_ms", type=click.FloatRange(0, min_open=True), metavar="MS",
+              help="Also check that the p99 of all requests together is at most MS (exit 1 if not).")
+@click.option("--check-failure-ratio", "max_failure_ratio", type=click.FloatRange(0, 1), metavar="R",
+              help="Also check that at most this share of all requests failed, e.g. 0.01 (exit 1 if not).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary JSON on stdout.")
 def run(scenario, users, duration, spawn_rate, workers, devices, out_dir, service_url, control_token, service_pid,
         throttle_limit, params, master, expect_workers, master_bind_host, master_port, worker, master_host,
-        allow_private_service, locustfile, as_json) -> None:
+        allow_private_service, locustfile, max_p99_ms, max_failure_ratio, as_json) -> None:
     """Run SCENARIO headless, bounded in time and count, and check its invariants.
 
     Starts its own service on 127.0.0.1 (unless --service-url), claims the
@@ -103,6 +107,7 @@ def run(scenario, users, duration, spawn_rate, workers, devices, out_dir, servic
         service_url=service_url, control_token=control_token, service_pid=service_pid,
         throttle_limit=throttle_limit, params=_parse_params(params),
         allow_remote_service=allow_private_service, locustfile=locustfile, spawn_rate=spawn_rate,
+        max_p99_ms=max_p99_ms, max_failure_ratio=max_failure_ratio,
         remote_workers=expect_workers if master else 0, master_bind_host=master_bind_host,
         master_port=master_port,
     )

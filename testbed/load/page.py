@@ -107,7 +107,7 @@ def svg_chart(title: str, y_label: str, lines: Mapping[str, Sequence[tuple[float
 # ----------------------------------------------------------------------------- the summary as tables
 
 #: sections of a load summary shown in their own way (the rest are shown as generic tables)
-_OWN_WAY = {"checks", "requests", "params", "counters", "files", "ok", "output_dir"}
+_OWN_WAY = {"checks", "requests", "requests_total", "params", "counters", "files", "ok", "output_dir"}
 _RUN_FIELDS = (("scenario", "scenario"), ("users", "users"), ("devices", "devices claimed"),
                ("duration_s", "duration (s)"), ("workers", "Locust workers"), ("wall_s", "wall time (s)"),
                ("locust_exit_code", "Locust exit code"))
@@ -234,13 +234,14 @@ _REQUEST_COLUMNS = (("requests", "count"), ("failures", "failed"), ("per_second"
                     ("p90_ms", "p90 (ms)"), ("p99_ms", "p99 (ms)"), ("max_ms", "max (ms)"), ("mean_ms", "mean (ms)"))
 
 
-def _requests_table(requests: Mapping[str, Any]) -> list[str]:
+def _requests_table(requests: Mapping[str, Any], total: Mapping[str, Any] | None = None) -> list[str]:
     if not requests:
         return []
     head = "".join(f"<th>{t}</th>" for _, t in _REQUEST_COLUMNS)
+    named = sorted(requests.items()) + ([("all requests", total)] if total and len(requests) > 1 else [])
     rows = [f"<tr><td>{html.escape(name)}</td>" + "".join(f"<td class='n'>{html.escape(human(k, r.get(k)))}</td>"
                                                          for k, _ in _REQUEST_COLUMNS) + "</tr>"
-            for name, r in sorted(requests.items())]
+            for name, r in named]
     return [f"<h2>Requests</h2><table><tr><th>request</th>{head}</tr>", *rows, "</table>"]
 
 
@@ -252,7 +253,7 @@ def summary_tables(summary: Mapping[str, Any]) -> list[str]:
         parts += ["<h2>Run</h2><table>", *(f"<tr><th>{html.escape(k)}</th><td class='n'>{html.escape(human(k, v))}"
                                            f"</td></tr>" for k, v in run.items()), "</table>"]
     parts += _checks_table(summary.get("checks", {}))
-    parts += _requests_table(summary.get("requests", {}))
+    parts += _requests_table(summary.get("requests", {}), summary.get("requests_total"))
     rest = {k: v for k, v in summary.items() if k not in _OWN_WAY and k not in dict(_RUN_FIELDS)}
     scalars = {k: v for k, v in rest.items() if not isinstance(v, dict) and not _is_rows(v)}
     if scalars:

@@ -9,6 +9,7 @@ import socket
 import struct
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -392,3 +393,28 @@ def test_spawn_rate_is_passed_to_locust_and_refused_where_a_shape_ramps(tmp_path
     out = tmp_path / "o"
     result = CliRunner().invoke(load, ["run", "sizes", "--spawn-rate", "2", "--out", str(out)])
     assert result.exit_code == 1 and "drop --spawn-rate" in result.output and not out.exists()
+
+
+def test_the_users_own_limits_are_checks_of_all_requests_together():
+    from testbed.load.scenarios import RunOptions
+    from testbed.load.scenarios.run import limit_checks
+
+    total = {"requests": 200, "failures": 3, "p99_ms": 40.0}
+    opts = RunOptions(scenario="sizes", out_dir=Path("."), max_p99_ms=50, max_failure_ratio=0.01)
+    checks = limit_checks(opts, total)
+    assert checks["p99_within_limit"] == {"ok": True, "p99_ms": 40.0, "limit_ms": 50}
+    assert checks["failure_ratio_within_limit"]["ok"] is False
+    assert checks["failure_ratio_within_limit"]["failure_ratio"] == 0.015
+    assert limit_checks(RunOptions(scenario="sizes", out_dir=Path(".")), total) == {}  # none asked, none made
+    assert not limit_checks(opts, None)["p99_within_limit"]["ok"]  # no requests: not within any limit
+
+
+def test_stats_table_ends_with_all_requests_together():
+    from testbed.load.table import stats_table
+
+    one = {"requests": 10, "failures": 0, "per_second": 2.5, "p50_ms": 4, "p99_ms": 9}
+    summary = {"requests": {"intent": one, "sync": one},
+               "requests_total": {"requests": 20, "failures": 0, "per_second": 5, "p50_ms": 4, "p99_ms": 9}}
+    lines = stats_table(summary).splitlines()
+    assert lines[-1].split() == ["all", "requests", "20", "0", "5", "4", "9"]
+    assert set(lines[-2]) == {"-", " "}  # a rule above it

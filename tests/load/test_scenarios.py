@@ -222,3 +222,21 @@ def test_ctrl_c_stops_locust_keeps_its_figures_and_exits_130(tmp_path):
     assert summary["checks"]["scenario_checks"]["not_run"].startswith("stopped by Ctrl-C")
     left = subprocess.run(["pgrep", "-f", str(out)], capture_output=True, text=True).stdout.split()
     assert left == [], f"processes of the run still running: {left}"
+
+
+def test_the_users_own_p99_limit_fails_the_run_by_name(tmp_path):
+    from click.testing import CliRunner
+
+    from testbed.cli import main
+
+    out = tmp_path / "out"
+    # no request answers within a microsecond; none fails
+    result = CliRunner().invoke(main, ["load", "run", "throttling", "--users", "3", "--duration", "3",
+                                       "--check-p99-ms", "0.001", "--check-failure-ratio", "0", "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    assert "FAILED 1 of" in result.output and re.search(r"p99_within_limit: p99_ms [0-9.]+, limit_ms 0.001",
+                                                         result.output), result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["checks"]["failure_ratio_within_limit"]["ok"]
+    assert summary["checks"]["p99_within_limit"]["p99_ms"] == summary["requests_total"]["p99_ms"] > 0
+    assert summary["requests_total"]["requests"] == sum(r["requests"] for r in summary["requests"].values())

@@ -48,6 +48,9 @@ class RunOptions:
     locustfile: Path | None = None
     #: users started per second (Locust's --spawn-rate); 0: all at once
     spawn_rate: float = 0.0
+    #: the user's own limits, checked after the run with the scenario's (None: no such check)
+    max_p99_ms: float | None = None
+    max_failure_ratio: float | None = None
 
 
 def say(opts: RunOptions, msg: str) -> None:

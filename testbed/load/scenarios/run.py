@@ -153,6 +153,9 @@ def _summarize(scenario: LoadScenario, run: ScenarioRun, figures: Figures) -> di
     per_worker = C.per_key(figures.sums, C.WORKER_REQUESTS)
     if per_worker:  # master/worker runs: the requests each worker reported to the master
         summary["requests_per_worker"] = dict(sorted(per_worker.items()))
+    total = report.merged_summary(stats, "")
+    if total:
+        summary["requests_total"] = total
     uploads = report.merged_summary(stats, C.UPLOAD_PREFIX)
     if uploads:
         summary["uploads"] = uploads
@@ -165,9 +168,27 @@ def _summarize(scenario: LoadScenario, run: ScenarioRun, figures: Figures) -> di
         checks["scenario_checks"] = {"ok": False, "not_run": f"stopped by Ctrl-C after {result.wall_seconds:.0f} s"}
     else:
         checks.update(scenario.check(run, figures, summary))
+        checks.update(limit_checks(run.opts, total))
     summary["checks"] = checks
     summary["ok"] = all(c.get("ok") for c in checks.values())
     return summary
+
+
+def limit_checks(opts: RunOptions, total: dict[str, Any] | None) -> dict[str, Any]:
+    """The user's own limits (``--check-p99-ms``, ``--check-failure-ratio``) over all requests together."""
+    checks: dict[str, Any] = {}
+    n = int(total["requests"]) if total else 0
+    if opts.max_p99_ms is not None:
+        p99 = total.get("p99_ms") if total else None
+        checks["p99_within_limit"] = {"ok": p99 is not None and p99 <= opts.max_p99_ms, "p99_ms": p99,
+                                      "limit_ms": opts.max_p99_ms}
+    if opts.max_failure_ratio is not None:
+        ratio = int(total["failures"]) / n if total and n else None
+        checks["failure_ratio_within_limit"] = {
+            "ok": ratio is not None and ratio <= opts.max_failure_ratio,
+            "failure_ratio": None if ratio is None else round(ratio, 4),
+            "failures": int(total["failures"]) if total else 0, "requests": n, "limit": opts.max_failure_ratio}
+    return checks
 
 
 def write_summary_html(out: Path, summary: dict[str, Any]) -> None:
