@@ -159,7 +159,11 @@ def _run_remote_worker(scenario: str, master_host: str | None, master_port: int,
     out = out_dir or settings.REPORTS_DIR / f"load-{scenario}-worker-{time.strftime('%Y%m%d-%H%M%S')}"
     log = out / "locust-worker.log"
     click.echo(f"worker for {scenario}: joining {master_host}:{master_port}; log in {log}", err=True)
-    code = run_external(worker_args(path, master_host, master_port), log, 3600 + 300)
+    try:
+        code = run_external(worker_args(path, master_host, master_port), log, 3600 + 300)
+    except KeyboardInterrupt:  # Locust got the same Ctrl-C; run_external stopped it
+        click.echo(f"worker for {scenario}: stopped (Ctrl-C); log in {log}", err=True)
+        sys.exit(130)
     sys.exit(code)
 
 
