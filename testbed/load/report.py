@@ -61,8 +61,15 @@ def summarize_stats(stats: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     starts = [float(e["start_time"]) for e in stats if e.get("start_time")]
     ends = [float(e["last_request_timestamp"]) for e in stats if e.get("last_request_timestamp")]
     span = max(ends) - min(starts) if starts and ends else None
-    return {f"{e['method']} {e['name']}" if e.get("method") not in (None, "POST") else e["name"]: entry_summary(e, span)
-            for e in stats}
+    return {_request_name(e): entry_summary(e, span) for e in stats}
+
+
+def _request_name(entry: dict[str, Any]) -> str:
+    """The name, after its method unless POST (the device API's) or already said ("CRASH crash ...")."""
+    method, name = entry.get("method"), entry["name"]
+    if method in (None, "POST") or name.lower().startswith(str(method).lower() + " "):
+        return name
+    return f"{method} {name}"
 
 
 def merged_summary(stats: list[dict[str, Any]], prefix: str) -> dict[str, Any] | None:

@@ -418,3 +418,14 @@ def test_stats_table_ends_with_all_requests_together():
     lines = stats_table(summary).splitlines()
     assert lines[-1].split() == ["all", "requests", "20", "0", "5", "4", "9"]
     assert set(lines[-2]) == {"-", " "}  # a rule above it
+
+
+def test_request_names_say_their_method_once():
+    def entry(method, name):
+        return {"name": name, "method": method, "num_requests": 1, "num_failures": 0, "start_time": 1.0,
+                "last_request_timestamp": 2.0, "max_response_time": 5, "total_response_time": 5,
+                "response_times": {"5": 1}}
+
+    names = report.summarize_stats([entry("POST", "sync"), entry("GET", "wrong path"),
+                                    entry("CRASH", "crash hang gave-up")])
+    assert set(names) == {"sync", "GET wrong path", "crash hang gave-up"}
