@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -14,6 +15,30 @@ from testbed.load.params import ParamError, parse_cli
 from testbed.load.runner import ctrl_c_stops_locust
 from testbed.load.scenarios import SCENARIOS, RunOptions, ScenarioError, plan_run, run_scenario
 from testbed.load.table import figures, stats_table
+
+
+class RunTime(click.ParamType):
+    """Seconds, or Locust's run-time notation: ``90``, ``90s``, ``2m``, ``1h30m``, ``1m30s``."""
+
+    name = "duration"
+
+    def convert(self, value, param, ctx) -> float:
+        if isinstance(value, int | float):
+            seconds = float(value)
+        else:
+            text = str(value).strip().lower()
+            try:
+                seconds = float(text)
+            except ValueError:
+                parts = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?", text)
+                if not text or parts is None:
+                    self.fail(f"{value!r} is not a duration: seconds (90) or e.g. 90s, 2m, 1h30m", param, ctx)
+                h, m, s = (float(x) if x else 0.0 for x in parts.groups())
+                seconds = h * 3600 + m * 60 + s
+        if not 1 <= seconds <= 3600:
+            self.fail(f"{value!r} is {seconds:g} s: a run lasts 1 s to 1 h", param, ctx)
+        return seconds
+
 
 #: the files of a run's output directory a user looks at, in that order
 RESULT_FILES = ("summary.html", "summary.json", "locust.html", "locust_stats.csv", "locust_stats_history.csv",
@@ -43,7 +68,9 @@ def list_scenarios() -> None:
 @load.command("run")
 @click.argument("scenario", type=click.Choice(sorted(SCENARIOS)))
 @click.option("--users", type=click.IntRange(1, 20_000), help="Simulated devices (Locust users); the scenario's default if unset.")
-@click.option("--duration", type=click.FloatRange(1, 3600), help="Seconds of load; the scenario's default if unset.")
+@click.option("--duration", "-t", "--run-time", type=RunTime(), metavar="DURATION",
+              help="How long the load lasts: seconds or Locust's notation (90, 90s, 2m, 1h); the scenario's default "
+                   "if unset; at most 1 h.")
 @click.option("--spawn-rate", type=click.FloatRange(0, 10_000), default=0, show_default=True,
               help="Users started per second, as Locust's; 0 starts them all at once (not for sizes: its shape ramps).")
 @click.option("--workers", type=click.IntRange(0, 64), default=0, show_default=True,

@@ -429,3 +429,20 @@ def test_request_names_say_their_method_once():
     names = report.summarize_stats([entry("POST", "sync"), entry("GET", "wrong path"),
                                     entry("CRASH", "crash hang gave-up")])
     assert set(names) == {"sync", "GET wrong path", "crash hang gave-up"}
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("2.5", 2.5), ("90s", 90), ("2m", 120), ("1m30s", 90),
+                                               ("1h", 3600), ("0.5m", 30)])
+def test_duration_takes_seconds_or_locusts_run_time_notation(text, seconds):
+    from testbed.load.cli import RunTime
+
+    assert RunTime().convert(text, None, None) == seconds
+
+
+@pytest.mark.parametrize("text", ["fast", "1x", "0", "2h", "m", ""])
+def test_a_bad_duration_is_refused_before_anything_starts(tmp_path, text):
+    from testbed.load.cli import load
+
+    out = tmp_path / "o"
+    result = CliRunner().invoke(load, ["run", "throttling", "-t", text, "--out", str(out)])
+    assert result.exit_code == 2 and "--duration" in result.output and not out.exists()
