@@ -240,3 +240,38 @@ def test_the_users_own_p99_limit_fails_the_run_by_name(tmp_path):
     assert summary["checks"]["failure_ratio_within_limit"]["ok"]
     assert summary["checks"]["p99_within_limit"]["p99_ms"] == summary["requests_total"]["p99_ms"] > 0
     assert summary["requests_total"]["requests"] == sum(r["requests"] for r in summary["requests"].values())
+
+
+def test_locust_and_the_service_stop_when_load_run_is_killed(tmp_path):
+    """Locust runs in a session of its own (Ctrl-C reaches it only through testbed): a SIGKILL of
+    `testbed load run` alone must still leave nothing running."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from testbed.deadline import Deadline
+
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "testbed.cli", "load", "run", "throttling", "--users", "3",
+                             "-t", "60", "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        for line in proc.stderr:  # bounded: the run's own hard limit, and the wait below
+            if "elapsed" in line and " 0 requests" not in line:
+                break
+        running = subprocess.run(["pgrep", "-f", str(out)], capture_output=True, text=True).stdout.split()
+        assert len(running) >= 2, running  # Locust and the service
+        proc.kill()  # testbed alone, not its group
+        proc.wait(timeout=10)
+        gone = Deadline(30)
+        while running and not gone.expired:
+            running = subprocess.run(["pgrep", "-f", str(out)], capture_output=True, text=True).stdout.split()
+            gone.sleep(0.2)
+        assert running == [], f"still running after testbed was killed: {running}"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        for pid in subprocess.run(["pgrep", "-f", str(out)], capture_output=True, text=True).stdout.split():
+            os.kill(int(pid), signal.SIGKILL)
