@@ -136,17 +136,15 @@ def test_own_locustfile_runs_on_the_testbeds_fleet_and_device_users(tmp_path):
 
 
 FAILING_LOCUSTFILE = '''
-from locust import task
-
 from testbed.load.users import MixDevice
 
 
 class CuriousDevice(MixDevice):
-    """A device of the mix that also asks for a path the service does not have (a 404: a failed request)."""
+    """A device of the mix that first asks for a path the service does not have (a 404: a failed request)."""
 
-    @task
-    def wrong_path(self):
+    def on_start(self):
         self.client.get("/v2/no-such-thing", name="wrong path")
+        super().on_start()
 '''
 
 
