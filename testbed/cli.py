@@ -12,6 +12,32 @@ import importlib
 import click
 
 
+def first_sentence(text: str) -> str:
+    """The first sentence of a help text's first paragraph, whole (a period followed by a capital ends it)."""
+    words = text.partition("\n\n")[0].split()
+    if words and words[0] == "\b":  # click's no-rewrap marker
+        words = words[1:]
+    for i, word in enumerate(words):
+        if word.endswith(".") and (i == len(words) - 1 or not words[i + 1][0].islower()):
+            return " ".join(words[: i + 1])
+    return " ".join(words)
+
+
+def whole_summaries(command: click.Command) -> click.Command:
+    """Give ``command`` and every command under it a summary that ``--help`` lists whole.
+
+    Click cuts a command's first sentence to fit the terminal and ends it with "..."; a
+    ``short_help`` is listed as it is (wrapped, never cut), so each command without one gets its
+    help's first sentence as its ``short_help``. Lazily loaded groups do the same for their own.
+    """
+    if not command.short_help and command.help:
+        command.short_help = first_sentence(command.help)
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            whole_summaries(sub)
+    return command
+
+
 class LazyGroup(click.Group):
     """A click group whose subcommands are ``"module:attribute"`` strings, imported on use."""
 
@@ -28,8 +54,9 @@ class LazyGroup(click.Group):
             command = getattr(importlib.import_module(module_name), attr)
             if not isinstance(command, click.Command):
                 raise click.ClickException(f"{self.lazy[cmd_name]} is not a click command")
-            return command
-        return super().get_command(ctx, cmd_name)
+            return whole_summaries(command)
+        command = super().get_command(ctx, cmd_name)
+        return whole_summaries(command) if command is not None else None
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """List subcommands; one that fails to import is listed with its error, not fatal to --help."""
@@ -41,7 +68,7 @@ class LazyGroup(click.Group):
                 rows.append((name, f"(unavailable: {type(exc).__name__}: {exc})"))
                 continue
             if command is not None and not command.hidden:
-                rows.append((name, command.get_short_help_str(limit=formatter.width - 6 - len(name))))
+                rows.append((name, command.get_short_help_str()))
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)

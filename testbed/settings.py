@@ -1,4 +1,4 @@
-"""Every ``TESTBED_*`` environment variable, read in one place.
+"""Every ``TESTBED_*`` environment variable, read in one place, and the defaults commands share.
 
 A module that needs one imports its name from here (for click's ``envvar=``) or calls
 :func:`get`; nothing else in testbed reads ``os.environ`` for a ``TESTBED_*`` name.
@@ -10,6 +10,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
+
+#: Where `testbed scenario run`, `testbed demo` and `testbed load run` write their reports when not
+#: told (relative to the current directory); each command prints the path at the end.
+REPORTS_DIR = Path("reports")
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from typing import Any
 import click
 
 from testbed.deadline import Deadline
-from testbed.load import report
+from testbed.load import page, report
 from testbed.load.cores import load_cores
 from testbed.load.provision import provision
 from testbed.load.runner import (
@@ -299,14 +299,14 @@ def run_bench(out: Path, users: int, duration: float, rounds: int, workers: int,
     charts = []
     series = {t: _series(last[t]) for t in runs}
     labels = {"sink": "sink", "durable": "durable", "sink_paced": "sink paced", "durable_paced": "durable paced"}
-    charts.append(report.svg_chart("Uploads per second (last round; paced: half the sink's rate offered)",
-                                   "uploads/s", {labels[t]: series[t]["rps"] for t in runs}))
-    charts.append(report.svg_chart("Upload latency p99 (last round, worst bucket, 10 s window)", "ms",
-                                   {labels[t]: series[t]["p99"] for t in runs}))
-    charts.append(report.svg_chart("Upload latency p50 (last round, worst bucket, 10 s window)", "ms",
-                                   {labels[t]: series[t]["p50"] for t in runs}))
+    charts.append(page.svg_chart("Uploads per second (last round; paced: half the sink's rate offered)",
+                                 "uploads per second", {labels[t]: series[t]["rps"] for t in runs}))
+    charts.append(page.svg_chart("Upload latency p99 (last round, worst bucket, 10 s window)",
+                                 "p99 response time (ms)", {labels[t]: series[t]["p99"] for t in runs}))
+    charts.append(page.svg_chart("Upload latency p50 (last round, worst bucket, 10 s window)",
+                                 "p50 response time (ms)", {labels[t]: series[t]["p50"] for t in runs}))
     links = {f"Locust report {labels[t]}": f"round{rounds}-{t}/locust.html" for t in runs}
-    report.write_html(out / "bench-ingest.html", "testbed bench ingest", summary, charts, links)
+    page.write_html(out / "bench-ingest.html", "testbed bench ingest", summary, charts, links)
     (out / "bench-ingest.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 

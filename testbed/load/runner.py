@@ -15,8 +15,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,6 +75,8 @@ class LocustResult:
     out_dir: Path
     wall_seconds: float
     log_path: Path
+    #: stopped early by Ctrl-C (the figures cover the time it ran)
+    interrupted: bool = False
 
     @property
     def stats_path(self) -> Path:
@@ -157,7 +161,11 @@ def _stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
 
 
 def _progress_line(plan: LocustPlan, elapsed: float) -> str | None:
-    """``t=30 s: 40 users, 1234 requests (41.0/s), 0 failures`` from Locust's live CSV, if written yet."""
+    """``elapsed 30 s: 40 users, 1,234 requests (41.0/s now), 0 failures, p99 12 ms`` from Locust's live CSV.
+
+    The rate and the p99 are Locust's current ones (its last seconds); counts are since the start.
+    None before Locust has written a row.
+    """
     path = plan.out_dir / f"{CSV_PREFIX}_stats_history.csv"
     try:
         with open(path, newline="") as fh:
@@ -167,29 +175,93 @@ def _progress_line(plan: LocustPlan, elapsed: float) -> str | None:
     if not rows:
         return None
     last = rows[-1]
-    return (f"t={elapsed:.0f} s: {last['User Count']} users, {last['Total Request Count']} requests "
-            f"({float(last['Requests/s']):.1f}/s), {last['Total Failure Count']} failures")
+
+    def num(key: str) -> float:
+        try:
+            return float(last.get(key) or 0)
+        except ValueError:  # Locust writes N/A before the first answer
+            return 0.0
+
+    # Locust's window p99 is N/A or 0 until answers come in its window
+    p99_text = f"p99 {num('99%'):,.0f} ms" if num("99%") > 0 else "p99 -"
+    return (f"elapsed {elapsed:.0f} s: {num('User Count'):,.0f} users, {num('Total Request Count'):,.0f} requests "
+            f"({num('Requests/s'):,.1f}/s now), {num('Total Failure Count'):,.0f} failures, {p99_text}")
+
+
+def progress_interval(duration: float) -> float:
+    """Seconds between progress lines: about five lines in a short run, one every 10 s in a long one."""
+    return min(10.0, max(2.0, duration / 5))
+
+
+class _Interrupt:
+    """Ctrl-C during a load run: the first one stops Locust the way Locust stops on Ctrl-C (its
+    figures so far are written and kept); a second one, or one before Locust runs, aborts."""
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+        self.locust_running = threading.Event()
+
+
+INTERRUPT = _Interrupt()
+
+
+@contextmanager
+def ctrl_c_stops_locust(say: Callable[[str], None]) -> Iterator[None]:
+    """Within: Ctrl-C while Locust runs asks it to stop (``INTERRUPT.requested``) instead of raising.
+
+    The Locust processes run in sessions of their own, so the terminal's Ctrl-C reaches only this
+    process; :func:`_wait` passes it on to Locust once. Main thread only.
+    """
+
+    def handler(signum, frame) -> None:
+        if INTERRUPT.locust_running.is_set() and not INTERRUPT.requested.is_set():
+            INTERRUPT.requested.set()
+            say("Ctrl-C: stopping Locust; its figures so far are kept (Ctrl-C again aborts)")
+            return
+        raise KeyboardInterrupt
+
+    INTERRUPT.requested.clear()
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _wait(head: subprocess.Popen, plan: LocustPlan, started: float, log) -> int:
-    """Wait for the head process, printing progress every ``progress_every`` s; stop it at the hard limit."""
+    """Wait for the head process, printing progress every ``progress_every`` s; stop it at the hard limit.
+
+    A stop asked with Ctrl-C (:func:`ctrl_c_stops_locust`) is passed to Locust as its own Ctrl-C
+    (SIGINT): it stops its users, writes its reports and exits; it is given ``stop_timeout`` + 30 s.
+    """
     limit = Deadline(plan.hard_limit, start=started)
     report = Deadline(plan.progress_every, start=started)
-    while True:
-        if limit.expired:
-            log.write(f"\ntestbed: Locust still running after {plan.hard_limit:.0f} s; stopping it\n")
-            log.flush()
-            _stop(head)
-            return head.returncode if head.returncode is not None else -9
-        try:
-            return head.wait(timeout=limit.remaining_or(1.0))
-        except subprocess.TimeoutExpired:
-            pass
-        if plan.progress is not None and report.expired:
-            report = Deadline(plan.progress_every)
-            line = _progress_line(plan, limit.elapsed)
-            if line:
-                plan.progress(line)
+    forwarded = False
+    INTERRUPT.locust_running.set()
+    try:
+        while True:
+            if INTERRUPT.requested.is_set() and not forwarded:
+                forwarded = True
+                log.write("\ntestbed: Ctrl-C; asking Locust to stop\n")
+                log.flush()
+                head.send_signal(signal.SIGINT)
+                limit = Deadline(plan.stop_timeout + 30)
+            if limit.expired:
+                log.write(f"\ntestbed: Locust still running after {limit.timeout:.0f} s; stopping it\n")
+                log.flush()
+                _stop(head)
+                return head.returncode if head.returncode is not None else -9
+            try:
+                return head.wait(timeout=limit.remaining_or(1.0))
+            except subprocess.TimeoutExpired:
+                pass
+            if plan.progress is not None and report.expired:
+                report = Deadline(plan.progress_every)
+                line = _progress_line(plan, time.monotonic() - started)
+                if line:
+                    plan.progress(line)
+    finally:
+        INTERRUPT.locust_running.clear()
 
 
 def run_locust(plan: LocustPlan) -> LocustResult:
@@ -207,6 +279,7 @@ def run_locust(plan: LocustPlan) -> LocustResult:
                     master_args(plan, expect_workers=plan.remote_workers, bind_host=plan.master_bind_host,
                                 bind_port=plan.master_port, max_wait=REMOTE_WORKERS_MAX_WAIT_S),
                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=_env(), cwd=plan.out_dir,
+                    start_new_session=True,
                 )
                 procs.append(head)
             elif plan.workers > 0:
@@ -214,17 +287,19 @@ def run_locust(plan: LocustPlan) -> LocustResult:
                 master = subprocess.Popen(
                     master_args(plan, expect_workers=plan.workers, bind_host="127.0.0.1", bind_port=port),
                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=_env(), cwd=plan.out_dir,
+                    start_new_session=True,
                 )
                 procs.append(master)
                 for _ in range(plan.workers):
                     procs.append(subprocess.Popen(
                         worker_args(plan.locustfile, "127.0.0.1", port),
                         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=_env(), cwd=plan.out_dir,
+                        start_new_session=True,
                     ))
                 head = master
             else:
                 head = subprocess.Popen(_head_args(plan), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=_env(),
-                                        cwd=plan.out_dir)
+                                        cwd=plan.out_dir, start_new_session=True)
                 procs.append(head)
             code = _wait(head, plan, started, log)
             # Workers quit when the master tells them; give them a moment, then make sure.
@@ -236,7 +311,7 @@ def run_locust(plan: LocustPlan) -> LocustResult:
         finally:
             for proc in procs:
                 _stop(proc, grace=5)
-    return LocustResult(code, plan.out_dir, time.monotonic() - started, log_path)
+    return LocustResult(code, plan.out_dir, time.monotonic() - started, log_path, INTERRUPT.requested.is_set())
 
 
 def run_external(args: list[str], log_path: Path, hard_limit: float) -> int:

@@ -21,6 +21,7 @@ import itertools
 import json
 import logging
 import os
+import signal
 import threading
 import time
 import urllib.request
@@ -29,12 +30,17 @@ from pathlib import Path
 from typing import Any
 
 import gevent
+import locust.stats
 from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
 from testbed.load import counters as C
 
 log = logging.getLogger("testbed.load")
+
+# The progress lines of `testbed load run` read the stats history CSV while Locust runs: write it
+# out every second (Locust's default is every 5 s, which leaves a short run's progress empty).
+locust.stats.CSV_STATS_FLUSH_INTERVAL_SEC = 1
 
 #: keep at most this many raw samples per key per process (memory bound on long runs)
 MAX_SAMPLES = 200_000
@@ -175,10 +181,21 @@ def _load_config_file(path: str) -> dict[str, Any]:
         raise SystemExit(f"--tb-config {path}: not valid JSON: {exc}") from exc
 
 
+def _exit_with_parent(parent: int, every: float = 1.0) -> None:
+    """Stop this Locust process (as on SIGTERM: its reports written) once the process that started
+    it is gone: `testbed load run` starts Locust in a session of its own (so that it gets Ctrl-C only
+    through testbed), so a kill of testbed's process group no longer reaches it."""
+    while os.getppid() == parent:
+        gevent.sleep(every)
+    log.warning("the process that started Locust (pid %d) is gone: stopping", parent)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 @events.init.add_listener
 def _on_init(environment, **_kwargs) -> None:
     runner = environment.runner
     options = environment.parsed_options
+    gevent.spawn(_exit_with_parent, os.getppid())
     if isinstance(runner, WorkerRunner):
         CONTEXT.is_worker = True
 

@@ -18,9 +18,7 @@ from testbed.scenario.schema import ScenarioError, load_scenarios
 
 
 def _default_report_dir() -> Path:
-    from testbed.paths import cache_dir
-
-    return cache_dir() / "reports"
+    return settings.REPORTS_DIR  # the same default place as `demo` and `load run`
 
 
 def _load(files: tuple[str, ...], boards: int | None):
@@ -141,7 +139,7 @@ def scenario() -> None:
               help="Boards restored at the same time.")
 @click.option("--junit", type=click.Path(dir_okay=False), default=None, help="Write JUnit XML here.")
 @click.option("--report", type=click.Path(dir_okay=False), default=None,
-              help="Write the HTML report here (default: ~/.cache/testbed/reports/report-<time>.html).")
+              help=f"Write the HTML report here (default: ./{settings.REPORTS_DIR}/report-<time>.html).")
 @click.option("--workdir", type=click.Path(file_okay=False), default=None,
               help="Keep each scenario's service data and logs under this directory.")
 @click.option("--json", "results_json", type=click.Path(dir_okay=False), default=None,
@@ -225,11 +223,12 @@ def reference_cmd(write_docs: bool) -> None:
 
 
 DEMO_SCENARIO = "demo-eu-field-story.yaml"
+DEMO_REPORT = "demo-report.html"
 
 
 @click.command()
 @click.option("--report", type=click.Path(dir_okay=False), default=None,
-              help="Where to write the report (default: ./reports/demo-report.html).")
+              help=f"Where to write the report (default: ./{settings.REPORTS_DIR}/{DEMO_REPORT}).")
 @click.option("--junit", type=click.Path(dir_okay=False), default=None, help="Also write JUnit XML.")
 @click.option("--scenario", "scenario_file", type=click.Path(dir_okay=False), default=None,
               help="Run another story instead of the default one.")
@@ -244,7 +243,7 @@ def demo(report, junit, scenario_file) -> None:
 
     path = Path(scenario_file) if scenario_file else REPO_ROOT / "scenarios" / DEMO_SCENARIO
     scenarios = _load((str(path),), None)
-    report = report or str(Path("reports") / "demo-report.html")
+    report = report or str(_default_report_dir() / DEMO_REPORT)
     results, report_path = run_and_report(scenarios, parallel=max(1, os.cpu_count() or 1), junit=junit,
                                           report=report, workdir=None)  # fmt: skip
     code = _summary(results, report_path, junit)

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import gzip
+import json
+import re
 import socket
 import struct
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from testbed.load import report
+from testbed.load import page, report
 from testbed.load.cores import BUCKETS, bucket_of, check_core_gzip, load_cores, variant_signature
 from testbed.load.provision import check_loopback_url
 from testbed.load.schedule import stage_at, step_users
@@ -250,14 +253,196 @@ def test_stats_table_shows_percentiles_stored_and_skip_shares():
 
 
 def test_summary_page_labels_the_time_axis_and_tables_checks_and_requests(tmp_path):
-    chart = report.svg_chart("Users", "users", {"users": [(0.0, 1.0), (10.0, 4.0), (20.0, 4.0)]})
-    assert "seconds since the start of the run" in chart
+    chart = page.svg_chart("Users", "users", {"users": [(0.0, 1.0), (10.0, 4.0), (20.0, 4.0)]})
+    assert page.TIME_AXIS in chart
     assert all(f">{x}</text>" in chart for x in ("0", "5", "10", "15", "20"))  # ticks, not only the end
     summary = {"checks": {"exactly_n": {"ok": False, "wrong": 2}, "locust_ran": {"ok": True}},
                "requests": {"sync": {"requests": 3, "failures": 0, "per_second": 1.5, "p50_ms": 4, "p99_ms": 7}}}
-    page = tmp_path / "s.html"
-    report.write_html(page, "t", summary, [chart], {})
-    text = page.read_text()
-    assert "<td>exactly_n</td>" in text and "FAIL" in text and "wrong=2" in text
-    assert "<td>sync</td><td>3</td><td>0</td><td>1.5</td><td>4</td><td>7</td>" in text
+    out = tmp_path / "s.html"
+    page.write_html(out, "t", summary, [chart], {})
+    text = out.read_text()
+    assert "<td>exactly n</td>" in text and "FAIL" in text and "wrong: 2" in text
+    assert "<tr><td>sync</td><td class='n'>3</td><td class='n'>0</td><td class='n'>1.5</td><td class='n'>4</td>" in text
     assert "<details>" in text  # the raw JSON is still there, folded
+
+
+def test_every_chart_titles_both_axes_with_units_and_its_legend_does_not_overlap():
+    labels = [f"crash {phase} gave-up" for phase in ("baseline", "hang", "delay", "drip", "recovery", "after")]
+    chart = page.svg_chart("Latency", "p99 response time (ms)",
+                           {name: [(0.0, 1.0), (33.0, 480.0 + i)] for i, name in enumerate(labels)})
+    assert "rotate(-90)" in chart and ">p99 response time (ms)</text>" in chart  # the value axis, with its unit
+    assert f">{page.TIME_AXIS}</text>" in chart
+    assert all(f">{t}</text>" in chart for t in ("0", "200", "400", "600"))  # round value ticks
+    # the legend: one entry per line, each starting right of the previous one's end on its row
+    entries = re.findall(r'<text x="([0-9.]+)" y="([0-9.]+)" font-size="11" font-family="sans-serif">([^<]+)</text>',
+                         chart)
+    legend = [(float(x), float(y), name) for x, y, name in entries if name in labels]
+    assert [n for *_, n in legend] == labels
+    for (x0, y0, n0), (x1, y1, _) in zip(legend, legend[1:], strict=False):
+        assert y1 > y0 or x1 >= x0 + len(n0) * 6.4  # a new row, or after the previous label's text
+    height = float(re.search(r'height="([0-9.]+)"', chart).group(1))
+    assert max(y for _, y, _ in legend) < height  # inside the picture
+    assert page.nice_ticks(0.7) == [0, 0.2, 0.4, 0.6, 0.8] and page.nice_ticks(33) == [0, 10, 20, 30, 40]
+
+
+def test_summary_page_shows_every_section_as_tables_a_person_reads(tmp_path):
+    summary = {
+        "scenario": "deadline", "users": 30, "devices": 30, "duration_s": 39.0, "workers": 0, "wall_s": 41.2,
+        "params": {"deadline": 5.0, "intent": True},
+        "counters": {"crashes": 1204.0, "stored_bytes": 3_000_000.0},
+        "requests": {},
+        "deadline": {"max_crash_handling_s": 5.049, "rss_ratio": 1.036, "service_rss_after": 41_312_256,
+                     "share_skipped": 0.25,
+                     "time_to_give_up_s": {"p50": 5.001, "p99": 5.033, "histogram_0_1s": {"5.0-5.1": 40}},
+                     "phases": {"hang": {"crashes": 60, "gave_up": 60, "p99_s": 5.03},
+                                "recovery": {"crashes": 588, "gave_up": 0, "p99_s": 0.3}}},
+        "kills": [{"at_s": 5.0, "restart_s": 3.0}, {"at_s": 10.0, "restart_s": 1.1}],
+        "checks": {"no_leaked_connections": {"ok": True, "left": 0}},
+    }
+    text = " ".join(page.summary_tables(summary))
+    plain = re.sub(r"<[^>]+>", "|", text)
+    assert "{" not in plain  # no JSON left in the tables
+    assert "|duration (s)||39|" in plain and "|wall time (s)||41.2|" in plain
+    assert "|max crash handling (s)||5.049|" in plain
+    assert "|service rss after||41,312,256 (39.4 MiB)|" in plain and "|share skipped||25.0%|" in plain
+    assert "|stored bytes||3,000,000 (2.9 MiB)|" in plain and "|intent||yes|" in plain
+    # a table of rows: one row per phase, a column per figure
+    assert "|p99 (s)|" in plain and "|hang||60||60||5.03|" in plain
+    assert "Service kills" in plain and "|restart (s)|" in plain
+    assert "|p50||5.001|" in plain and "|5.0-5.1||40|" in plain  # dicts inside a cell, at any depth
+
+
+def test_progress_line_reads_locusts_live_history(tmp_path):
+    from testbed.load.runner import LocustPlan, _progress_line, progress_interval
+
+    plan = LocustPlan(locustfile=tmp_path / "f.py", host="http://127.0.0.1:1", out_dir=tmp_path,
+                      config_path=tmp_path / "c.json")
+    assert _progress_line(plan, 1.0) is None  # nothing written yet
+    head = ("Timestamp,User Count,Type,Name,Requests/s,Failures/s,50%,66%,75%,80%,90%,95%,98%,99%,99.9%,99.99%,"
+            "100%,Total Request Count,Total Failure Count")
+    rows = ["1,0,,Aggregated,0.000000,0,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A,0,0",
+            "2,40,POST,sync,12.5,0,3,4,5,6,7,8,9,10,11,12,13,500,1",
+            "2,40,,Aggregated,41.0,0.5,3,4,5,6,7,8,9,120,130,140,150,1234,3"]
+    (tmp_path / "locust_stats_history.csv").write_text(head + "\n" + rows[0] + "\n")
+    assert _progress_line(plan, 3.0) == "elapsed 3 s: 0 users, 0 requests (0.0/s now), 0 failures, p99 -"
+    (tmp_path / "locust_stats_history.csv").write_text("\n".join([head, *rows]) + "\n")
+    assert _progress_line(plan, 30.4) == ("elapsed 30 s: 40 users, 1,234 requests (41.0/s now), 3 failures, "
+                                          "p99 120 ms")
+    assert progress_interval(4) == 2 and progress_interval(20) == 4 and progress_interval(600) == 10
+
+
+def test_load_run_exits_1_naming_each_failed_check_with_its_figures(tmp_path, monkeypatch):
+    """The CLI's verdict from the summary (the run itself is tested for real in test_scenarios.py)."""
+    from testbed.load import cli
+
+    summary = {"scenario": "sizes", "output_dir": str(tmp_path), "requests": {}, "counters": {},
+               "checks": {"locust_ran": {"ok": True, "exit_code": 0},
+                          "no_failed_uploads": {"ok": False, "failed": {"upload le8k": 3}}}}
+    monkeypatch.setattr(cli, "run_scenario", lambda opts: summary)
+    (tmp_path / "summary.html").write_text("")
+    result = CliRunner().invoke(cli.load, ["run", "sizes", "--out", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "FAILED 1 of 2 checks" in result.output
+    assert 'no_failed_uploads: failed {"upload le8k": 3}' in result.output
+    assert "FAIL no_failed_uploads: failed" in result.output and "ok   locust_ran" in result.output
+    assert f"report: {tmp_path / 'summary.html'}" in result.output
+    summary["checks"]["no_failed_uploads"] = {"ok": True, "failed": {}}
+    result = CliRunner().invoke(cli.load, ["run", "sizes", "--out", str(tmp_path)])
+    assert result.exit_code == 0 and "all 2 checks passed" in result.output
+
+
+def test_request_rates_are_over_the_whole_run_not_a_names_own_few_milliseconds():
+    def entry(name, n, start, last):
+        return {"name": name, "method": "POST", "num_requests": n, "num_failures": 0, "start_time": start,
+                "last_request_timestamp": last, "max_response_time": 5, "total_response_time": 5 * n,
+                "response_times": {"5": n}}
+
+    # one sync per device, all at the start (3 within a millisecond), and uploads over 10 s
+    stats = [entry("sync", 3, 100.0, 100.001), entry("upload le8k", 50, 100.0, 110.0)]
+    requests = report.summarize_stats(stats)
+    assert requests["sync"]["per_second"] == 0.3 and requests["upload le8k"]["per_second"] == 5.0
+    assert report.entry_summary(stats[1])["per_second"] == 5.0  # alone: its own span
+
+
+def test_load_list_shows_every_scenarios_parameters_with_type_and_default():
+    from testbed.load.cli import load
+    from testbed.load.scenarios import SCENARIOS
+
+    result = CliRunner().invoke(load, ["list"])
+    assert result.exit_code == 0, result.output
+    for spec in SCENARIOS.values():
+        assert any(line.startswith(f"{spec.name} ") for line in result.output.splitlines()), spec.name
+        for p in spec.params:
+            default = "(computed)" if p.default is None else json.dumps(p.default)
+            assert f"--param {p.name}={default}  {p.expected()}: {p.help}" in result.output
+    assert "--param sync_period=60.0  a number" in result.output  # e.g. the fleet's
+    assert "--param KEY=VALUE  any other" in result.output  # custom passes the rest to the locustfile
+
+
+def test_spawn_rate_is_passed_to_locust_and_refused_where_a_shape_ramps(tmp_path):
+    from testbed.load.cli import load
+    from testbed.load.runner import LocustPlan, _head_args
+
+    plan = LocustPlan(locustfile=tmp_path / "f.py", host="http://127.0.0.1:1", out_dir=tmp_path,
+                      config_path=tmp_path / "c.json", users=8, spawn_rate=2.0, run_time=10)
+    args = _head_args(plan)
+    assert args[args.index("--users") + 1] == "8" and args[args.index("--spawn-rate") + 1] == "2.0"
+    plan.spawn_rate = 0
+    args = _head_args(plan)
+    assert args[args.index("--spawn-rate") + 1] == "8"  # 0: all at once
+    out = tmp_path / "o"
+    result = CliRunner().invoke(load, ["run", "sizes", "--spawn-rate", "2", "--out", str(out)])
+    assert result.exit_code == 1 and "drop --spawn-rate" in result.output and not out.exists()
+
+
+def test_the_users_own_limits_are_checks_of_all_requests_together():
+    from testbed.load.scenarios import RunOptions
+    from testbed.load.scenarios.run import limit_checks
+
+    total = {"requests": 200, "failures": 3, "p99_ms": 40.0}
+    opts = RunOptions(scenario="sizes", out_dir=Path("."), max_p99_ms=50, max_failure_ratio=0.01)
+    checks = limit_checks(opts, total)
+    assert checks["p99_within_limit"] == {"ok": True, "p99_ms": 40.0, "limit_ms": 50}
+    assert checks["failure_ratio_within_limit"]["ok"] is False
+    assert checks["failure_ratio_within_limit"]["failure_ratio"] == 0.015
+    assert limit_checks(RunOptions(scenario="sizes", out_dir=Path(".")), total) == {}  # none asked, none made
+    assert not limit_checks(opts, None)["p99_within_limit"]["ok"]  # no requests: not within any limit
+
+
+def test_stats_table_ends_with_all_requests_together():
+    from testbed.load.table import stats_table
+
+    one = {"requests": 10, "failures": 0, "per_second": 2.5, "p50_ms": 4, "p99_ms": 9}
+    summary = {"requests": {"intent": one, "sync": one},
+               "requests_total": {"requests": 20, "failures": 0, "per_second": 5, "p50_ms": 4, "p99_ms": 9}}
+    lines = stats_table(summary).splitlines()
+    assert lines[-1].split() == ["all", "requests", "20", "0", "5", "4", "9"]
+    assert set(lines[-2]) == {"-", " "}  # a rule above it
+
+
+def test_request_names_say_their_method_once():
+    def entry(method, name):
+        return {"name": name, "method": method, "num_requests": 1, "num_failures": 0, "start_time": 1.0,
+                "last_request_timestamp": 2.0, "max_response_time": 5, "total_response_time": 5,
+                "response_times": {"5": 1}}
+
+    names = report.summarize_stats([entry("POST", "sync"), entry("GET", "wrong path"),
+                                    entry("CRASH", "crash hang gave-up")])
+    assert set(names) == {"sync", "GET wrong path", "crash hang gave-up"}
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("2.5", 2.5), ("90s", 90), ("2m", 120), ("1m30s", 90),
+                                               ("1h", 3600), ("0.5m", 30)])
+def test_duration_takes_seconds_or_locusts_run_time_notation(text, seconds):
+    from testbed.load.cli import RunTime
+
+    assert RunTime().convert(text, None, None) == seconds
+
+
+@pytest.mark.parametrize("text", ["fast", "1x", "0", "2h", "m", ""])
+def test_a_bad_duration_is_refused_before_anything_starts(tmp_path, text):
+    from testbed.load.cli import load
+
+    out = tmp_path / "o"
+    result = CliRunner().invoke(load, ["run", "throttling", "-t", text, "--out", str(out)])
+    assert result.exit_code == 2 and "--duration" in result.output and not out.exists()

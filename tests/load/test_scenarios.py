@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -109,28 +110,21 @@ def test_bench_ingest_reports_both_targets_and_ratio(tmp_path):
     assert isinstance(s["targets"]["cpu_cost_met"], bool)
 
 
-OWN_LOCUSTFILE = """
-import random
-import secrets
+def docs_locustfile() -> str:
+    """The how-to's locustfile in docs/load.md ("Your own locustfile"), as a user copies it."""
+    from testbed.paths import REPO_ROOT
 
-from testbed.load.cores import load_cores
-from testbed.load.runtime import CONTEXT
-from testbed.load.users import DeviceUser
-
-
-class SmallestBodies(DeviceUser):
-    \"\"\"Each crash a new bug, with one of the `bodies` smallest fixtures (a parameter of this file).\"\"\"
-
-    def next_crash(self):
-        return random.choice(load_cores()[: CONTEXT.params["bodies"]]), secrets.token_hex(16)
-"""
+    text = (REPO_ROOT / "docs" / "load.md").read_text()
+    found = re.search(r"```python\n# mine\.py\n(.*?)```", text, re.S)
+    assert found, "docs/load.md has no ```python block starting with '# mine.py'"
+    return found.group(1)
 
 
 def test_own_locustfile_runs_on_the_testbeds_fleet_and_device_users(tmp_path):
     from testbed.load.cores import load_cores
 
-    locustfile = tmp_path / "mine.py"
-    locustfile.write_text(OWN_LOCUSTFILE)
+    locustfile = tmp_path / "mine.py"  # outside the repository, as a user's
+    locustfile.write_text(docs_locustfile())
     s = _run(tmp_path, "custom", users=4, duration=4, locustfile=locustfile,
              params={"bodies": "1", "crash_interval": "0.1"})
     assert not _failed(s), _failed(s)
@@ -139,3 +133,143 @@ def test_own_locustfile_runs_on_the_testbeds_fleet_and_device_users(tmp_path):
     uploads = {name for name in s["requests"] if name.startswith("upload ")}
     assert uploads == {f"upload {smallest}"}
     assert s["counters"]["stored"] > 0 and s["requests"]["sync"]["requests"] >= 4
+
+
+FAILING_LOCUSTFILE = '''
+from testbed.load.users import MixDevice
+
+
+class CuriousDevice(MixDevice):
+    """A device of the mix that first asks for a path the service does not have (a 404: a failed request)."""
+
+    def on_start(self):
+        self.client.get("/v2/no-such-thing", name="wrong path")
+        super().on_start()
+'''
+
+
+def test_load_run_exits_1_and_names_the_failed_check_when_requests_fail(tmp_path):
+    """`testbed load run` as a user runs it, with a locustfile whose users make requests that fail."""
+    from click.testing import CliRunner
+
+    from testbed.cli import main
+
+    locustfile = tmp_path / "curious.py"
+    locustfile.write_text(FAILING_LOCUSTFILE)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["load", "run", "custom", "--locustfile", str(locustfile), "--users", "2",
+                                       "--duration", "3", "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    assert "custom: FAILED 1 of 2 checks:" in result.output
+    assert re.search(r'no_failed_requests: failed \{"wrong path": [1-9]', result.output), result.output
+    assert re.search(r"^FAIL no_failed_requests: failed", result.output, re.M)  # the table's line too
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["ok"] is False and summary["requests"]["GET wrong path"]["failures"] > 0
+    assert summary["checks"]["locust_ran"]["ok"]  # the run itself went fine: the check failed, not the harness
+    assert result.output.strip().splitlines()[-1] == f"report: {out.resolve() / 'summary.html'}"
+
+
+def test_ctrl_c_stops_locust_keeps_its_figures_and_exits_130(tmp_path):
+    """Ctrl-C in the terminal of `testbed load run` (SIGINT to its process group), as with Locust itself:
+    the users stop, the figures so far are summarised and printed, nothing is left running."""
+    import os
+    import queue
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    from testbed.deadline import Deadline
+
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "testbed.cli", "load", "run", "throttling", "--users", "4",
+                             "--duration", "60", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    lines: queue.Queue[str] = queue.Queue()
+    err: list[str] = []
+
+    def read_stderr() -> None:
+        for line in proc.stderr:
+            err.append(line)
+            lines.put(line)
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
+    try:
+        deadline = Deadline(60)
+        while True:  # Locust is running once a progress line with requests shows
+            line = lines.get(timeout=deadline.remaining_or(60))
+            if "elapsed" in line and " 0 requests" not in line:
+                break
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout = proc.stdout.read()
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    reader.join(timeout=10)
+    text = "".join(err)
+    assert proc.returncode == 130, text + stdout
+    assert "Ctrl-C: stopping Locust" in text and "interrupted (Ctrl-C) after" in text, text
+    assert "Traceback" not in text and "Aborted!" not in text, text
+    assert "request" in stdout and "not run (stopped by Ctrl-C" in stdout, stdout  # the table, with its figures
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] and summary["wall_s"] < 50
+    assert sum(r["requests"] for r in summary["requests"].values()) > 0
+    assert summary["checks"]["scenario_checks"]["not_run"].startswith("stopped by Ctrl-C")
+    left = subprocess.run(["pgrep", "-f", str(out)], capture_output=True, text=True).stdout.split()
+    assert left == [], f"processes of the run still running: {left}"
+
+
+def test_the_users_own_p99_limit_fails_the_run_by_name(tmp_path):
+    from click.testing import CliRunner
+
+    from testbed.cli import main
+
+    out = tmp_path / "out"
+    # no request answers within a microsecond; none fails
+    result = CliRunner().invoke(main, ["load", "run", "throttling", "--users", "3", "--duration", "3",
+                                       "--check-p99-ms", "0.001", "--check-failure-ratio", "0", "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    assert "FAILED 1 of" in result.output and re.search(r"p99_within_limit: p99_ms [0-9.]+, limit_ms 0.001",
+                                                         result.output), result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["checks"]["failure_ratio_within_limit"]["ok"]
+    assert summary["checks"]["p99_within_limit"]["p99_ms"] == summary["requests_total"]["p99_ms"] > 0
+    assert summary["requests_total"]["requests"] == sum(r["requests"] for r in summary["requests"].values())
+
+
+def test_locust_and_the_service_stop_when_load_run_is_killed(tmp_path):
+    """Locust runs in a session of its own (Ctrl-C reaches it only through testbed): a SIGKILL of
+    `testbed load run` alone must still leave nothing running."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from testbed.deadline import Deadline
+
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "testbed.cli", "load", "run", "throttling", "--users", "3",
+                             "-t", "60", "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        for line in proc.stderr:  # bounded: the run's own hard limit, and the wait below
+            if "elapsed" in line and " 0 requests" not in line:
+                break
+        running = subprocess.run(["pgrep", "-f", str(out)], capture_output=True, text=True).stdout.split()
+        assert len(running) >= 2, running  # Locust and the service
+        proc.kill()  # testbed alone, not its group
+        proc.wait(timeout=10)
+        gone = Deadline(30)
+        while running and not gone.expired:
+            running = subprocess.run(["pgrep", "-f", str(out)], capture_output=True, text=True).stdout.split()
+            gone.sleep(0.2)
+        assert running == [], f"still running after testbed was killed: {running}"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        for pid in subprocess.run(["pgrep", "-f", str(out)], capture_output=True, text=True).stdout.split():
+            os.kill(int(pid), signal.SIGKILL)

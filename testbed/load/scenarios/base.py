@@ -46,6 +46,11 @@ class RunOptions:
     allow_remote_service: bool = False
     #: run this locustfile instead of the scenario's (the ``custom`` scenario needs one)
     locustfile: Path | None = None
+    #: users started per second (Locust's --spawn-rate); 0: all at once
+    spawn_rate: float = 0.0
+    #: the user's own limits, checked after the run with the scenario's (None: no such check)
+    max_p99_ms: float | None = None
+    max_failure_ratio: float | None = None
 
 
 def say(opts: RunOptions, msg: str) -> None:
@@ -115,6 +120,8 @@ class LoadScenario:
     needs_pid: ClassVar[bool] = False
     #: the locustfile's load shape ends the run (no --run-time)
     uses_shape: ClassVar[bool] = False
+    #: any other ``--param KEY=VALUE`` is passed on to the locustfile (``CONTEXT.params``)
+    accepts_other_params: ClassVar[bool] = False
 
     def devices(self, users: int) -> int:
         """Devices to claim for ``users`` users."""

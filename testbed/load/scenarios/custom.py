@@ -35,6 +35,7 @@ class Custom(LoadScenario):
     duration = 20
     service_options = {"rate_limit": 0}
     params = device_params(crash_interval=1.0, intent=True)
+    accepts_other_params = True
 
     def resolve_params(self, given: dict[str, Any], users: int, duration: float, processes: int) -> dict[str, Any]:
         known = {p.name for p in self.params}

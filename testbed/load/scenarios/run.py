@@ -13,9 +13,9 @@ from typing import Any
 
 from testbed.contract.device_api import THROTTLE_LIMIT
 from testbed.load import counters as C
-from testbed.load import report
+from testbed.load import page, report
 from testbed.load.provision import check_service_url, provision
-from testbed.load.runner import SCENARIO_DIR, LocustPlan, write_private_json
+from testbed.load.runner import SCENARIO_DIR, LocustPlan, progress_interval, write_private_json
 from testbed.load.scenarios.base import (
     Figures,
     LoadScenario,
@@ -61,6 +61,10 @@ def plan_run(opts: RunOptions) -> tuple[LoadScenario, dict[str, Any], int, int]:
             raise ScenarioError("--service-url needs --control-token (the service's control API token)")
         if scenario.needs_pid and not opts.service_pid:
             raise ScenarioError(f"{scenario.name} measures the service's memory and sockets: give --service-pid")
+    if opts.spawn_rate < 0:
+        raise ScenarioError(f"--spawn-rate must be >= 0, got {opts.spawn_rate}")
+    if opts.spawn_rate and scenario.uses_shape:
+        raise ScenarioError(f"{scenario.name} ramps its users with its own load shape: drop --spawn-rate")
     locustfile_of(scenario, opts)
     processes = opts.workers or opts.remote_workers or 1
     users = scenario.users_for(users, processes)
@@ -107,6 +111,7 @@ def run_scenario(opts: RunOptions) -> dict[str, Any]:
             out_dir=out,
             config_path=config_path,
             users=users,
+            spawn_rate=opts.spawn_rate,
             run_time=None if scenario.uses_shape else duration,
             workers=opts.workers,
             hard_limit=duration + 120 + (600 if opts.remote_workers else 0),
@@ -114,6 +119,7 @@ def run_scenario(opts: RunOptions) -> dict[str, Any]:
             master_bind_host=opts.master_bind_host,
             master_port=opts.master_port,
             progress=lambda line: run.say(f"{scenario.name}: {line}"),
+            progress_every=progress_interval(duration),
         )
         scenario.prepare(run)
         run.say(f"{scenario.name}: {users} users for {duration:.0f} s"
@@ -147,6 +153,9 @@ def _summarize(scenario: LoadScenario, run: ScenarioRun, figures: Figures) -> di
     per_worker = C.per_key(figures.sums, C.WORKER_REQUESTS)
     if per_worker:  # master/worker runs: the requests each worker reported to the master
         summary["requests_per_worker"] = dict(sorted(per_worker.items()))
+    total = report.merged_summary(stats, "")
+    if total:
+        summary["requests_total"] = total
     uploads = report.merged_summary(stats, C.UPLOAD_PREFIX)
     if uploads:
         summary["uploads"] = uploads
@@ -154,10 +163,32 @@ def _summarize(scenario: LoadScenario, run: ScenarioRun, figures: Figures) -> di
         "locust_ran": {"ok": result.exit_code == 0 and sum(e["num_requests"] for e in stats) > 0,
                        "exit_code": result.exit_code},
     }
-    checks.update(scenario.check(run, figures, summary))
+    if result.interrupted:  # a partial run proves nothing either way: its figures, no verdict
+        summary["interrupted"] = True
+        checks["scenario_checks"] = {"ok": False, "not_run": f"stopped by Ctrl-C after {result.wall_seconds:.0f} s"}
+    else:
+        checks.update(scenario.check(run, figures, summary))
+        checks.update(limit_checks(run.opts, total))
     summary["checks"] = checks
     summary["ok"] = all(c.get("ok") for c in checks.values())
     return summary
+
+
+def limit_checks(opts: RunOptions, total: dict[str, Any] | None) -> dict[str, Any]:
+    """The user's own limits (``--check-p99-ms``, ``--check-failure-ratio``) over all requests together."""
+    checks: dict[str, Any] = {}
+    n = int(total["requests"]) if total else 0
+    if opts.max_p99_ms is not None:
+        p99 = total.get("p99_ms") if total else None
+        checks["p99_within_limit"] = {"ok": p99 is not None and p99 <= opts.max_p99_ms, "p99_ms": p99,
+                                      "limit_ms": opts.max_p99_ms}
+    if opts.max_failure_ratio is not None:
+        ratio = int(total["failures"]) / n if total and n else None
+        checks["failure_ratio_within_limit"] = {
+            "ok": ratio is not None and ratio <= opts.max_failure_ratio,
+            "failure_ratio": None if ratio is None else round(ratio, 4),
+            "failures": int(total["failures"]) if total else 0, "requests": n, "limit": opts.max_failure_ratio}
+    return checks
 
 
 def write_summary_html(out: Path, summary: dict[str, Any]) -> None:
@@ -167,16 +198,19 @@ def write_summary_html(out: Path, summary: dict[str, Any]) -> None:
     # many names (the deadline scenario's phases) make an unreadable chart: keep the busiest six
     busiest = sorted(named, key=lambda k: -(named[k][-1]["count"] if named[k] else 0))[:6]
     charts = [
-        report.svg_chart("Users", "users", {"users": [(r["t"], r["users"]) for r in history.get("Aggregated", [])]}),
-        report.svg_chart("Requests per second", "req/s", {k: report.interval_rates(named[k]) for k in busiest}),
-        report.svg_chart("p99 latency (Locust's 10 s window)", "ms",
-                         {k: [(r["t"], r["p99"]) for r in named[k]] for k in busiest}),
+        page.svg_chart("Simulated devices running", "users",
+                       {"users": [(r["t"], r["users"]) for r in history.get("Aggregated", [])]}),
+        page.svg_chart("Throughput per request kind", "requests per second",
+                       {k: report.interval_rates(named[k]) for k in busiest}),
+        page.svg_chart("Latency per request kind: p99 over Locust's last 10 s", "p99 response time (ms)",
+                       {k: [(r["t"], r["p99"]) for r in named[k]] for k in busiest}),
     ]
     checks = summary.get("checks", {})
     title = f"testbed load run {summary['scenario']}: " + (
-        "all checks passed" if summary.get("ok")
+        "interrupted (Ctrl-C): figures until then, checks not run" if summary.get("interrupted")
+        else "all checks passed" if summary.get("ok")
         else "FAILED " + ", ".join(k for k, c in checks.items() if not c.get("ok")))
-    report.write_html(out / "summary.html", title, summary, charts, {"Locust report": "locust.html"})
+    page.write_html(out / "summary.html", title, summary, charts, {"Locust report": "locust.html"})
 
 
 def _open_service(scenario: LoadScenario, opts: RunOptions, out: Path) -> ServiceHandle:
