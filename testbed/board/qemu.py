@@ -184,7 +184,12 @@ class QemuBoard:
             filename = next(c["filename"] for c in chardevs if c["label"] == "con0")
             self.console_path = filename.removeprefix("pty:")
             url = self.console_path
-        self.console = Console(url, log_path=self.log_path, name=self.name)
+        try:
+            self.console = Console(url, log_path=self.log_path, name=self.name)
+        except OSError:  # pyserial's SerialException is one
+            if not self.qemu.running:  # it read a bad state file and left after QMP answered
+                raise qemu_process.QemuExited(f"{self.name}: QEMU exited before its console was opened") from None
+            raise
 
     def _qemu_stderr(self) -> str:
         return self.qemu.stderr()
