@@ -55,6 +55,13 @@ def spool_count(board) -> int:
     return int(out.strip().splitlines()[-1])
 
 
+def wait_spooled(board, files: int = 2, timeout: float = 10) -> None:
+    """The reporter writes the spool just after it told the app manager (the restart comes first)."""
+    deadline = Deadline(timeout)
+    while spool_count(board) != files:
+        assert not deadline.expired, "the failed dump was not spooled"
+
+
 def test_opted_out_crash_sends_nothing(board, tap, claimed_device, device_group, support_client):
     device = claimed_device(device_group(allow_crash_dumps=False))
     provision(board, tap, device)
@@ -112,10 +119,7 @@ def test_link_down_restarts_promptly_and_spools(board, tap, claimed_device, devi
     assert fail["reason"] in ("connect", "timeout")
     assert int(restart["after_ms"]) <= 5400
     assert restart.monotonic - t0 <= RESTART_LIMIT_S + 1.0  # includes the console round trip
-    # the dump and its metadata, for the next sync (written just after the restart)
-    deadline = Deadline(10)
-    while spool_count(board) != 2:
-        assert not deadline.expired, "the failed dump was not spooled"
+    wait_spooled(board)  # the dump and its metadata, for the next sync
     board.link_up()
     t1 = time.monotonic()
     out, code = board.console.run("syncd --now", timeout=20)
@@ -143,9 +147,7 @@ def test_hung_service_restart_at_the_deadline(board, tap, claimed_device, device
     assert restart.monotonic - crash_ev.monotonic <= RESTART_LIMIT_S
     # the timed-out dump is kept (written just after the restart) and sent after the next sync with
     # the upload id of its first attempt
-    deadline = time.monotonic() + 10
-    while spool_count(board) != 2:
-        assert time.monotonic() < deadline, "the timed-out dump was not spooled"
+    wait_spooled(board)
     t1 = time.monotonic()
     out, code = board.console.run("syncd --now", timeout=20)
     assert code == 0, out
@@ -235,7 +237,7 @@ def test_disabling_empties_the_spool_and_sends_nothing(board, tap, claimed_devic
     t0 = crash(board, "--mode segv --heap-kib 16")
     board.wait_for_event("upload-fail", since=t0, timeout=10)
     board.wait_for_event("app-restart", since=t0, timeout=10)
-    assert spool_count(board) == 2
+    wait_spooled(board)
     tenant_admin.update_device_group(device.tenant_id, group["Id"], AllowCrashDumpsCollection=False)
     board.link_up()
     out = board.console.run_check("syncd --now", timeout=20)
