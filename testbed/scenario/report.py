@@ -32,7 +32,7 @@ h1{margin-bottom:.2em} h2{border-bottom:2px solid #eee;padding-bottom:.2em;margi
 .badge{padding:.1em .5em;border-radius:3px;font-weight:bold;font-size:.9em}
 table{border-collapse:collapse;width:100%;margin:.5em 0;font-size:.9em}
 th,td{border:1px solid #ddd;padding:.25em .5em;text-align:left;vertical-align:top}
-th{background:#f6f6f6} td.num{text-align:right;font-variant-numeric:tabular-nums}
+th{background:#f6f6f6} td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 pre{background:#f8f8f8;border:1px solid #eee;padding:.5em;overflow:auto;max-height:30em;font-size:.8em}
 .err{background:#fdecea;border:1px solid #d62728;padding:.5em;white-space:pre-wrap}
 details{margin:.4em 0} summary{cursor:pointer} .muted{color:#777}
