@@ -153,6 +153,9 @@ class ScenarioRun:
     def wait_any(self, board: str, names: tuple[str, ...], since: int, timeout: float) -> Any:
         return self.waits.wait_any(board, names, since, timeout)
 
+    def settle(self, boards: list[str], timeout: float) -> None:
+        self.waits.settle([b for b in boards if b in self.boards], timeout)
+
     def wait_events(self, board: str, event: str, where: dict[str, str] | None, count: int, timeout: float) -> None:
         self.waits.wait_events(board, event, where, count, timeout)
 
