@@ -185,7 +185,8 @@ def clock_rows(result: ScenarioResult) -> list[dict[str, Any]]:
     for i in result.intervals:
         opened, closed = _OPEN_CLOSE.get(i.kind, (BANDS.get(i.kind, ("", i.kind))[1], f"{i.kind} ends"))
         who = f" ({i.board})" if i.board else ""
-        marks.append((i.start, f"{opened} {i.label}".strip() + who))
+        until = "" if i.end is not None else ", until the end"  # the run stopped before it was undone
+        marks.append((i.start, f"{opened} {i.label}".strip() + who + until))
         if i.end is not None:
             marks.append((i.end, closed + who))
     names = [b.name for b in result.boards]

@@ -321,9 +321,7 @@ class ScenarioRun:
                     res.error = f"{type(exc).__name__}: {exc}\n" + "".join(traceback.format_exc(limit=-4))
                 self.assess.rest(self._stop, self._evidence_after_stop)
             finally:
-                for interval in list(self._open.values()):
-                    interval.end = self.now()
-                self._open.clear()
+                self._open.clear()  # a fault still on at the end keeps end None: "until the end", not a link up
                 try:
                     self.cpu.attach(res, {b: self.board_events(b) for b in self.sc.boards}, self.now())
                 except Exception as exc:  # noqa: BLE001 (figures are evidence, not the verdict)
