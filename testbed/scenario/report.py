@@ -29,7 +29,7 @@ body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1000px;color:#
 h1{margin-bottom:.2em} h2{border-bottom:2px solid #eee;padding-bottom:.2em;margin-top:2em}
 .pass{color:#fff;background:#2ca02c}.fail{color:#fff;background:#d62728}.inconclusive{color:#222;background:#f0c419}
 .not-evaluated{color:#fff;background:#888}
-.badge{padding:.1em .5em;border-radius:3px;font-weight:bold;font-size:.9em}
+.badge{padding:.1em .5em;border-radius:3px;font-weight:bold;font-size:.9em;white-space:nowrap}
 table{border-collapse:collapse;width:100%;margin:.5em 0;font-size:.9em}
 th,td{border:1px solid #ddd;padding:.25em .5em;text-align:left;vertical-align:top}
 th{background:#f6f6f6} td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
