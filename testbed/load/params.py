@@ -8,6 +8,7 @@ shows them with their defaults.
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -96,7 +97,11 @@ def resolve(scenario: str, declared: Iterable[Param], given: Mapping[str, Any]) 
     by_name = {p.name: p for p in declared}
     unknown = sorted(set(given) - set(by_name))
     if unknown:
-        raise ParamError(f"unknown parameter(s) for {scenario}: {', '.join(unknown)}; "
+        named = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, list(by_name), n=1, cutoff=0.6)
+            named.append(f"{key} (did you mean {close[0]}?)" if close else key)
+        raise ParamError(f"unknown parameter(s) for {scenario}: {', '.join(named)}; "
                          f"known: {', '.join(sorted(by_name))}")
     out = {name: p.default for name, p in by_name.items()}
     for name, value in given.items():

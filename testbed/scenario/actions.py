@@ -71,11 +71,16 @@ class Sync(Action):
         ctx.fan_out(self.boards, sync)
 
 
+#: At most this long a warp waits for the outcomes of crashes before it (the 5 s deadline and a margin).
+WARP_SETTLE_SECONDS = 8.0
+
+
 @action("crash", needs={Capability.COMMANDS}, shorthand="boards")
 @dataclass(kw_only=True)
 class Crash(Action):
-    """make an app crash on the boards now (retried while a just-restarted app does not listen yet); heap_kib:
-    fill that much heap first, so the dump is bigger; id: crash as a different bug, so a different signature"""
+    """make an app crash on the boards now (retried while a just-restarted app does not listen yet; done when the
+    board reports the crash); heap_kib: fill that much heap first, so the dump is bigger; id: crash as a
+    different bug, so a different signature"""
 
     boards: list[str] = arg(Boards())
     app: str = arg(App(), "crashapp")
@@ -94,8 +99,13 @@ class Crash(Action):
         def crash(b: str) -> None:
             deadline = Deadline(timeout)
             while True:
+                mark = ctx.event_mark(b)
                 out, code = ctx.firmware(b).crash(self.app, self.mode, self.heap_kib, self.id, timeout=timeout)
                 if code == 0:
+                    # the command only signals the app: the step is done when the board says it crashed, so
+                    # the next step (a warp, a link cut) comes after the crash, as the timeline reads
+                    if Capability.EVENTS in ctx.board(b).capabilities:
+                        ctx.wait_any(b, (EventName.CRASH,), mark, max(deadline.remaining_or(timeout), 1.0))
                     return
                 if NO_RUNNING_APP not in out or deadline.expired:
                     raise StepFailed(f"{b}: crashing {self.app} ({self.mode}) exited {code}: {out.strip()[-300:]}")
@@ -234,8 +244,8 @@ class ServiceClear(Action):
 @action("warp", needs={Capability.CLOCK}, shorthand="by")
 @dataclass(kw_only=True)
 class Warp(Action):
-    """move the service's clock (retention sweeps at once) and the boards' clocks forward (the report draws the
-    jump with what each clock read after it)"""
+    """move the service's clock (retention sweeps at once) and the boards' clocks forward, once the crashes before
+    it have their outcome and restart (a bounded wait); the report draws the jump with what each clock read after it"""
 
     by: float = arg(Duration())
     service: bool = arg(Bool(), True)
@@ -245,6 +255,9 @@ class Warp(Action):
         return None if self.service else set(self.boards)
 
     def run(self, ctx: StepContext) -> None:
+        # a crash just before the warp is handled first on the clocks it happened under (its sync still
+        # valid, its upload dated then), not decided after the jump (a stale-sync skip for a crash "before")
+        ctx.settle(ctx.scenario.boards if self.service else self.boards, WARP_SETTLE_SECONDS)
         dates: dict[str, float] = {}
         if self.service:
             answer = ctx.control.advance_clock(self.by)

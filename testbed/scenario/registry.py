@@ -38,6 +38,15 @@ if TYPE_CHECKING:
     from testbed.scenario.steps import StepContext
 
 
+def _missing(key: str, spec: FieldSpec, scope: Scope) -> str:
+    """The message for a required field left out; for boards, what to write."""
+    if not isinstance(spec.kind, Boards):
+        return "missing (required)"
+    examples = ["`all`", *(f"a fleet (`{f}`)" for f in list(scope.fleet)[:1]),
+                *(f"a board (`{b}`)" for b in scope.boards[:1])]
+    return f"missing (required): write `{key}:` with {', '.join(examples)} or a list of those"
+
+
 class Op:
     """What an action and an expectation share: typed fields, a name, a help text."""
 
@@ -80,7 +89,7 @@ class Op:
                     errors.append(FieldError(str(exc), key + ("." + exc.field if exc.field else "")))
             elif spec.required:
                 if required:
-                    errors.append(FieldError("missing (required)", key))
+                    errors.append(FieldError(_missing(key, spec, scope), key))
             elif isinstance(spec.kind, Boards) and spec.default == ALL_BOARDS:
                 kwargs[spec.attr] = scope.boards
         return kwargs, errors

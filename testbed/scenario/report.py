@@ -29,10 +29,10 @@ body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1000px;color:#
 h1{margin-bottom:.2em} h2{border-bottom:2px solid #eee;padding-bottom:.2em;margin-top:2em}
 .pass{color:#fff;background:#2ca02c}.fail{color:#fff;background:#d62728}.inconclusive{color:#222;background:#f0c419}
 .not-evaluated{color:#fff;background:#888}
-.badge{padding:.1em .5em;border-radius:3px;font-weight:bold;font-size:.9em}
+.badge{padding:.1em .5em;border-radius:3px;font-weight:bold;font-size:.9em;white-space:nowrap}
 table{border-collapse:collapse;width:100%;margin:.5em 0;font-size:.9em}
 th,td{border:1px solid #ddd;padding:.25em .5em;text-align:left;vertical-align:top}
-th{background:#f6f6f6} td.num{text-align:right;font-variant-numeric:tabular-nums}
+th{background:#f6f6f6} td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 pre{background:#f8f8f8;border:1px solid #eee;padding:.5em;overflow:auto;max-height:30em;font-size:.8em}
 .err{background:#fdecea;border:1px solid #d62728;padding:.5em;white-space:pre-wrap}
 details{margin:.4em 0} summary{cursor:pointer} .muted{color:#777}
@@ -185,7 +185,8 @@ def clock_rows(result: ScenarioResult) -> list[dict[str, Any]]:
     for i in result.intervals:
         opened, closed = _OPEN_CLOSE.get(i.kind, (BANDS.get(i.kind, ("", i.kind))[1], f"{i.kind} ends"))
         who = f" ({i.board})" if i.board else ""
-        marks.append((i.start, f"{opened} {i.label}".strip() + who))
+        until = "" if i.end is not None else ", until the end"  # the run stopped before it was undone
+        marks.append((i.start, f"{opened} {i.label}".strip() + who + until))
         if i.end is not None:
             marks.append((i.end, closed + who))
     names = [b.name for b in result.boards]

@@ -153,6 +153,9 @@ class ScenarioRun:
     def wait_any(self, board: str, names: tuple[str, ...], since: int, timeout: float) -> Any:
         return self.waits.wait_any(board, names, since, timeout)
 
+    def settle(self, boards: list[str], timeout: float) -> None:
+        self.waits.settle([b for b in boards if b in self.boards], timeout)
+
     def wait_events(self, board: str, event: str, where: dict[str, str] | None, count: int, timeout: float) -> None:
         self.waits.wait_events(board, event, where, count, timeout)
 
@@ -318,9 +321,7 @@ class ScenarioRun:
                     res.error = f"{type(exc).__name__}: {exc}\n" + "".join(traceback.format_exc(limit=-4))
                 self.assess.rest(self._stop, self._evidence_after_stop)
             finally:
-                for interval in list(self._open.values()):
-                    interval.end = self.now()
-                self._open.clear()
+                self._open.clear()  # a fault still on at the end keeps end None: "until the end", not a link up
                 try:
                     self.cpu.attach(res, {b: self.board_events(b) for b in self.sc.boards}, self.now())
                 except Exception as exc:  # noqa: BLE001 (figures are evidence, not the verdict)

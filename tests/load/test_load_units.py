@@ -172,6 +172,7 @@ def test_unknown_scenario_parameters_are_refused(tmp_path):
     result = CliRunner().invoke(load, ["run", "fleet", "--param", "sync_perod=30", "--out", str(tmp_path / "o")])
     assert result.exit_code != 0
     assert "sync_perod" in result.output and "sync_period" in result.output
+    assert "sync_perod (did you mean sync_period?)" in result.output
 
 
 def test_bench_bottleneck_verdicts():

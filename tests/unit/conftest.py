@@ -49,7 +49,9 @@ class FakeFirmware:
     link_up: bool = True
     clock_offset: float = 0.0
     restart_s: float = 0.0  # how long (really) the app manager takes to restart the app after its crash
+    crash_after_s: float = 0.0  # > 0: the crash command returns at once, the app crashes this long after
     commands: list[str] = field(default_factory=list)
+    command_at: list[float] = field(default_factory=list)  # monotonic time of each command
     spool: list[dict[str, str]] = field(default_factory=list)  # dumps kept after an upload-fail: app, sig, upload_id
 
     def client(self) -> DeviceClient:
@@ -57,6 +59,7 @@ class FakeFirmware:
 
     def run(self, cmd: str, timeout: float = 30) -> tuple[str, int]:
         self.commands.append(cmd)
+        self.command_at.append(time.monotonic())
         argv = shlex.split(cmd)
         opts = {argv[i]: argv[i + 1] for i in range(1, len(argv) - 1) if argv[i].startswith("--")}
         if argv[0] == "date":
@@ -74,6 +77,10 @@ class FakeFirmware:
         if argv[0] == "syncd":
             return self.sync()
         if argv[0] == "crashapp":
+            if self.crash_after_s > 0:  # as the real app: signalled now, crashing (and reported) a moment later
+                args = (opts["--app"], opts.get("--id", ""))
+                threading.Timer(self.crash_after_s, self.crash, args).start()
+                return "", 0
             return self.crash(opts["--app"], opts.get("--id", ""))
         return f"{argv[0]}: not found", 127
 
@@ -228,8 +235,10 @@ class FakeFactory:
     """A board factory that says what its boards can do before making them."""
 
     def __init__(self, capabilities: dict[str, frozenset[Capability]] | None = None, *,
-                 starved: dict[str, float] | None = None, restart_s: float = 0.0) -> None:  # fmt: skip
+                 starved: dict[str, float] | None = None, restart_s: float = 0.0,
+                 crash_after_s: float = 0.0) -> None:  # fmt: skip
         self.caps = capabilities or {}
+        self.crash_after_s = crash_after_s
         self.starved = starved or {}  # board -> share of time it waits for a CPU (measured boards)
         self.restart_s = restart_s
         self.made: dict[str, FakeBoard] = {}
@@ -244,6 +253,7 @@ class FakeFactory:
         share = self.starved.get(name)
         board = FakeBoard(name, self.capabilities_for(name), FakeHostCpu(share) if share is not None else None)
         board.fw.restart_s = self.restart_s
+        board.fw.crash_after_s = self.crash_after_s
         firmware_of(board).provision(Identity.for_port(device_id, secret, port))
         self.made[name] = board
         return board

@@ -91,6 +91,28 @@ def test_a_restart_of_an_earlier_crash_is_not_taken_for_the_new_ones(tmp_path, f
     assert "step 6" in res.error and "2 new app-restart" in res.error
 
 
+def test_a_crash_before_a_warp_is_handled_on_the_clocks_it_happened_under(tmp_path, fake_factory):
+    # the crash command only signals the app; its crash, upload and restart come later. `crash` then
+    # `warp` (no wait between, as a user writes "crash while cut off, three days pass") must not move
+    # the clocks while the crash is being reported: the crash step ends at the crash event, the warp
+    # first waits for the crash's outcome and restart.
+    factory = fake_factory(crash_after_s=0.3, restart_s=0.2)
+    data = {**STORY, "fleet": {"on": STORY["fleet"]["on"]},
+            "steps": [{"sync": "all"}, {"link_down": "all"}, {"crash": "all"}, {"warp": "72h"},
+                      {"link_up": "all"}, {"sync": "all"},
+                      {"wait": {"boards": "on-1", "event": "upload-ok", "timeout": "5s"}}],
+            "expect": [{"dump_stored": {"count": 1}}]}  # fmt: skip
+    res = run(data, factory, tmp_path).result
+    assert not res.error, res.error
+    fw = factory.made["on-1"].fw
+    events = {e.name: e.monotonic for e in factory.made["on-1"].events}
+    warped_at = next(t for c, t in zip(fw.commands, fw.command_at, strict=True) if "date -s @$((" in c)
+    crash_step, warp_step = res.steps[2], res.steps[3]
+    assert crash_step.text.startswith("crash") and warp_step.text.startswith("warp")
+    assert events["crash"] < warped_at and events["upload-fail"] < warped_at and events["app-restart"] < warped_at
+    assert [e.passed for e in res.expectations] == [True]
+
+
 def test_a_step_a_board_cannot_do_is_refused_before_any_board_is_made(tmp_path, fake_factory):
     no_link = frozenset(Capability) - {Capability.LINK}
     factory = fake_factory({"off-1": no_link})

@@ -184,6 +184,11 @@ def test_what_the_clocks_read_before_and_after_a_warp():
     assert after["remote-1"] == pytest.approx(T0 + 5.0 + 72 * 3600 + 1)  # as the board said it
     rows = clock_rows(res)
     assert [r["what"] for r in rows] == ["start", "link down (remote-1)", "clock warp +3 d", "link up (remote-1)"]
+    # a run that stopped with the link still down: no "link up" the scenario never did
+    for i in res.intervals:
+        if i.kind == "link-down":
+            i.end = None
+    assert [r["what"] for r in clock_rows(res)] == ["start", "link down (remote-1), until the end", "clock warp +3 d"]
     assert rows[0]["boards"] == rows[0]["service"] == date(T0)
     assert rows[2]["service"] == date(T0 + 4.5 + 72 * 3600) and rows[2]["boards"] == date(T0 + 4.5 + 72 * 3600 + 1)
 
