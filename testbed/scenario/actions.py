@@ -16,6 +16,7 @@ from testbed.contract.commands import CRASH_MODES
 from testbed.contract.events import EventName
 from testbed.deadline import Deadline
 from testbed.scenario.fields import (
+    ALL_BOARDS,
     App,
     Boards,
     Bool,
@@ -121,7 +122,7 @@ class Wait(Action):
     began; outcomes (upload-ok, upload-fail, dump-skipped) and restarts count only when they belong to a crash
     of that run, a retry's outcome from the spool (spooled=1) when its crash happened in this scenario"""
 
-    boards: list[str] = arg(Boards())
+    boards: list[str] = arg(Boards(), ALL_BOARDS)
     event: str = arg(Event())
     where: dict[str, str] | None = arg(Where(), None)
     count: int = arg(Int(1), 1)

@@ -161,3 +161,21 @@ def test_a_near_miss_of_the_other_sections_name_is_suggested_there(tmp_path):
     step, exp = [e for e in err.errors if e.line in (8, 10)]
     assert "unknown action (did you mean the expectation 'dump_stored', under `expect:`?)" in step.message
     assert "unknown expectation (did you mean the step 'link_down', under `steps:`?)" in exp.message
+
+
+def test_a_wait_without_boards_waits_on_every_board(tmp_path):
+    # the way a new user first writes it: `wait: {event: upload-ok}`
+    path = write(tmp_path, """\
+        groups:
+          DW100/Field: {allow_crash_dumps: true}
+        fleet:
+          field: {boards: 2, group: DW100/Field}
+        steps:
+          - wait: {event: upload-ok}
+          - wait: {boards: field-2, event: upload-ok}
+        expect:
+          - dumps: {count: 2}
+        """)
+    sc = load_scenario(path)
+    assert sc.steps[0].op.boards == ["field-1", "field-2"]
+    assert sc.steps[1].op.boards == ["field-2"]
