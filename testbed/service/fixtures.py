@@ -168,7 +168,7 @@ def device_group(tenant_admin: Client) -> Callable[..., dict[str, Any]]:
         **fields: Any,
     ) -> dict[str, Any]:
         if enabled is not None:
-            warnings.warn("device_group(allow_crash_dumps=) is deprecated: use allow_crash_dumps=",
+            warnings.warn("device_group(enabled=) is deprecated: use allow_crash_dumps=",
                           DeprecationWarning, stacklevel=2)  # fmt: skip
             allow_crash_dumps = enabled
         if product not in products:

@@ -156,7 +156,7 @@ def test_board_run_provisions_against_a_running_service(board_image, board_snaps
 
 def test_board_run_claims_a_device_into_a_group_and_provisions_it(board_image, board_snapshot, tenant_admin,
                                                                   device_group, service):
-    group = device_group(enabled=True)
+    group = device_group(allow_crash_dumps=True)
     result = subprocess.run(
         [*TESTBED, "board", "run", "--image", str(board_image.path), "--provision", service.url,
          "--device-group", group["Name"], "--token", tenant_admin.token, "syncd --now"],

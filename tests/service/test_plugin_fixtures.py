@@ -16,7 +16,7 @@ def test_allow_crash_dumps_is_the_groups_consent(device_group, tenant_admin):
 
 
 def test_enabled_is_a_deprecated_alias(device_group):
-    with pytest.warns(DeprecationWarning, match="allow_crash_dumps"):
+    with pytest.warns(DeprecationWarning, match=r"device_group\(enabled=\) is deprecated: use allow_crash_dumps="):
         group = device_group(enabled=True)
     assert group["AllowCrashDumpsCollection"] is True
 
