@@ -93,7 +93,7 @@ def test_good_file_loads_with_defaults_and_lines(tmp_path):
         ("group: DW100/Field, apps", "group: DW100/Fields, apps", 7, "fleet.eu.group", "did you mean 'DW100/Field'"),
         ("{mode: delay, delay: 8s}", "{mode: delay}", 14, "steps[4].service_fault.delay", "needs a delay"),
         ("  - at: 20s", "  - at: 20s\n    sync: all", 14, "steps[3].link_down", "one action per step"),
-        ("{boards: eu-1, event: upload-ok, timeout: 10s}", "{event: upload-ok}", 11, "steps[2].wait.boards",
+        ("{boards: eu-1, app: crashapp, mode: segv}", "{app: crashapp, mode: segv}", 10, "steps[1].crash.boards",
          "missing (required): write `boards:` with `all`, a fleet (`eu`), a board (`eu-1`)"),
     ],
 )
