@@ -26,17 +26,13 @@ def data_dir(tmp_path: Path) -> Path:
 
 def _insert_rows(data_dir: Path, signature: str, n: int) -> str:
     if n:
-        global _segment
-        _segment += 1
-        write_dumps(data_dir, [(uuid.uuid4().hex, b"x") for _ in range(n)], segment=_segment, signature=signature,
+        segment = len(list((data_dir / "blobs" / "EU").glob("*.seg"))) + 1
+        write_dumps(data_dir, [(uuid.uuid4().hex, b"x") for _ in range(n)], segment=segment, signature=signature,
                     created_at=int(time.time()) - 10)  # fmt: skip
     store = Store(data_dir / "service.db")
     tenant = store.get_meta("tenant")
     store.close()
     return tenant or ""
-
-
-_segment = 0
 
 
 def _upload(tenant: str, signature: str, body: bytes = b"blob") -> Upload:
