@@ -90,7 +90,9 @@ def recover(store: Store, segments: SegmentStore) -> Recovered:
         directory = segments.region_dir(region)
         changed = False
         for entry in sorted(os.scandir(directory), key=lambda e: e.name):
-            if not SEGMENT_NAME_RE.match(entry.name) or not entry.is_file():
+            if entry.is_dir(follow_symlinks=False):
+                continue  # not ours, and never a dump's bytes: left alone
+            if not SEGMENT_NAME_RE.match(entry.name) or not entry.is_file(follow_symlinks=False):
                 Path(entry.path).unlink()  # not ours: a crash's leftover or a stray file
                 out.other_files += 1
                 changed = True

@@ -106,6 +106,7 @@ def test_uncommitted_batch_and_stray_files_leave_nothing(data_dir: Path) -> None
     write_dumps(data_dir, [(uuid.uuid4().hex, blob())], committed=0)  # durable, but no row: never acknowledged
     (data_dir / "blobs" / "WestUS" / ".tmp-deadbeef").write_bytes(b"half")
     (data_dir / "blobs" / "EastUS" / "0123.gz").write_bytes(b"stray")
+    (data_dir / "blobs" / "EU" / "lost+found").mkdir()
     ingest = start(data_dir)
     try:
         assert [p for p in (data_dir / "blobs").rglob("*") if p.is_file()] == []
