@@ -22,7 +22,7 @@ from testbed.service import auth
 from testbed.service.errors import bad_request, conflict, error_response, not_found
 from testbed.service.faults import APIS, MODES, Fault
 from testbed.service.settings import effective
-from testbed.service.state import ServiceState, state_of
+from testbed.service.state import ServiceState, read_dump, state_of
 from testbed.service.store import ROLES
 from testbed.service.validation import check_fields, read_json, want_name, want_str
 
@@ -54,8 +54,8 @@ def evidence_json(row: sqlite3.Row) -> dict[str, Any]:
 
 
 async def settled(state: ServiceState) -> bool:
-    """Wait until every acknowledged dump exists as its blob file (written just after the 201)."""
-    return await asyncio.to_thread(state.ingest.wait_materialized, SETTLE_TIMEOUT)
+    """Wait until the writer has finished every upload handed to it so far."""
+    return await asyncio.to_thread(state.ingest.wait_written, SETTLE_TIMEOUT)
 
 
 class Tenants(HTTPEndpoint):
@@ -197,10 +197,10 @@ class Stats(HTTPEndpoint):
                 "stored": ingest.stored,
                 "maxBatch": ingest.max_batch_seen,
                 "writerBusySeconds": round(ingest.busy_seconds, 3),
-                "flushed": ingest.flushed,
+                "segmentsDropped": ingest.segments_dropped,
                 "lockWaitSeconds": round(ingest.lock_wait_seconds, 3),
                 "commitSeconds": round(ingest.commit_seconds, 3),
-                "journalsAtStart": ingest.journals_at_start,
+                "recoveredAtStart": ingest.recovered.to_json(),
                 "repeats": ingest.repeats,
             }
         )
@@ -226,7 +226,7 @@ class DumpBlob(HTTPEndpoint):
         row = state.store.dump(dump_id)
         data = None
         if row is not None:
-            data = await state.ingest.blobs.read_settled(row["blob"], state.ingest.wait_materialized)
+            data = await read_dump(state, row)
         if data is None:
             raise not_found(f"No crash dump {dump_id}.")
         return Response(data, media_type=device_api.GZIP_CONTENT_TYPE)
@@ -234,11 +234,12 @@ class DumpBlob(HTTPEndpoint):
 
 class Storage(HTTPEndpoint):
     async def get(self, request: Request) -> Response:
-        """What each region's store physically holds (files on disk, not rows)."""
+        """What each region's store physically holds (records in its segment files, not rows)."""
         auth.control(request)
         state = state_of(request)
         await settled(state)
-        return JSONResponse({"regions": await asyncio.to_thread(state.ingest.blobs.storage)})
+        refs = state.store.segment_refs()
+        return JSONResponse({"regions": await asyncio.to_thread(state.ingest.segments.storage, refs)})
 
 
 class Config(HTTPEndpoint):

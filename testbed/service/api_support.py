@@ -13,7 +13,7 @@ from starlette.routing import Route
 from testbed.contract import device_api
 from testbed.service.auth import support_principal
 from testbed.service.errors import bad_request, not_found
-from testbed.service.state import state_of
+from testbed.service.state import read_dump, state_of
 from testbed.service.validation import digits
 
 REASON_HEADER = "X-Support-Reason"
@@ -72,7 +72,7 @@ class Crashdump(HTTPEndpoint):
         row = state.store.dump(dump_id)
         if row is None:
             raise not_found(f"No crash dump {dump_id}.")
-        data = await state.ingest.blobs.read_settled(row["blob"], state.ingest.wait_materialized)
+        data = await read_dump(state, row)
         if data is None:
             raise not_found(f"No crash dump {dump_id} (removed by retention).")
         return Response(

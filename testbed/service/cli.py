@@ -71,6 +71,7 @@ def run(
     **settings: object,
 ) -> None:
     """Run the service in the foreground until interrupted."""
+    from testbed.service.recovery import DataDirError
     from testbed.service.server import HostError, serve
     from testbed.service.settings import BY_KEYWORD, ServiceConfig
 
@@ -94,7 +95,7 @@ def run(
             log_level=log_level,
             parent_pid=parent_pid,
         )
-    except HostError as exc:
+    except (HostError, DataDirError) as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:  # Ctrl-C is how a user stops it: not an error
         click.echo("testbed service stopped", err=True)

@@ -8,23 +8,21 @@ pending at the moment it wakes up (a batch), and for the batch:
    device's group and the throttle count of the signature (counting the ones
    accepted earlier in the same batch), so exactly N dumps of a signature are
    ever stored, however many arrive at once;
-3. appends the accepted blobs of each region to one journal file in that
-   region's store (:mod:`.journal`) and fsyncs it: one fsync per region per
-   batch, not per upload;
+3. appends the accepted blobs of each region to that region's active segment
+   (:mod:`.segments`: one write and one ``fdatasync`` per region per batch);
 4. in one ``BEGIN IMMEDIATE`` transaction re-checks consent, inserts every
-   dump row and commits (one WAL fsync, ``synchronous=FULL``);
+   dump row (with its segment and offset) and commits (one WAL fsync,
+   ``synchronous=FULL``), in parallel with step 3;
 5. answers every request of the batch (one wake-up of the event loop).
 
-Then :mod:`.materialize` writes each blob as its own file and later makes it
-durable and drops the journals; at start :func:`.journal.recover` repairs what
-a crash left. Every SQL statement is the store's (:mod:`.store_dumps`).
+At start :func:`.recovery.recover` repairs what a crash left. Every SQL
+statement is the store's (:mod:`.store_dumps`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import itertools
 import logging
 import queue
 import threading
@@ -35,27 +33,16 @@ from typing import Any
 
 from testbed.contract.device_api import RETENTION_SECONDS
 from testbed.service.batch import answer_repeats, decide
-from testbed.service.blobs import REGIONS, BlobStore, write_durable
+from testbed.service.checkpoint import Checkpointer
 from testbed.service.checks import check_core
 from testbed.service.clock import Clock
 from testbed.service.errors import ApiError
-from testbed.service.journal import (
-    JOURNAL_PREFIX,
-    JOURNAL_SUFFIX,
-    journal_name,
-    journal_record,
-    leftover_journals,
-    read_journal,
-    recover,
-    remove_orphans,
-)
-from testbed.service.materialize import BlobFiles
+from testbed.service.recovery import Recovered, recover
+from testbed.service.segments import REGIONS, Placement, SegmentStore, record
 from testbed.service.store import Store
 from testbed.service.uploads import Kind, Outcome, Upload, region_for
 
 __all__ = [
-    "JOURNAL_PREFIX",
-    "JOURNAL_SUFFIX",
     "MAX_BATCH",
     "REGIONS",
     "RETENTION_SECONDS",
@@ -63,8 +50,6 @@ __all__ = [
     "Kind",
     "Outcome",
     "Upload",
-    "journal_record",
-    "read_journal",
     "region_for",
 ]
 
@@ -74,7 +59,7 @@ MAX_BATCH = 256
 
 
 class _Barrier:
-    """Passes the writer (after the batch it arrives with), then the materializer."""
+    """Passes the writer after the batch it arrives with."""
 
     def __init__(self) -> None:
         self.done = threading.Event()
@@ -95,12 +80,11 @@ class Ingest:
         clock: Clock,
         throttle_limit: int,
         retention: int = RETENTION_SECONDS,
-        flush_delay: float = 35.0,
         max_inflated: int | None = None,
         machines: tuple[str, ...] = ("arm",),
     ) -> None:
         self.data_dir = data_dir
-        self.blobs = BlobStore(data_dir / "blobs")
+        self.segments = SegmentStore(data_dir / "blobs")
         self.clock = clock
         self.throttle_limit = throttle_limit
         #: when set, the writer checks each body (capped gzip inflate, whole ELF core) before
@@ -109,14 +93,13 @@ class Ingest:
         self.max_inflated = max_inflated
         self.machines = machines
         self.retention = retention
-        self.blobs.make_dirs()
+        self.segments.make_dirs()
         self._queue: queue.Queue[Upload | _Sweep | _Barrier | None] = queue.Queue()
         self._store = Store(data_dir / "service.db")
-        self._store.disable_autocheckpoint()  # the flusher checkpoints
+        self._store.disable_autocheckpoint()  # the checkpointer checkpoints
         self._thread = threading.Thread(target=self._run, name="ingest-writer", daemon=True)
-        self.files = BlobFiles(data_dir / "service.db", flush_delay)
-        self._pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="journal")
-        self._journal_seq = itertools.count(int(time.time() * 1000))
+        self.checkpointer = Checkpointer(data_dir / "service.db")
+        self._pool = ThreadPoolExecutor(max_workers=len(REGIONS), thread_name_prefix="segment")
         self.batches = 0
         self.stored = 0
         self.max_batch_seen = 0
@@ -127,45 +110,34 @@ class Ingest:
         self.commit_seconds = 0.0
         #: uploads answered with the first answer of their upload id
         self.repeats = 0
-        #: journal files found at start (left by a crash; none after a clean stop)
-        self.journals_at_start = 0
+        #: what recovery repaired at start (nothing after a clean stop)
+        self.recovered = Recovered()
+        self.segments_dropped = 0
         #: (tenant, signature) pairs with at least ``throttle_limit`` stored dumps. Only the
         #: writer changes it (after each commit and sweep); the event loop reads it to skip a
         #: throttled upload before reading its body, instead of a SQLite count per request.
         #: The writer's own per-batch count stays the authority (exactly N per signature).
         self.throttled: frozenset[tuple[str, str]] = frozenset()
 
-    @property
-    def flushed(self) -> int:
-        return self.files.flushed
-
     # lifecycle ----------------------------------------------------------------
     def start(self) -> None:
-        self.journals_at_start = len(leftover_journals(self.blobs))
-        self.recover()
-        self.remove_orphans()
+        self.recovered = recover(self._store, self.segments)
         self._load_throttled()
         self._thread.start()
-        self.files.start()
+        self.checkpointer.start()
 
     def stop(self) -> None:
         self._queue.put(None)
         self._thread.join(timeout=30)
-        self.files.stop()
+        self.checkpointer.stop()
         self._pool.shutdown(wait=True)
+        self.segments.close()
         self._store.close()
 
-    def recover(self) -> int:
-        return recover(self._store, self.blobs)
-
-    def remove_orphans(self) -> int:
-        return remove_orphans(self._store, self.blobs)
-
-    def wait_materialized(self, timeout: float = 10.0) -> bool:
-        """Block until the writer has finished the uploads handed to it so far and every blob
-        it acknowledged exists as its file."""
+    def wait_written(self, timeout: float = 10.0) -> bool:
+        """Block until the writer has finished the uploads handed to it so far."""
         if not self._thread.is_alive():
-            return self.files.wait(timeout)
+            return True
         barrier = _Barrier()
         self._queue.put(barrier)
         return barrier.done.wait(timeout)
@@ -229,7 +201,7 @@ class Ingest:
                     log.exception("retention sweep failed")
                 sweep.done.set()
             for barrier in barriers:
-                self.files.barrier(barrier.done)
+                barrier.done.set()
             if stop:
                 return
 
@@ -264,36 +236,46 @@ class Ingest:
             valid.append(u)
         return valid
 
-    def _row(self, u: Upload, now: int) -> tuple[Any, ...]:
+    @staticmethod
+    def _row(u: Upload, now: int, where: tuple[str, int]) -> tuple[Any, ...]:
         return (
             u.dump_id, u.tenant_id, u.device_id, u.group_id, u.signature, u.region,
-            self.blobs.name(u.region, u.dump_id), len(u.body), u.inflated_size,
+            where[0], where[1], len(u.body), u.inflated_size,
             u.component_class, u.component_name, u.crash_time, now,
             u.upload_id, hashlib.sha256(u.body).hexdigest(),
         )  # fmt: skip
+
+    def _place(self, accepted: list[Upload], now: int, placements: list[Placement]) -> dict[str, tuple[str, int]]:
+        """Room in each region's active segment for the batch's records: appends what to
+        write to ``placements`` (also when it fails midway, so the caller can undo) and
+        returns each dump's (segment, offset)."""
+        where: dict[str, tuple[str, int]] = {}
+        for region in sorted({u.region for u in accepted}):
+            ups = [u for u in accepted if u.region == region]
+            placement, offsets = self.segments.place(region, [record(u.dump_id, u.body) for u in ups], now)
+            placements.append(placement)
+            for u, offset in zip(ups, offsets, strict=True):
+                where[u.dump_id] = (placement.segment.name, offset)
+        return where
 
     def _ingest(self, batch: list[Upload]) -> None:
         self.batches += 1
         self.max_batch_seen = max(self.max_batch_seen, len(batch))
         store = self._store
         outcomes: dict[str, Outcome] = {}
-        journals: list[Path] = []
+        placements: list[Placement] = []
         valid = self._check_bodies(batch, outcomes)
         try:
             decision = decide(store, valid, outcomes, self.throttle_limit)
             accepted, stored_before = decision.accepted, decision.stored_before
+            now = self.clock.now_int()
 
-            # blobs: one journal file per region, written and fsynced in parallel with the
-            # row commit below; the batch is answered only when all of them are durable.
-            pending_journals = []
-            for region in sorted({u.region for u in accepted}):
-                path = self.blobs.region_dir(region) / journal_name(next(self._journal_seq))
-                records = b"".join(journal_record(u.dump_id, u.body) for u in accepted if u.region == region)
-                journals.append(path)
-                pending_journals.append(self._pool.submit(write_durable, path, records))
+            # blobs: each region's records appended to its segment and synced, in parallel
+            # with the row commit below; the batch is answered only when all are durable.
+            where = self._place(accepted, now, placements)
+            pending = [self._pool.submit(p.segment.write_durable, p.offset, p.payload) for p in placements]
 
             # rows: one transaction, consent re-checked under the write lock
-            now = self.clock.now_int()
             t_lock = time.perf_counter()
             store.begin()
             self.lock_wait_seconds += time.perf_counter() - t_lock
@@ -306,25 +288,23 @@ class Ingest:
                         outcomes[u.dump_id] = Outcome(Kind.OPTOUT)
                         continue
                     kept.append(u)
-                store.insert_dumps([self._row(u, now) for u in kept])
+                store.insert_dumps([self._row(u, now, where[u.dump_id]) for u in kept])
                 t_commit = time.perf_counter()
                 store.commit()
                 self.commit_seconds += time.perf_counter() - t_commit
             except BaseException:
                 store.rollback()
-                for future in pending_journals:
-                    future.exception()  # wait, so the cleanup below sees every file
+                for future in pending:
+                    future.exception()  # wait, so the undo below cuts after every write
                 raise
-            try:
-                for future in pending_journals:
-                    future.result()
-            except BaseException:
-                # Rows committed but a journal is not durable: take the rows back
+            errors = [e for e in (future.exception() for future in pending) if e is not None]
+            if errors:
+                # Rows committed but a segment write is not durable: take the rows back
                 # (never acknowledged), then report the batch failed.
                 store.begin()
                 store.delete_dumps(u.dump_id for u in kept)
                 store.commit()
-                raise
+                raise errors[0]
             full: set[tuple[str, str]] = set()
             for u in kept:
                 outcomes[u.dump_id] = Outcome(Kind.STORED, u.dump_id, u.region)
@@ -339,39 +319,45 @@ class Ingest:
             answer_repeats(decision, outcomes)
             self.repeats += sum(1 for u in valid if outcomes[u.dump_id].repeat)
             self.version += 1
-            files = [
-                (self.blobs.tmp_path(u.region, u.dump_id), self.blobs.final_path(u.region, u.dump_id), u.body)
-                for u in kept
-            ]
-            self.files.write(files, journals)
         except Exception as exc:  # disk full, I/O error: nothing of this batch is kept
             log.exception("ingest batch failed")
             self.version += 1
-            for path in journals:
-                path.unlink(missing_ok=True)
+            self._undo(placements)
             for u in batch:
                 outcome = outcomes.get(u.dump_id)
                 if outcome is None or (outcome.kind == Kind.STORED and not outcome.repeat):
                     outcomes[u.dump_id] = Outcome(Kind.ERROR, detail=f"{type(exc).__name__}: {exc}")
         self._answer_all(batch, outcomes)
 
+    def _undo(self, placements: list[Placement]) -> None:
+        """Cut the segments back to before a failed batch (its records are no one's)."""
+        for p in placements:
+            try:
+                p.segment.undo(p.offset)
+            except OSError:  # recovery at the next start cuts the tail instead
+                log.exception("cannot cut segment %s back", p.segment.name)
+                self.segments.close_active(p.segment.name.split("/", 1)[0])
+
     def _sweep(self) -> int:
-        """Delete dumps older than the retention period: rows first, then their blobs."""
-        cutoff = self.clock.now_int() - self.retention
+        """Delete dumps older than the retention period: rows first, then every segment no
+        row refers to any more."""
+        now = self.clock.now_int()
+        cutoff = now - self.retention
         store = self._store
-        rows = store.expired(cutoff)
-        if not rows:
+        expired = store.expired(cutoff)
+        self.segments.retire_old(now)
+        if not expired:
             return 0
         store.begin()
         try:
-            store.delete_dumps(r["id"] for r in rows)
+            store.delete_dumps(expired)
             store.commit()
         except BaseException:
             store.rollback()
             raise
         self.version += 1
         self._load_throttled()
-        # The materializer deletes the files, after any write of them still queued.
-        self.files.delete([self.blobs.path(r["blob"]) for r in rows])
-        log.info("retention: removed %d dumps older than %d", len(rows), cutoff)
-        return len(rows)
+        dropped = self.segments.drop_unreferenced(store.referenced_segments())
+        self.segments_dropped += dropped
+        log.info("retention: removed %d dumps older than %d, %d segments", len(expired), cutoff, dropped)
+        return len(expired)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -12,6 +13,7 @@ from starlette.requests import Request
 from testbed.service.clock import Clock
 from testbed.service.faults import Faults
 from testbed.service.ingest import Ingest
+from testbed.service.recovery import check_layout
 from testbed.service.settings import ServiceConfig
 from testbed.service.store import Store
 
@@ -62,8 +64,9 @@ class ServiceState:
     @classmethod
     def open(cls, config: ServiceConfig) -> ServiceState:
         config.data_dir.mkdir(parents=True, exist_ok=True)
+        check_layout(config.data_dir)  # before the schema is made on an older database
         store = Store(config.data_dir / "service.db")
-        store.disable_autocheckpoint()  # the ingest flusher checkpoints
+        store.disable_autocheckpoint()  # the ingest's checkpointer checkpoints
         offset = store.get_meta("clock_offset")
         clock = Clock(float(offset) if offset else 0.0)
         ingest = Ingest(
@@ -104,3 +107,11 @@ def core_machines(config: ServiceConfig) -> tuple[str, ...]:
 
 def state_of(request: Request) -> ServiceState:
     return request.app.state.service
+
+
+async def read_dump(state: ServiceState, row: sqlite3.Row) -> bytes | None:
+    """A dump's bytes from its segment (durable before its 201, so there is nothing to wait
+    for); None when retention removed its segment after the row was read."""
+    return await asyncio.to_thread(
+        state.ingest.segments.read, row["segment"], row["seg_offset"], row["size"], row["id"]
+    )

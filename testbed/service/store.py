@@ -16,7 +16,6 @@ from typing import Any
 
 from testbed.service.store_dumps import DumpRows
 
-REGIONS = ("EU", "EastUS", "WestUS")
 ROLES = ("Administrator", "Contributor", "Reader", "Support")
 TENANT_ROLES = ("Administrator", "Contributor", "Reader")
 
@@ -57,7 +56,7 @@ CREATE INDEX IF NOT EXISTS devices_group ON devices (group_id);
 CREATE TABLE IF NOT EXISTS dumps (
     id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, device_id TEXT NOT NULL,
     group_id TEXT NOT NULL, signature TEXT NOT NULL, region TEXT NOT NULL,
-    blob TEXT NOT NULL, size INTEGER NOT NULL, inflated_size INTEGER NOT NULL,
+    segment TEXT NOT NULL, seg_offset INTEGER NOT NULL, size INTEGER NOT NULL, inflated_size INTEGER NOT NULL,
     component_class TEXT NOT NULL, component_name TEXT NOT NULL, crash_time INTEGER,
     created_at INTEGER NOT NULL, upload_id TEXT, sha256 TEXT
 );

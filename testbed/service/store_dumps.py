@@ -9,7 +9,7 @@ from typing import Any
 
 #: Columns of a new dump row, in the order of :meth:`DumpRows.insert_dumps`'s tuples.
 INSERT_COLUMNS = (
-    "id", "tenant_id", "device_id", "group_id", "signature", "region", "blob", "size",
+    "id", "tenant_id", "device_id", "group_id", "signature", "region", "segment", "seg_offset", "size",
     "inflated_size", "component_class", "component_name", "crash_time", "created_at",
     "upload_id", "sha256",
 )  # fmt: skip
@@ -136,16 +136,22 @@ class DumpRows:
         """Delete rows, inside the caller's transaction."""
         self.conn.executemany("DELETE FROM dumps WHERE id = ?", [(i,) for i in dump_ids])
 
-    # recovery and retention -------------------------------------------------------
-    def dump_blob(self, dump_id: str) -> str | None:
-        """The blob name (``<Region>/<id>.gz``) of a committed dump, or None."""
-        row = self.conn.execute("SELECT blob FROM dumps WHERE id = ?", (dump_id,)).fetchone()
-        return row["blob"] if row else None
+    # recovery, retention and the storage figures -----------------------------------
+    def segment_rows(self) -> list[sqlite3.Row]:
+        """(id, segment, seg_offset, size) of every dump: where its record is."""
+        return self.conn.execute("SELECT id, segment, seg_offset, size FROM dumps").fetchall()
 
-    def dump_blobs(self) -> list[sqlite3.Row]:
-        """(id, blob) of every dump."""
-        return self.conn.execute("SELECT id, blob FROM dumps").fetchall()
+    def segment_refs(self) -> dict[str, dict[int, str]]:
+        """segment -> {offset: dump id} of every dump."""
+        out: dict[str, dict[int, str]] = {}
+        for row in self.conn.execute("SELECT id, segment, seg_offset FROM dumps"):
+            out.setdefault(row["segment"], {})[row["seg_offset"]] = row["id"]
+        return out
 
-    def expired(self, cutoff: int) -> list[sqlite3.Row]:
-        """(id, blob) of every dump stored at or before ``cutoff``."""
-        return self.conn.execute("SELECT id, blob FROM dumps WHERE created_at <= ?", (cutoff,)).fetchall()
+    def referenced_segments(self) -> set[str]:
+        """The segments at least one dump's record is in."""
+        return {row["segment"] for row in self.conn.execute("SELECT DISTINCT segment FROM dumps")}
+
+    def expired(self, cutoff: int) -> list[str]:
+        """The ids of every dump stored at or before ``cutoff``."""
+        return [row["id"] for row in self.conn.execute("SELECT id FROM dumps WHERE created_at <= ?", (cutoff,))]

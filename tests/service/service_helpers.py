@@ -73,3 +73,38 @@ def seed_data_dir(data_dir: Path) -> Path:
     for region in ("EU", "EastUS", "WestUS"):
         (data_dir / "blobs" / region).mkdir(parents=True)
     return data_dir
+
+
+def write_dumps(
+    data_dir: Path,
+    dumps: list[tuple[str, bytes]],
+    *,
+    region: str = "EU",
+    segment: int = 1,
+    committed: int | None = None,
+    tail: bytes = b"",
+    signature: str | None = None,
+    created_at: int | None = None,
+) -> str:
+    """Put dumps on disk as the ingest writer does, in a seeded data dir: their records in one
+    segment of ``region`` (then ``tail``, e.g. a torn record), and the rows of the first
+    ``committed`` of them (all by default). Returns the segment's name."""
+    import hashlib
+
+    from testbed.service.segments import record
+    from testbed.service.store import Store
+
+    name = f"{region}/{segment:012d}.seg"
+    raw = b""
+    rows = []
+    store = Store(data_dir / "service.db")
+    tenant, group = store.get_meta("tenant"), store.get_meta("group")
+    for dump_id, data in dumps:
+        rows.append((dump_id, tenant, SEEDED_DEVICE, group, signature or new_signature(), region, name, len(raw),
+                     len(data), len(data), "App", "a", None, created_at or int(time.time()), None,
+                     hashlib.sha256(data).hexdigest()))  # fmt: skip
+        raw += record(dump_id, data)
+    (data_dir / "blobs" / name).write_bytes(raw + tail)
+    store.insert_dumps(rows[: len(rows) if committed is None else committed])
+    store.close()
+    return name

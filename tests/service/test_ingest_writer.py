@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from service_helpers import SEEDED_DEVICE, seed_data_dir
+from service_helpers import SEEDED_DEVICE, seed_data_dir, write_dumps
 
 from testbed.service.clock import Clock
 from testbed.service.ingest import Ingest, Outcome, Upload
@@ -25,17 +25,12 @@ def data_dir(tmp_path: Path) -> Path:
 
 
 def _insert_rows(data_dir: Path, signature: str, n: int) -> str:
+    if n:
+        segment = len(list((data_dir / "blobs" / "EU").glob("*.seg"))) + 1
+        write_dumps(data_dir, [(uuid.uuid4().hex, b"x") for _ in range(n)], segment=segment, signature=signature,
+                    created_at=int(time.time()) - 10)  # fmt: skip
     store = Store(data_dir / "service.db")
     tenant = store.get_meta("tenant")
-    for _ in range(n):
-        dump_id = uuid.uuid4().hex
-        store.conn.execute(
-            "INSERT INTO dumps (id, tenant_id, device_id, group_id, signature, region, blob, size, "
-            "inflated_size, component_class, component_name, crash_time, created_at) "
-            "VALUES (?, ?, ?, ?, ?, 'EU', ?, 1, 1, 'App', 'a', NULL, ?)",
-            (dump_id, tenant, DEVICE, store.get_meta("group"), signature, f"EU/{dump_id}.gz", int(time.time()) - 10),
-        )
-        (data_dir / "blobs" / "EU" / f"{dump_id}.gz").write_bytes(b"x")
     store.close()
     return tenant or ""
 

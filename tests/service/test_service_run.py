@@ -74,3 +74,20 @@ def test_ctrl_c_stops_the_service_cleanly_and_info_logs_each_request(tmp_path, l
         assert any('"GET /v2/no-such-thing HTTP/1.1" 404' in line for line in logged), both
     else:
         assert logged == [], both  # quiet by default
+
+
+def test_a_data_dir_of_the_per_file_blob_layout_is_refused_with_a_clear_error(tmp_path):
+    """No conversion: the service says what it found and what to do, changes nothing, exits 1."""
+    data = tmp_path / "data"
+    (data / "blobs" / "EU").mkdir(parents=True)
+    old_blob = data / "blobs" / "EU" / ("ab" * 16 + ".gz")
+    old_blob.write_bytes(b"\x1f\x8b old")
+    proc = subprocess.run(
+        [sys.executable, "-m", "testbed.cli", "service", "run", "--data-dir", str(data), "--port", "0"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "older per-file blob layout" in proc.stderr and "new --data-dir" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert old_blob.read_bytes() == b"\x1f\x8b old"
+    assert not (data / "service.db").exists()
