@@ -2,8 +2,8 @@
 
 A module that needs one imports its name from here (for click's ``envvar=``) or calls
 :func:`get`; nothing else in testbed reads ``os.environ`` for a ``TESTBED_*`` name.
-docs/settings.md is generated from :data:`SETTINGS`' help texts (``testbed doctor --settings``
-prints them).
+docs/settings.md's table is generated from :data:`SETTINGS`' help texts (:func:`write_docs`;
+tests/unit/test_settings_docs.py fails when it is stale).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ SETTINGS: dict[str, Setting] = {
         Setting(TOKEN, "a bearer token for the admin CLIs"),
         Setting(TENANT, "the tenant id or name for the admin CLIs"),
         Setting(CONTROL_TOKEN, "the control API token of a running service"),
-        Setting(DEVICE_SECRET, "a device's secret for `testbed service device-sync`-style commands"),
+        Setting(DEVICE_SECRET, "a claimed device's secret for `testbed board boot|run --provision URL --device-id ID` and `testbed service device-sync`"),
     )
 }
 
@@ -72,3 +72,39 @@ def get_float(name: str) -> float | None:
         return float(value)
     except ValueError:
         raise ValueError(f"{name}={value!r} is not a number") from None
+
+
+DOCS_BEGIN = "<!-- settings begin (generated from testbed/settings.py; do not edit) -->"
+DOCS_END = "<!-- settings end -->"
+
+
+def markdown_table() -> str:
+    """The settings as a Markdown table: variable, what it does, default."""
+    rows = ["| variable | what | default |", "|---|---|---|"]
+    for s in SETTINGS.values():
+        what = s.help.replace("|", "\\|")  # a `|` inside a cell would end it
+        rows.append(f"| `{s.name}` | {what} | {f'`{s.default}`' if s.default else '-'} |")
+    return "\n".join(rows) + "\n"
+
+
+def render_docs(text: str) -> str:
+    """``text`` (a docs page) with the table between its markers regenerated."""
+    head, rest = text.split(DOCS_BEGIN, 1)
+    _, tail = rest.split(DOCS_END, 1)
+    return f"{head}{DOCS_BEGIN}\n{markdown_table()}{DOCS_END}{tail}"
+
+
+def write_docs(path: Path) -> bool:
+    """Regenerate the table in ``path``; True when it changed."""
+    old = path.read_text()
+    new = render_docs(old)
+    if new != old:
+        path.write_text(new)
+    return new != old
+
+
+if __name__ == "__main__":  # python -m testbed.settings docs/settings.md
+    import sys
+
+    for arg in sys.argv[1:]:
+        print(("updated: " if write_docs(Path(arg)) else "up to date: ") + arg)
