@@ -178,6 +178,17 @@ def test_after_ms_delays_the_crash(appmgr):
     assert time.monotonic() - t0 >= 0.4
 
 
+def crash_with_done_at_once(fw: FwEnv) -> dict[str, str]:
+    """Crash the app as the reporter would announce it, say its upload is done at once, and
+    return the restart that follows."""
+    pid = current_pid(fw)
+    n = len(fw.events())
+    notify(fw, f"crash {pid} {mono_ms()}")
+    crash(fw, "--mode", "segv")
+    notify(fw, f"done {pid}")
+    return fw.wait_event("app-restart", after=n, timeout=8)
+
+
 def test_test_only_switch_holds_the_restart_past_the_upload(appmgr):
     """The verdict tests' broken device: with the switch file, the restart waits for its delay
     even after the reporter said done; without it, behaviour is as before."""
@@ -185,18 +196,8 @@ def test_test_only_switch_holds_the_restart_past_the_upload(appmgr):
 
     fw = appmgr
     (fw.run_dir / TEST_RESTART_DELAY_FILE).write_text("1500\n")
-    pid = current_pid(fw)
-    n = len(fw.events())
-    notify(fw, f"crash {pid} {mono_ms()}")
-    crash(fw, "--mode", "segv")
-    notify(fw, f"done {pid}")
-    ev = fw.wait_event("app-restart", after=n, timeout=8)
+    ev = crash_with_done_at_once(fw)
     assert ev["upload"] == "deadline" and 1500 <= int(ev["after_ms"]) < 3000
     (fw.run_dir / TEST_RESTART_DELAY_FILE).unlink()
-    pid = current_pid(fw)
-    n = len(fw.events())
-    notify(fw, f"crash {pid} {mono_ms()}")
-    crash(fw, "--mode", "segv")
-    notify(fw, f"done {pid}")
-    ev = fw.wait_event("app-restart", after=n, timeout=8)
+    ev = crash_with_done_at_once(fw)
     assert ev["upload"] == "done" and int(ev["after_ms"]) < 1500
